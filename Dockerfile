@@ -1,0 +1,28 @@
+ARG TF_VERSION=2.21.0
+# One image for web and CPU workers; the GPU worker builds FROM TensorFlow's GPU image (target "gpu").
+# Build: docker build -t sarcoma-web .     GPU: docker build --target gpu -t sarcoma-gpu .
+FROM python:3.11-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+RUN apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml requirements.lock ./
+RUN pip install -r requirements.lock
+COPY . .
+RUN pip install --no-deps . && DEBUG=1 python manage.py collectstatic --noinput
+RUN useradd --create-home app && mkdir -p /data && chown app /data
+USER app
+ENV DATA_DIR=/data MEDIA_ROOT=/data/media
+EXPOSE 8000
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+
+# GPU worker: TensorFlow's GPU build (CUDA, cuDNN) instead of tensorflow-cpu; same project code.
+ARG TF_VERSION=2.21.0
+FROM tensorflow/tensorflow:${TF_VERSION}-gpu AS gpu
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml requirements.lock ./
+RUN grep -v -E '^(tensorflow-cpu|tensorflow_cpu)==' requirements.lock > /tmp/req.txt && pip install -r /tmp/req.txt
+COPY . .
+RUN pip install --no-deps .
+ENV DATA_DIR=/data MEDIA_ROOT=/data/media
+CMD ["celery", "-A", "config", "worker", "-Q", "gpu", "--concurrency", "1", "--prefetch-multiplier", "1", "-l", "info"]

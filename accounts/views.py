@@ -1,0 +1,39 @@
+"""Home (sends each role to its page) and the role landing pages."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect, render
+
+from accounts import roles
+from core import navigation
+
+ROLE_PAGES = {roles.ADMIN: "admin_home", roles.COORDINATOR: "coordinator_home", roles.READER: "reader_home"}
+
+
+@login_required
+def home(request):
+    role = roles.primary_role(request.user)
+    if role is None:
+        return render(request, "accounts/no_role.html", status=403)
+    return redirect(ROLE_PAGES[role])
+
+
+def _role_page(request, role: str, allowed: bool):
+    if not allowed:
+        raise PermissionDenied(f"this page is for the {role} role")
+    return render(request, "accounts/role_home.html", {"role": role, "links": navigation.links_for(role)})
+
+
+@login_required
+def reader_home(request):
+    return _role_page(request, roles.READER, roles.is_reader(request.user))
+
+
+@login_required
+def coordinator_home(request):
+    return _role_page(request, roles.COORDINATOR, roles.is_coordinator(request.user))
+
+
+@login_required
+def admin_home(request):
+    return _role_page(request, roles.ADMIN, roles.is_admin(request.user))

@@ -1,0 +1,181 @@
+"""Diagnostic-accuracy metrics of sarcoma calls (METHOD.md §10). No Django import.
+
+Sarcoma is the positive class everywhere. Truth and calls are 1-D arrays of one value per case (patient);
+see :func:`positive_mask` for the encodings accepted. Results are plain fractions in [0, 1] (not %).
+
+    Accuracy    = (TP + TN) / (TP + TN + FP + FN)
+    Sensitivity = TP / (TP + FN)
+    Specificity = TN / (TN + FP)
+    SS-Avg      = (Sensitivity + Specificity) / 2
+
+A metric whose denominator is empty (e.g. sensitivity of a set without any sarcoma) is undefined; it raises
+:class:`EmptyClassError` rather than returning NaN, so a missing class cannot slip silently into a table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.constants import LEIOMYOMA, SARCOMA
+
+
+class EmptyClassError(ValueError):
+    """A metric needs cases of a class (sarcoma or leiomyoma) that the input does not contain."""
+
+
+def positive_mask(values, *, name: str = "values") -> np.ndarray:
+    """Return a bool array, True where ``values`` means sarcoma (positive).
+
+    Accepted encodings, one per array: bool; numbers in {0, 1} (1 = sarcoma); numbers in {-1, +1}
+    (+1 = sarcoma); the class names ``"sarcoma"`` / ``"leiomyoma"`` of ``core.constants``.
+    ``name`` (e.g. "truth", "calls") is used in error messages.
+    """
+    array = np.asarray(values)
+    if array.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-D array of one value per case, got shape {array.shape}")
+    if array.dtype == bool:
+        return array.copy()
+    if array.dtype.kind in "USO":
+        labels = set(array.tolist())
+        unknown = labels - {SARCOMA, LEIOMYOMA}
+        if unknown:
+            raise ValueError(f"{name}: unknown class label(s) {sorted(map(str, unknown))}; "
+                             f"expected {SARCOMA!r} or {LEIOMYOMA!r}")
+        return array == SARCOMA
+    if array.dtype.kind in "iuf":
+        present = set(np.unique(array).tolist())
+        if present <= {0, 1}:
+            return array == 1
+        if present <= {-1, 1}:
+            return array == 1
+        raise ValueError(f"{name}: values {sorted(present)[:6]} are not a binary encoding "
+                         "(use bool, 0/1, -1/+1 or class names)")
+    raise ValueError(f"{name}: unsupported dtype {array.dtype}")
+
+
+@dataclass(frozen=True)
+class ConfusionCounts:
+    """Case counts of a 2 x 2 table, sarcoma positive."""
+
+    tp: int
+    fn: int
+    tn: int
+    fp: int
+
+    @property
+    def n_positive(self) -> int:
+        return self.tp + self.fn
+
+    @property
+    def n_negative(self) -> int:
+        return self.tn + self.fp
+
+    @property
+    def n(self) -> int:
+        return self.n_positive + self.n_negative
+
+
+def confusion_counts(truth, calls) -> ConfusionCounts:
+    """Count TP, FN, TN, FP of ``calls`` against ``truth`` (both 1-D, one value per case)."""
+    truth_pos = positive_mask(truth, name="truth")
+    call_pos = positive_mask(calls, name="calls")
+    if truth_pos.shape != call_pos.shape:
+        raise ValueError(f"truth has {truth_pos.size} cases but calls has {call_pos.size}")
+    return ConfusionCounts(
+        tp=int(np.sum(truth_pos & call_pos)),
+        fn=int(np.sum(truth_pos & ~call_pos)),
+        tn=int(np.sum(~truth_pos & ~call_pos)),
+        fp=int(np.sum(~truth_pos & call_pos)),
+    )
+
+
+def accuracy(counts: ConfusionCounts) -> float:
+    """(TP + TN) / all cases."""
+    if counts.n == 0:
+        raise EmptyClassError("accuracy is undefined: there are no cases")
+    return (counts.tp + counts.tn) / counts.n
+
+
+def sensitivity(counts: ConfusionCounts) -> float:
+    """TP / (TP + FN): the fraction of sarcomas called sarcoma."""
+    if counts.n_positive == 0:
+        raise EmptyClassError("sensitivity is undefined: there are no sarcoma (positive) cases")
+    return counts.tp / counts.n_positive
+
+
+def specificity(counts: ConfusionCounts) -> float:
+    """TN / (TN + FP): the fraction of leiomyomas called leiomyoma."""
+    if counts.n_negative == 0:
+        raise EmptyClassError("specificity is undefined: there are no leiomyoma (negative) cases")
+    return counts.tn / counts.n_negative
+
+
+def ss_avg(counts: ConfusionCounts) -> float:
+    """(Sensitivity + Specificity) / 2, the paper's SS-Avg."""
+    return (sensitivity(counts) + specificity(counts)) / 2
+
+
+@dataclass(frozen=True)
+class BinaryMetrics:
+    """The section-10 metrics of one set of calls; fractions in [0, 1]."""
+
+    counts: ConfusionCounts
+    accuracy: float
+    sensitivity: float
+    specificity: float
+    ss_avg: float
+
+
+def binary_metrics(truth, calls) -> BinaryMetrics:
+    """All section-10 metrics of ``calls`` (1-D, one per case) against ``truth``; both classes must occur."""
+    counts = confusion_counts(truth, calls)
+    sens, spec = sensitivity(counts), specificity(counts)
+    return BinaryMetrics(counts=counts, accuracy=accuracy(counts), sensitivity=sens, specificity=spec,
+                         ss_avg=(sens + spec) / 2)
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """Empirical ROC curve: ``fpr``, ``tpr`` and ``thresholds`` have one entry per operating point."""
+
+    fpr: np.ndarray
+    tpr: np.ndarray
+    thresholds: np.ndarray
+    auc: float
+
+
+def _scores_and_truth(truth, scores) -> tuple[np.ndarray, np.ndarray]:
+    truth_pos = positive_mask(truth, name="truth")
+    score = np.asarray(scores, dtype=float)
+    if score.shape != truth_pos.shape:
+        raise ValueError(f"truth has {truth_pos.size} cases but scores has shape {score.shape}")
+    if not np.all(np.isfinite(score)):
+        raise ValueError("scores: contains NaN or infinite values")
+    if not truth_pos.any():
+        raise EmptyClassError("ROC/AUC is undefined: there are no sarcoma (positive) cases")
+    if truth_pos.all():
+        raise EmptyClassError("ROC/AUC is undefined: there are no leiomyoma (negative) cases")
+    return truth_pos, score
+
+
+def roc_auc(truth, scores) -> float:
+    """Empirical (trapezoidal) AUC; ``scores`` are higher for more sarcoma-like cases (e.g. likelihood %).
+
+    Ties between a sarcoma and a leiomyoma count 1/2 (the Wilcoxon-Mann-Whitney statistic).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    truth_pos, score = _scores_and_truth(truth, scores)
+    return float(roc_auc_score(truth_pos, score))
+
+
+def roc_curve(truth, scores) -> RocCurve:
+    """Empirical ROC curve and its AUC (scikit-learn), sarcoma positive; all operating points kept."""
+    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    truth_pos, score = _scores_and_truth(truth, scores)
+    fpr, tpr, thresholds = sk_roc_curve(truth_pos, score, drop_intermediate=False)
+    return RocCurve(fpr=fpr, tpr=tpr, thresholds=thresholds, auc=float(roc_auc_score(truth_pos, score)))

@@ -1,0 +1,19 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("", include("accounts.urls")),
+    path("", include("jobs.urls")),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+]
+
+# Each domain app contributes its pages and API here once it has them.
+for app in ("imaging", "training", "inference", "reader_study", "analysis"):
+    try:
+        urlpatterns.append(path("", include(f"{app}.urls")))
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{app}.urls":
+            raise

@@ -1,0 +1,89 @@
+"""Keyed, deterministic replacement of DICOM UIDs and keyed hashes of source patient keys.
+
+Why keyed and deterministic: the same source UID must become the same new UID in every file, in
+every worker process and on every re-import, so that a series stays one series and references
+between instances (ReferencedSOPInstanceUID, FrameOfReferenceUID, ...) stay valid, without a shared
+look-up table that would itself link old and new UIDs. Why keyed: an unkeyed hash of a UID could be
+recomputed by anyone holding the source UID. The key is a site secret given by the caller (a
+setting), never stored with the data.
+
+New UIDs are ``2.25.<decimal of a 128-bit UUID>`` (PS3.5 B.2): the 128 bits are the first half of
+HMAC-SHA256(secret, old UID) with the RFC 9562 version-8 ("custom") and variant bits set, so at most
+44 characters long and free of any organisation root that could hint at the source.
+"""
+
+import hashlib
+import hmac
+
+from pydicom.uid import UID
+
+MIN_SECRET_BYTES = 16
+_UID_DOMAIN = b"sarcoma-deid/uid\x00"
+_PATIENT_DOMAIN = b"sarcoma-deid/patient-key\x00"
+
+
+def _secret_bytes(secret: bytes | str) -> bytes:
+    key = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(f"de-identification secret too short: need at least {MIN_SECRET_BYTES} bytes")
+    return key
+
+
+def normalise_uid(uid: str) -> str:
+    """Strip the padding (NUL, space) a UID may carry, so '1.2.3\\0' and '1.2.3' map alike."""
+    return str(uid).strip().strip("\x00").strip()
+
+
+def is_registered_uid(uid: str) -> bool:
+    """True for UIDs registered in the DICOM standard (SOP classes, transfer syntaxes, coding schemes,
+    well-known frames of reference ...): public constants that identify nobody and must not change."""
+    return UID(normalise_uid(uid)).type != ""
+
+
+def keyed_uid(secret: bytes | str, uid: str) -> str:
+    """The replacement for ``uid`` under ``secret``: a 2.25 UID (PS3.5 B.2), same input -> same output."""
+    digest = hmac.new(_secret_bytes(secret), _UID_DOMAIN + normalise_uid(uid).encode("ascii", "replace"),
+                      hashlib.sha256).digest()
+    uuid_bytes = bytearray(digest[:16])
+    uuid_bytes[6] = (uuid_bytes[6] & 0x0F) | 0x80  # version 8: custom, RFC 9562
+    uuid_bytes[8] = (uuid_bytes[8] & 0x3F) | 0x80  # RFC 4122/9562 variant
+    return f"2.25.{int.from_bytes(uuid_bytes, 'big')}"
+
+
+class UidMap:
+    """Maps source UIDs to keyed replacements; registered DICOM UIDs are returned unchanged.
+
+    Holds an in-process cache only (old -> new is never persisted: it would be a re-identification
+    key). Two maps built with the same secret agree everywhere, which is what makes the mapping
+    consistent across files, workers and re-imports.
+    """
+
+    def __init__(self, secret: bytes | str):
+        self._secret = _secret_bytes(secret)
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, uid: str) -> str:
+        old = normalise_uid(uid)
+        if not old:
+            return old
+        new = self._cache.get(old)
+        if new is None:
+            new = old if is_registered_uid(old) else keyed_uid(self._secret, old)
+            self._cache[old] = new
+        return new
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"<UidMap with {len(self._cache)} cached UIDs>"
+
+
+def patient_key_hash(secret: bytes | str, source_patient_id: str) -> str:
+    """HMAC-SHA256 (hex, 64 characters) of a source patient key under the site secret.
+
+    Stored on the case instead of the key: a re-import of the same patient finds its case again,
+    but the stored value does not reveal the key to anyone without the secret. Surrounding
+    whitespace is ignored (DICOM pads values); case is significant.
+    """
+    key = str(source_patient_id).strip().strip("\x00").strip()
+    if not key:
+        raise ValueError("source patient key is empty")
+    return hmac.new(_secret_bytes(secret), _PATIENT_DOMAIN + key.encode("utf-8"), hashlib.sha256).hexdigest()

@@ -1,0 +1,238 @@
+"""Writes on jobs: create and enqueue, run (in a worker or inline), progress, cancel, resume.
+
+Every long operation of the platform is a job kind (jobs.registry) whose runner receives a
+`JobContext`: it reports progress through it and calls `ctx.check_cancel()` at its safe points.
+Runners are resumable (a second run skips finished work), so a job whose worker died is resumed by
+running it again, on any worker.
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from jobs import registry
+from jobs.models import FINISHED, Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY_S = 20.0
+PROGRESS_WRITE_EVERY_S = 0.5
+
+
+class JobCancelled(Exception):
+    """Raised inside a runner at a safe point once a cancel was requested."""
+
+
+class JobError(Exception):
+    """A failure with a message for people (no traceback, no identifying values)."""
+
+
+def job_create(*, kind: str, params: dict | None = None, user=None, total: int = 0, enqueue: bool = True) -> Job:
+    """Create a job and, once the transaction commits, put it on its kind's queue."""
+    job_kind = registry.get(kind)
+    job = Job.objects.create(
+        kind=job_kind.name, params=params or {}, created_by=user if user and user.is_authenticated else None,
+        total=total, step="queued",
+    )
+    if enqueue:
+        job_enqueue(job=job)
+    return job
+
+
+def job_enqueue(*, job: Job) -> None:
+    from jobs.tasks import run_job
+
+    queue = registry.get(job.kind).queue
+    transaction.on_commit(lambda: run_job.apply_async(kwargs={"job_pk": job.pk}, queue=queue))
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Ask a job to stop. A queued job stops at once; a running one at its next safe point."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.is_finished:
+            return job
+        job.cancel_requested = True
+        if job.status == JobStatus.QUEUED or job.worker_lost:
+            _finish(job, JobStatus.CANCELLED, step="cancelled before it ran" if job.status == "queued" else "cancelled")
+        job.save()
+    return job
+
+
+def job_resume(*, job: Job) -> Job:
+    """Run a job again whose worker was lost or which failed; finished work is not redone."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if not job.can_resume:
+            raise JobError(f"job {job.pk} is {job.display_status}: only a failed job or one whose worker was lost "
+                           "can be resumed")
+        job.status = JobStatus.QUEUED
+        job.error = ""
+        job.cancel_requested = False
+        job.finished_at = None
+        job.step = "queued again (resume)"
+        job.save()
+        job_enqueue(job=job)
+    return job
+
+
+def job_requeue_orphans(*, worker: str) -> list[int]:
+    """At worker start: jobs that this worker (same node name) was running died with it; resume them."""
+    pks = []
+    for job in Job.objects.filter(status=JobStatus.RUNNING, worker=worker):
+        with transaction.atomic():
+            locked = Job.objects.select_for_update().get(pk=job.pk)
+            if locked.status != JobStatus.RUNNING or locked.worker != worker:
+                continue
+            locked.status = JobStatus.QUEUED
+            locked.step = "queued again: its worker restarted"
+            locked.save()
+            job_enqueue(job=locked)
+            pks.append(locked.pk)
+    return pks
+
+
+def _finish(job: Job, status: str, *, step: str = "", error: str = "") -> None:
+    job.status = status
+    job.finished_at = timezone.now()
+    job.step = step or status
+    job.error = error
+
+
+def _claim(job_pk: int, worker: str) -> Job | None:
+    """Mark the job running for this worker; None when there is nothing to do (a second delivery)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_pk).first()
+        if job is None or job.status in FINISHED:
+            return None
+        if job.status == JobStatus.RUNNING and not job.worker_lost and job.worker != worker:
+            return None  # alive elsewhere
+        if job.cancel_requested:
+            _finish(job, JobStatus.CANCELLED, step="cancelled before it ran")
+            job.save()
+            return None
+        now = timezone.now()
+        job.status = JobStatus.RUNNING
+        job.worker = worker
+        job.attempts += 1
+        job.started_at = job.started_at or now
+        job.heartbeat_at = now
+        job.error = ""
+        job.save()
+        return job
+
+
+class JobContext:
+    """Handed to a runner: progress, heartbeat and cancellation for one job."""
+
+    def __init__(self, job: Job, echo: Callable[[Job], None] | None = None):
+        self.job = job
+        self._echo = echo
+        self._last_write = 0.0
+        self._last_cancel_check = 0.0
+
+    @property
+    def params(self) -> dict:
+        return self.job.params
+
+    def progress(self, done: int | None = None, total: int | None = None, step: str | None = None,
+                 force: bool = False) -> None:
+        """Record progress; written to the database at most twice a second unless forced."""
+        if done is not None:
+            self.job.done = done
+        if total is not None:
+            self.job.total = total
+        if step is not None:
+            self.job.step = step[:255]
+        now = time.monotonic()
+        if force or now - self._last_write >= PROGRESS_WRITE_EVERY_S or self.job.done == self.job.total:
+            self._last_write = now
+            Job.objects.filter(pk=self.job.pk).update(
+                done=self.job.done, total=self.job.total, step=self.job.step, heartbeat_at=timezone.now()
+            )
+        if self._echo:
+            self._echo(self.job)
+
+    def advance(self, n: int = 1, step: str | None = None) -> None:
+        self.progress(done=self.job.done + n, step=step)
+
+    def set_result(self, **values) -> None:
+        """Merge values into the job's result (kept across resumes) and save them now."""
+        self.job.result = {**self.job.result, **values}
+        Job.objects.filter(pk=self.job.pk).update(result=self.job.result)
+
+    def cancel_requested(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_cancel_check >= PROGRESS_WRITE_EVERY_S:
+            self._last_cancel_check = now
+            self.job.cancel_requested = Job.objects.filter(pk=self.job.pk).values_list(
+                "cancel_requested", flat=True).first() or False
+        return self.job.cancel_requested
+
+    def check_cancel(self) -> None:
+        if self.cancel_requested():
+            raise JobCancelled()
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps heartbeat_at fresh while a runner is busy in a long step (a training epoch)."""
+
+    def __init__(self, job_pk: int):
+        super().__init__(daemon=True, name=f"job-{job_pk}-heartbeat")
+        self.job_pk = job_pk
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(HEARTBEAT_EVERY_S):
+                Job.objects.filter(pk=self.job_pk, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], None] | None = None) -> Job | None:
+    """Run a job's runner to its end (success, failure, cancel). Safe to call twice: see `_claim`."""
+    close_old_connections()
+    job = _claim(job_pk, worker or worker_name())
+    if job is None:
+        return Job.objects.filter(pk=job_pk).first()
+    heartbeat = _Heartbeat(job.pk)
+    heartbeat.start()
+    ctx = JobContext(job, echo=echo)
+    try:
+        registry.get(job.kind).runner()(job, ctx)
+    except JobCancelled:
+        _end(job, JobStatus.CANCELLED, step="cancelled; finished work is kept")
+    except KeyboardInterrupt:
+        _end(job, JobStatus.CANCELLED, step="interrupted on the command line; finished work is kept")
+        raise
+    except JobError as exc:
+        _end(job, JobStatus.FAILED, error=str(exc))
+    except Exception as exc:  # the message for people; the traceback goes to the worker log only
+        log.exception("job %s (%s) failed", job.pk, job.kind)
+        _end(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+    else:
+        _end(job, JobStatus.SUCCEEDED, step="finished")
+    finally:
+        heartbeat.stopped.set()
+    if echo:
+        echo(job)
+    return job
+
+
+def _end(job: Job, status: str, *, step: str = "", error: str = "") -> None:
+    _finish(job, status, step=step, error=error)
+    Job.objects.filter(pk=job.pk).update(
+        status=job.status, finished_at=job.finished_at, step=job.step, error=job.error,
+        done=job.done, total=job.total, result=job.result,
+    )

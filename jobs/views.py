@@ -1,0 +1,40 @@
+"""Job pages: one job with a live progress bar (it polls the API), and the list for admins."""
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.roles import is_admin
+from jobs import registry, selectors, services
+
+
+@login_required
+def job_list(request):
+    if not is_admin(request.user):
+        raise PermissionDenied("the job list is for admins")
+    jobs = selectors.jobs_visible_to(request.user)
+    kind = request.GET.get("kind")
+    if kind:
+        jobs = jobs.filter(kind=kind)
+    return render(request, "jobs/job_list.html", {"jobs": jobs[:200], "kinds": registry.all_kinds(), "kind": kind})
+
+
+@login_required
+def job_detail(request, pk: int):
+    try:
+        job = selectors.job_for_user(request.user, pk)
+    except ObjectDoesNotExist:
+        raise Http404("no such job") from None
+    return render(request, "jobs/job_detail.html", {"job": job})
+
+
+@login_required
+@require_POST
+def worker_check_start(request):
+    if not is_admin(request.user):
+        raise PermissionDenied("starting a worker check is for admins")
+    kind = "worker_check_gpu" if request.POST.get("queue") == "gpu" else "worker_check"
+    job = services.job_create(kind=kind, params={"seconds": 5, "keras": True}, user=request.user)
+    return redirect("job_detail", pk=job.pk)

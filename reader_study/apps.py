@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ReaderStudyConfig(AppConfig):
+    name = "reader_study"
+    verbose_name = "Reader study"
