@@ -1,0 +1,46 @@
+"""Evaluations of a training run and the AI results per case that exam 2 shows (METHOD §9)."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Evaluation(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    name = models.CharField(max_length=100)
+    training_run = models.ForeignKey("training.TrainingRun", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="evaluations")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    config = models.JSONField(default=dict, blank=True, help_text="sequence-call rule and other choices")
+    chosen_subset = models.JSONField(default=list, blank=True, help_text="sequence codes behind the likelihood")
+    results = models.JSONField(default=dict, blank=True, help_text="top-10, per-sequence figures, coverage")
+    store_path = models.CharField(max_length=255, blank=True, help_text="slice-probability store, under MEDIA_ROOT")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CaseAIResult(models.Model):
+    """What a reader sees beside a case in exam 2: sarcoma likelihood and per-sequence percentages."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="case_results")
+    case = models.ForeignKey("imaging.Case", on_delete=models.CASCADE, related_name="ai_results")
+    likelihood = models.FloatField(help_text="% of the ensembles whose patient-level call is sarcoma (0-100)")
+    per_sequence = models.JSONField(default=dict, help_text="{sequence code: % of ensembles calling sarcoma}")
+    subset = models.JSONField(default=list, help_text="the sequence codes combined for the likelihood")
+    n_ensembles = models.PositiveIntegerField(default=24)
+    is_deployment = models.BooleanField(default=False, help_text="a new case predicted by all models")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["evaluation", "case"], name="one_ai_result_per_case")]
