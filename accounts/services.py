@@ -37,7 +37,7 @@ def user_create(*, username: str, password: str, role: str, email: str = "", rea
     user.is_staff = role != READER  # coordinators and admins use the Django admin too
     user.set_password(password)
     user.save()
-    user.groups.set([Group.objects.get(name=role)])
+    user.groups.set([Group.objects.get_or_create(name=role)[0]])  # a flushed test database has none
     if role == READER:
         ReaderProfile.objects.update_or_create(
             user=user,

@@ -5,6 +5,7 @@ under ./var); production sets DATABASE_URL, CELERY_BROKER_URL, REDIS_URL, SECRET
 ALLOWED_HOSTS. With DEBUG off, secrets are required and every `check --deploy` item is on.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -92,12 +93,16 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Test databases are named per process, so two test runs on one machine never share (and flush) one.
+_TEST_SUFFIX = os.getpid()
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # A file (not in-memory) test database, so a real Celery worker process can share it in tests.
-    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-db-{_TEST_SUFFIX}.sqlite3")}
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{_TEST_SUFFIX}"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache ----------------------------------------------------------------------------------------
@@ -219,5 +224,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # pydicom's own warnings quote header values (names, IDs): keep them out of every log.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "pydicom": {"level": "ERROR"}},
 }

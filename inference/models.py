@@ -44,3 +44,6 @@ class CaseAIResult(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["evaluation", "case"], name="one_ai_result_per_case")]
+
+    def __str__(self) -> str:
+        return f"{self.case} in {self.evaluation}: {self.likelihood:.0f}%"

@@ -45,15 +45,23 @@ def start(command, *, kind: str, params: dict, options: dict, user=None) -> Job:
     inline = options.get("inline")
     job = services.job_create(kind=kind, params=params, user=user, enqueue=not inline)
     command.stdout.write(f"job {job.pk} ({kind}) {'running here' if inline else 'queued'}")
+    return follow(command, job, options)
+
+
+def follow(command, job: Job, options: dict) -> Job:
+    """Run a created job here (--inline), or enqueue it and wait for it (--wait) or not; then report."""
     bar = ProgressBar(command.stdout)
-    if inline:
+    if options.get("inline"):
         try:
-            job = services.job_run(job_pk=job.pk, worker=f"inline:{services.worker_name()}", echo=bar)
+            services.job_run(job_pk=job.pk, worker=f"inline:{services.worker_name()}", echo=bar)
         finally:
             bar.close()
-    elif options.get("wait"):
-        job = wait(job, bar)
-    return _report(command, job)
+    else:
+        if job.status == JobStatus.QUEUED and not options.get("_enqueued", True):
+            services.job_enqueue(job=job)
+        if options.get("wait"):
+            wait(job, bar)
+    return report(command, job)
 
 
 def wait(job: Job, bar: ProgressBar, poll_s: float = 0.5) -> Job:
@@ -72,7 +80,7 @@ def wait(job: Job, bar: ProgressBar, poll_s: float = 0.5) -> Job:
         bar.close()
 
 
-def _report(command, job: Job) -> Job:
+def report(command, job: Job) -> Job:
     job.refresh_from_db()
     if job.status == JobStatus.FAILED:
         raise CommandError(f"job {job.pk} failed: {job.error}")

@@ -33,6 +33,13 @@ class JobError(Exception):
     """A failure with a message for people (no traceback, no identifying values)."""
 
 
+class JobDetached(Exception):
+    """Raised by a runner that handed its work to other tasks (one per model on the gpu queue).
+
+    The job stays running; those tasks report progress and finish it (`job_set_progress`, `job_finish`).
+    """
+
+
 def job_create(*, kind: str, params: dict | None = None, user=None, total: int = 0, enqueue: bool = True) -> Job:
     """Create a job and, once the transaction commits, put it on its kind's queue."""
     job_kind = registry.get(kind)
@@ -131,8 +138,9 @@ def _claim(job_pk: int, worker: str) -> Job | None:
 class JobContext:
     """Handed to a runner: progress, heartbeat and cancellation for one job."""
 
-    def __init__(self, job: Job, echo: Callable[[Job], None] | None = None):
+    def __init__(self, job: Job, echo: Callable[[Job], None] | None = None, inline: bool = False):
         self.job = job
+        self.inline = inline  # True under `--inline`: do all the work here, hand nothing to other tasks
         self._echo = echo
         self._last_write = 0.0
         self._last_cancel_check = 0.0
@@ -208,9 +216,12 @@ def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], Non
         return Job.objects.filter(pk=job_pk).first()
     heartbeat = _Heartbeat(job.pk)
     heartbeat.start()
-    ctx = JobContext(job, echo=echo)
+    ctx = JobContext(job, echo=echo, inline=bool(worker and worker.startswith("inline:")))
     try:
         registry.get(job.kind).runner()(job, ctx)
+    except JobDetached:
+        Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(step=job.step, result=job.result)
+        return Job.objects.get(pk=job.pk)
     except JobCancelled:
         _end(job, JobStatus.CANCELLED, step="cancelled; finished work is kept")
     except KeyboardInterrupt:
@@ -236,3 +247,27 @@ def _end(job: Job, status: str, *, step: str = "", error: str = "") -> None:
         status=job.status, finished_at=job.finished_at, step=job.step, error=job.error,
         done=job.done, total=job.total, result=job.result,
     )
+
+
+def job_set_progress(*, job_pk: int, done: int | None = None, total: int | None = None,
+                     step: str | None = None) -> None:
+    """Progress from a task working for a detached job (see JobDetached); also refreshes the heartbeat."""
+    values = {"heartbeat_at": timezone.now()}
+    values |= {k: v for k, v in (("done", done), ("total", total)) if v is not None}
+    if step is not None:
+        values["step"] = step[:255]
+    Job.objects.filter(pk=job_pk, status=JobStatus.RUNNING).update(**values)
+
+
+def job_finish(*, job_pk: int, status: str, step: str = "", error: str = "") -> None:
+    """Finish a detached job once its last task ended; a job already finished is left as it is."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_pk).first()
+        if job is None or job.is_finished:
+            return
+        _finish(job, status, step=step, error=error)
+        job.save()
+
+
+def job_is_cancel_requested(job_pk: int) -> bool:
+    return bool(Job.objects.filter(pk=job_pk).values_list("cancel_requested", flat=True).first())

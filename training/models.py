@@ -52,7 +52,8 @@ class TrainedModel(models.Model):
     card = models.JSONField(default=dict, blank=True, help_text="the model card")
     model_path = models.CharField(max_length=255, blank=True, help_text=".keras file, relative to MEDIA_ROOT")
     error = models.TextField(blank=True)
-    worker = models.CharField(max_length=255, blank=True)
+    worker = models.CharField(max_length=255, blank=True, help_text="Celery node name training it")
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life while training")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -62,3 +63,7 @@ class TrainedModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run.name} r{self.repeat} f{self.fold} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED)

@@ -40,8 +40,11 @@ class TrainingConfig:
       brightness_fraction: add a uniform offset of up to this fraction of 255, then clip to 0..255;
       fill_mode: how pixels moved in by rotation/zoom are filled (Keras fill modes).
     seed: the job's base seed, recorded; each model's own seed is given to training.fit.train_one_model.
-    batchnorm_momentum: None keeps MobileNetV2's 0.999; tiny smoke runs with few steps use ~0.9 so the
-      moving averages used at inference have caught up.
+    batchnorm_momentum: None keeps MobileNetV2's 0.999. Built from scratch (weights=None) the network's
+      activations shrink with depth, so until the BatchNorm moving averages have caught up (thousands
+      of steps at 0.999) inference-mode outputs are nearly constant and held-out AUC reads 0.5. The
+      full protocol has 54,700 steps per model, plenty; tiny smoke runs with a handful of steps use
+      0.0 (inference then normalises with the last training batch's statistics).
     eval_max_slices: cap on held-out slices scored after each epoch for progress (a seeded subset;
       None = all). The final held-out metrics always use every held-out slice.
     loader_workers: threads that assemble batches from the array store (keras.utils.PyDataset workers).
@@ -81,8 +84,8 @@ class TrainingConfig:
         _require(0 <= self.brightness_fraction <= 1, "brightness_fraction", self.brightness_fraction,
                  "must be in [0, 1]")
         _require(self.fill_mode in FILL_MODES, "fill_mode", self.fill_mode, f"must be one of {FILL_MODES}")
-        _require(self.batchnorm_momentum is None or 0 < self.batchnorm_momentum < 1, "batchnorm_momentum",
-                 self.batchnorm_momentum, "must be None or in (0, 1)")
+        _require(self.batchnorm_momentum is None or 0 <= self.batchnorm_momentum < 1, "batchnorm_momentum",
+                 self.batchnorm_momentum, "must be None or in [0, 1)")
         _require(self.eval_max_slices is None or self.eval_max_slices >= 1, "eval_max_slices",
                  self.eval_max_slices, "must be None or >= 1")
         _require(self.loader_workers >= 1, "loader_workers", self.loader_workers, "must be >= 1")
@@ -119,7 +122,8 @@ def build_model(config: TrainingConfig, *, seed: int | None = None):
     seed = config.seed if seed is None else seed
     size = config.input_size
     inputs = keras.Input(shape=(size, size, 1), name="slice_grey_0_255")
-    x = build_augmentation(config, seed=seed)(inputs)
+    augmentation = build_augmentation(config, seed=seed)
+    x = augmentation(inputs) if augmentation.layers else inputs  # all augmentation switched off: none
     x = grey_to_mobilenet_input(x)
     backbone = keras.applications.MobileNetV2(
         input_shape=(size, size, 3), alpha=config.width, include_top=False, weights=None)

@@ -4,7 +4,7 @@
   const root = document.getElementById("job");
   if (!root) return;
   const $ = (id) => document.getElementById(id);
-  const csrf = document.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
 
   function render(job) {
     $("job-status").textContent = job.display_status;

@@ -49,4 +49,4 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from None
             self.stdout.write(f"job {job.pk} queued again")
         elif action == "wait":
-            cli._report(self, cli.wait(job, cli.ProgressBar(self.stdout)))
+            cli.report(self, cli.wait(job, cli.ProgressBar(self.stdout)))

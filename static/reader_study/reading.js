@@ -1,0 +1,118 @@
+// The reading and descriptor pages: start the viewer, the active-time counter and the answer form.
+//
+// Keys (besides the viewer's): S sarcoma, L leiomyoma, + / - confidence by 5, N the note,
+// Ctrl+Enter submit and next. For descriptors: D degeneration yes/no, M irregular margin yes/no.
+(function () {
+  "use strict";
+  const root = document.getElementById("reading");
+  const dataNode = document.getElementById("reading-data");
+  if (!root || !dataNode) return;
+  const { Viewer, ActiveTimer, postJSON } = window.ReaderViewer;
+  const payload = JSON.parse(dataNode.textContent);
+  const viewer = new Viewer(root, payload);
+  const timer = new ActiveTimer(payload.urls.time);
+  window.readingPage = { viewer, timer, payload };
+
+  const form = document.getElementById("answer-form");
+  const status = document.getElementById("answer-status");
+  const submitButton = form.querySelector("button[type=submit]");
+  const kind = form.dataset.kind;   // "read" or "descriptor"
+
+  function say(text, isError) {
+    status.textContent = text;
+    status.classList.toggle("error", Boolean(isError));
+  }
+
+  // ---- confidence slider and number stay in step; unset until the reader sets it ------------------------
+  const range = form.querySelector("input[name=confidence_range]");
+  const number = form.querySelector("input[name=confidence]");
+  function setConfidence(value) {
+    if (!number) return;
+    const v = Math.max(0, Math.min(100, Math.round(Number(value))));
+    number.value = String(v);
+    range.value = String(v);
+    range.classList.remove("unset");
+  }
+  if (range) {
+    range.addEventListener("input", () => setConfidence(range.value));
+    number.addEventListener("input", () => { if (number.value !== "") setConfidence(number.value); });
+  }
+
+  function setRadio(name, value) {
+    const input = form.querySelector("input[name=" + name + '][value="' + value + '"]');
+    if (input) input.checked = true;
+  }
+
+  function radio(name) {
+    const checked = form.querySelector("input[name=" + name + "]:checked");
+    return checked ? checked.value : null;
+  }
+
+  // ---- prefill a previous answer -----------------------------------------------------------------------
+  if (kind === "read" && payload.read) {
+    setRadio("call", payload.read.call);
+    setConfidence(payload.read.confidence);
+    form.querySelector("textarea[name=note]").value = payload.read.note || "";
+    say("Answered (you can change it until you finish the exam).");
+  }
+  if (kind === "descriptor" && payload.score) {
+    setRadio("degeneration", payload.score.degeneration ? "yes" : "no");
+    setRadio("irregular_margin", payload.score.irregular_margin ? "yes" : "no");
+    say("Scored (you can change it).");
+  }
+
+  function answer() {
+    if (kind === "read") {
+      const call = radio("call");
+      if (!call) throw new Error("choose sarcoma or leiomyoma (S / L)");
+      if (number.value === "") throw new Error("set your confidence that this is a sarcoma (0-100)");
+      return { call, confidence: Number(number.value), note: form.querySelector("textarea[name=note]").value };
+    }
+    const degeneration = radio("degeneration"), margin = radio("irregular_margin");
+    if (!degeneration || !margin) throw new Error("answer both: degeneration and irregular margin");
+    return { degeneration: degeneration === "yes", irregular_margin: margin === "yes" };
+  }
+
+  let sending = false;
+  async function submit() {
+    if (sending) return;                       // a double click sends once (and the server is safe anyway)
+    let body;
+    try { body = answer(); } catch (err) { say(err.message, true); return; }
+    sending = true;
+    submitButton.disabled = true;
+    const seconds = timer.take();
+    body.active_seconds = Math.round(seconds * 10) / 10;
+    say("Saving…");
+    try {
+      const result = await postJSON(payload.urls.submit, body);
+      say("Saved.");
+      root.dataset.saved = "1";
+      const next = result.next_unread;
+      window.location.assign(next ? payload.urls.page.replace("{id}", next) : payload.urls.worklist);
+    } catch (err) {
+      timer.giveBack(seconds);
+      say("Not saved: " + err.message, true);
+      sending = false;
+      submitButton.disabled = false;
+    }
+  }
+
+  form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); return; }
+    if (e.target.closest("input[type=number], input[type=text], textarea, select") || e.altKey || e.ctrlKey || e.metaKey) return;
+    const key = e.key.toLowerCase();
+    const actions = kind === "read" ? {
+      s: () => setRadio("call", "sarcoma"), l: () => setRadio("call", "leiomyoma"),
+      "+": () => setConfidence((number.value === "" ? 50 : Number(number.value)) + 5),
+      "=": () => setConfidence((number.value === "" ? 50 : Number(number.value)) + 5),
+      "-": () => setConfidence((number.value === "" ? 50 : Number(number.value)) - 5),
+      n: () => form.querySelector("textarea[name=note]").focus(),
+    } : {
+      d: () => setRadio("degeneration", radio("degeneration") === "yes" ? "no" : "yes"),
+      m: () => setRadio("irregular_margin", radio("irregular_margin") === "yes" ? "no" : "yes"),
+    };
+    if (actions[key]) { e.preventDefault(); actions[key](); }
+  });
+})();

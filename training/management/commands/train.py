@@ -1,0 +1,39 @@
+"""`manage.py train --cohort NAME [--repeats R] [--epochs E] [...] [--wait|--inline]`."""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from imaging.models import Cohort
+from jobs import cli
+from training import services
+
+
+class Command(BaseCommand):
+    help = "Train the cross-validated MobileNetV2 ensemble of a cohort (one gpu task per repeat × fold)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--cohort", required=True)
+        parser.add_argument("--name", default="")
+        parser.add_argument("--repeats", type=int, default=24)
+        parser.add_argument("--epochs", type=int, default=50)
+        parser.add_argument("--samples-per-epoch", type=int, default=35000)
+        parser.add_argument("--batch-size", type=int, default=32)
+        parser.add_argument("--learning-rate", type=float, default=1e-4)
+        parser.add_argument("--input-size", type=int, default=224)
+        parser.add_argument("--width", type=float, default=1.0, help="MobileNetV2 width multiplier")
+        parser.add_argument("--seed", type=int, default=0)
+        cli.add_job_arguments(parser)
+
+    def handle(self, *args, **o):
+        cohort = Cohort.objects.filter(name=o["cohort"]).first()
+        if cohort is None:
+            raise CommandError(f"no cohort named {o['cohort']!r}")
+        config = {"epochs": o["epochs"], "samples_per_epoch": o["samples_per_epoch"], "batch_size": o["batch_size"],
+                  "learning_rate": o["learning_rate"], "input_size": o["input_size"], "width": o["width"]}
+        try:
+            run = services.training_run_start(cohort=cohort, config=config, repeats=o["repeats"], seed=o["seed"],
+                                              name=o["name"], enqueue=False)
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
+        self.stdout.write(f"training run {run.pk}: {run.models.count()} models")
+        cli.follow(self, run.job, {**o, "_enqueued": False})

@@ -1,0 +1,51 @@
+"""Training pages: start a run (admins), a run's page with its repeat × fold grid, a model card."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404, redirect, render
+
+from accounts.roles import is_admin
+from training import selectors, services
+from training.forms import TrainingStartForm
+
+
+@login_required
+def run_list(request):
+    from accounts.roles import is_coordinator
+
+    if not is_coordinator(request.user):
+        raise PermissionDenied("training runs are for coordinators and admins")
+    runs = selectors.runs_visible_to(request.user)
+    return render(request, "training/run_list.html", {"runs": runs[:100], "can_start": is_admin(request.user)})
+
+
+@login_required
+def run_start(request):
+    if not is_admin(request.user):
+        raise PermissionDenied("starting training is for admins")
+    form = TrainingStartForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = services.training_run_start(cohort=data["cohort"], config=form.config(), repeats=data["repeats"],
+                                              seed=data["seed"], name=data["name"], user=request.user)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, f"training run {run.name}: {run.models.count()} models queued")
+            return redirect("training_run", pk=run.pk)
+    return render(request, "training/run_start.html", {"form": form})
+
+
+@login_required
+def run_detail(request, pk: int):
+    run = get_object_or_404(selectors.runs_visible_to(request.user), pk=pk)
+    return render(request, "training/run_detail.html", {"run": run, "grid": selectors.model_grid(run)})
+
+
+@login_required
+def model_detail(request, pk: int):
+    model = get_object_or_404(selectors.models_visible_to(request.user), pk=pk)
+    return render(request, "training/model_detail.html", {"model": model})
