@@ -299,17 +299,21 @@ class CovarianceTerms:
     cov2: float
     cov3: float
 
+    def _ratio(self, cov: float) -> float:
+        """A correlation; NaN (undefined) when the figure of merit has no variance (e.g. every reader 100%)."""
+        return cov / self.var if self.var else float("nan")
+
     @property
     def corr1(self) -> float:
-        return self.cov1 / self.var
+        return self._ratio(self.cov1)
 
     @property
     def corr2(self) -> float:
-        return self.cov2 / self.var
+        return self._ratio(self.cov2)
 
     @property
     def corr3(self) -> float:
-        return self.cov3 / self.var
+        return self._ratio(self.cov3)
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,12 @@ def test_identical_modalities_and_readers_give_an_undefined_test_not_a_spurious_
     assert np.isnan(o.rrrc.statistic) and np.isnan(o.rrrc.p)
     assert result.dbm.anova.ms["T"] == 0 and np.isnan(result.dbm.rrrc.statistic)
     assert o.rrrc.differences[0].estimate == 0
+
+
+def test_correlations_are_undefined_not_an_error_when_the_variance_is_zero():
+    import math
+
+    from analysis.mrmc import CovarianceTerms
+
+    terms = CovarianceTerms(var=0.0, cov1=0.0, cov2=0.0, cov3=0.0)
+    assert math.isnan(terms.corr1) and math.isnan(terms.corr2) and math.isnan(terms.corr3)

@@ -1,0 +1,182 @@
+"""Reads for the analysis pages and exports, with the permission filter built in.
+
+Only coordinators (and admins) see study statistics: ``studies_for_analysis`` is empty for anyone else.
+``study_records`` turns a study's rows into the plain records of :mod:`analysis.study_stats`; cases appear
+there under a study-level label (``case_labels``), never under their pseudonym.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, QuerySet
+
+from accounts.roles import is_coordinator
+from analysis.study_stats import CaseInfo, ReaderInfo, ReadRecord
+from core.constants import CLASS_CHOICES
+from inference.models import CaseAIResult
+from reader_study.models import Assignment, DescriptorScore, Read, Study
+
+KNOWN_TRUTHS = {value for value, _ in CLASS_CHOICES}
+UNKNOWN_GROUP = "unknown"
+
+
+def studies_for_analysis(user) -> QuerySet[Study]:
+    """Every study for coordinators and admins, with case, reader and read counts; nothing for others."""
+    if not is_coordinator(user):
+        return Study.objects.none()
+    return (Study.objects.select_related("evaluation")
+            .annotate(n_cases=Count("cases", distinct=True), n_readers=Count("enrollments", distinct=True),
+                      n_reads=Count("assignments__read", distinct=True)))
+
+
+def study_for_analysis(user, pk: int) -> Study:
+    """One study for a coordinator; raises Study.DoesNotExist otherwise."""
+    return studies_for_analysis(user).get(pk=pk)
+
+
+def case_labels(study: Study) -> dict[int, str]:
+    """Case pk -> "case 001", "case 002", ... numbered by the cases' primary keys (import order).
+
+    The label is the same in both exams (unlike the exam-specific display codes), so a case's exam-1 and
+    exam-2 rows join on it; it is not the pseudonym. Adding a case to the study later appends a number.
+    """
+    pks = list(study.cases.order_by("pk").values_list("pk", flat=True))
+    width = max(3, len(str(len(pks))))
+    return {pk: f"case {i:0{width}d}" for i, pk in enumerate(pks, start=1)}
+
+
+def reader_infos(study: Study) -> dict[int, ReaderInfo]:
+    """User pk -> ReaderInfo for every reader enrolled in or with a worklist in the study, by reader code.
+
+    A reader without a profile (should not happen: readers get one when created) appears as "U<pk>" in
+    group "unknown", so no username ever reaches the statistics or an export.
+    """
+    from django.contrib.auth import get_user_model
+
+    users = (get_user_model().objects
+             .filter(Q(enrollments__study=study) | Q(assignments__study=study)).distinct()
+             .select_related("reader_profile"))
+    infos = {}
+    for user in users:
+        profile = getattr(user, "reader_profile", None)
+        infos[user.pk] = (ReaderInfo(code=profile.code, group=profile.group, years=profile.years_experience)
+                          if profile else ReaderInfo(code=f"U{user.pk}", group=UNKNOWN_GROUP, years=None))
+    return dict(sorted(infos.items(), key=lambda item: item[1].code))
+
+
+@dataclass(frozen=True)
+class StudyRecords:
+    """A study as plain records, plus what was left out of the statistics and why."""
+
+    readers: tuple[ReaderInfo, ...]
+    cases: tuple[CaseInfo, ...]
+    reads: tuple[ReadRecord, ...]
+    cases_without_truth: int
+    synthetic: bool
+
+
+def _degeneration_votes(study: Study) -> dict[int, tuple[int, int]]:
+    rows = (DescriptorScore.objects.filter(study=study).values("case_id")
+            .annotate(yes=Count("pk", filter=Q(degeneration=True)), n=Count("pk")))
+    return {r["case_id"]: (r["yes"], r["n"]) for r in rows}
+
+
+def study_records(study: Study) -> StudyRecords:
+    """The readers, cases (with ground truth only) and reads of a study for :func:`study_stats.compute`."""
+    labels = case_labels(study)
+    likelihood = {}
+    if study.evaluation_id:
+        likelihood = dict(CaseAIResult.objects
+                          .filter(evaluation_id=study.evaluation_id, case__in=study.cases.all())
+                          .values_list("case_id", "likelihood"))
+    votes = _degeneration_votes(study)
+    cases, without_truth, synthetic = [], 0, True
+    for case in study.cases.order_by("pk"):
+        synthetic = synthetic and case.is_synthetic
+        if case.truth not in KNOWN_TRUTHS:
+            without_truth += 1
+            continue
+        cases.append(CaseInfo(label=labels[case.pk], truth=case.truth, max_diameter_mm=case.max_diameter_mm,
+                              degeneration=case.degeneration, irregular_margin=case.irregular_margin,
+                              ai_likelihood=likelihood.get(case.pk), degeneration_votes=votes.get(case.pk)))
+    readers = reader_infos(study)
+    kept = {c.label for c in cases}
+    reads = []
+    rows = (Read.objects.filter(assignment__study=study)
+            .values_list("assignment__reader_id", "assignment__exam", "assignment__case_id", "call",
+                         "confidence", "active_seconds"))
+    for reader_id, exam, case_id, call, confidence, seconds in rows:
+        label = labels.get(case_id)
+        if label in kept:
+            reads.append(ReadRecord(reader=readers[reader_id].code, exam=exam, case=label, call=call,
+                                    confidence=float(confidence), active_seconds=float(seconds)))
+    return StudyRecords(readers=tuple(readers.values()), cases=tuple(cases), reads=tuple(reads),
+                        cases_without_truth=without_truth, synthetic=synthetic and bool(labels))
+
+
+def reads_for_export(study: Study) -> Iterator[dict]:
+    """Every read of the study, one dict per read, in reader-code, exam, case order; streamed from the
+    database in chunks (``iterator``), so a large study never sits in memory at once."""
+    labels = case_labels(study)
+    readers = reader_infos(study)
+    order = {pk: i for i, pk in enumerate(readers)}
+    assignments = (Assignment.objects.filter(study=study, read__isnull=False)
+                   .values_list("reader_id", flat=True).distinct())
+    for reader_id in sorted(set(assignments), key=lambda pk: order.get(pk, len(order))):
+        info = readers[reader_id]
+        rows = (Read.objects.filter(assignment__study=study, assignment__reader_id=reader_id)
+                .order_by("assignment__exam", "assignment__case_id")
+                .values("assignment__exam", "assignment__case_id", "assignment__display_code",
+                        "assignment__case__truth", "call", "confidence", "active_seconds",
+                        "ai_likelihood_shown"))
+        for row in rows.iterator(chunk_size=2000):
+            yield {"reader": info.code, "group": info.group, "years_experience": info.years,
+                   "exam": row["assignment__exam"], "case": labels.get(row["assignment__case_id"], ""),
+                   "display_code": row["assignment__display_code"], "truth": row["assignment__case__truth"],
+                   "call": row["call"], "confidence": row["confidence"],
+                   "active_seconds": row["active_seconds"], "ai_likelihood_shown": row["ai_likelihood_shown"]}
+
+
+# --------------------------------------------------------------------------------------------------
+# What the evaluation itself reports (its whole cohort, not only the study's cases)
+# --------------------------------------------------------------------------------------------------
+
+_FIGURE_KEYS = ("accuracy", "sensitivity", "specificity", "ss_avg", "auc")
+
+
+def _as_figures(candidate, prefix: str = "") -> dict | None:
+    """{metric: fraction} from a dict holding ``<prefix><metric>_percent`` values (inference's format)."""
+    if not isinstance(candidate, dict):
+        return None
+    out = {key: float(candidate[f"{prefix}{key}_percent"]) / 100 for key in _FIGURE_KEYS
+           if isinstance(candidate.get(f"{prefix}{key}_percent"), int | float)}
+    return out if {"sensitivity", "specificity"} <= out.keys() else None
+
+
+def evaluation_reported_figures(evaluation) -> dict:
+    """What the evaluation stored for its whole cohort (not only a study's cases), as fractions.
+
+    From ``Evaluation.results`` as ``inference.services_evaluation.analyse`` writes it: ``top10`` = the
+    ensembles' mean over the 10 best sequence sets (``results["ensemble"]["top_mean"]``, the paper's
+    headline), ``top10_honest`` = the same with thresholds chosen on the training folds, ``single_top10``
+    = single models, ``chosen_subset`` = the chosen set's ensemble row (``results["chosen"]["ensemble"]``)
+    with ``chosen_codes`` and ``chosen_rank``; ``n_patients``. Parts the evaluation lacks are left out.
+    """
+    results = getattr(evaluation, "results", None)
+    if not isinstance(results, dict):
+        return {}
+    ensemble, single = results.get("ensemble") or {}, results.get("single") or {}
+    chosen = results.get("chosen") or {}
+    found = {"top10": _as_figures(ensemble.get("top_mean")),
+             "top10_honest": _as_figures(ensemble.get("top_mean"), prefix="honest_"),
+             "single_top10": _as_figures(single.get("top_mean")),
+             "chosen_subset": _as_figures(chosen.get("ensemble"))}
+    out = {key: value for key, value in found.items() if value}
+    if out.get("chosen_subset"):
+        out["chosen_codes"] = [str(c) for c in chosen.get("codes") or evaluation.chosen_subset or []]
+        out["chosen_rank"] = chosen.get("rank")
+    if isinstance(results.get("n_patients"), int):
+        out["n_patients"] = results["n_patients"]
+    return out

@@ -1,0 +1,123 @@
+"""Statistics pages, figures and exports of reader studies. Coordinators and admins only: anyone else logged
+in gets 403, an unknown study 404. Thin: selectors decide what a user may see, services compute."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils.text import slugify
+
+from accounts.roles import is_coordinator
+from analysis import exports, figures, selectors, services
+from analysis import study_stats as ss
+
+DOWNLOADS = (
+    (exports.READS_FILE, "All reads (tidy CSV)"),
+    ("reader_statistics.csv", "Per-reader statistics"),
+    ("group_statistics.csv", "Group means ± SD"),
+    ("comparisons.csv", "t-tests"),
+    ("dnn.csv", "DNN figures"),
+    ("cases.csv", "Cases and misdiagnoses"),
+    ("mrmc.csv", "MRMC (CSV)"),
+    ("mrmc.json", "MRMC (JSON)"),
+)
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json",
+                 "txt": "text/plain; charset=utf-8", "zip": "application/zip"}
+
+
+def _study(request, pk: int):
+    if not is_coordinator(request.user):
+        raise PermissionDenied("study statistics are for coordinators")
+    try:
+        return selectors.study_for_analysis(request.user, pk)
+    except ObjectDoesNotExist:
+        raise Http404("no such study") from None
+
+
+def _attachment(response, study, filename: str):
+    response["Content-Disposition"] = f'attachment; filename="{slugify(study.name) or "study"}_{filename}"'
+    return response
+
+
+@login_required
+def study_list(request):
+    if not is_coordinator(request.user):
+        raise PermissionDenied("study statistics are for coordinators")
+    studies = selectors.studies_for_analysis(request.user).order_by("-created_at")
+    return render(request, "analysis/study_list.html", {"studies": studies})
+
+
+def _comparison_sections(table: exports.Table) -> list[dict]:
+    """The comparisons table split by kind for the page (the CSV keeps them in one table)."""
+    titles = {"groups": "Specialists vs practitioners", "vs_dnn": "Each group vs the DNN",
+              "exams": "Exam 1 vs exam 2 (same readers)"}
+    rows = [{**row, "metric_label": ss.METRIC_LABELS[row["metric"]]} for row in table.as_dicts()]
+    return [{"title": title, "rows": [r for r in rows if r["kind"] == kind]}
+            for kind, title in titles.items()]
+
+
+def _group_rows(table: exports.Table) -> list[dict]:
+    """Group means as "mean ± SD" cells, from the same table as group_statistics.csv."""
+    rows = []
+    for row in table.as_dicts():
+        cells = []
+        for metric in ss.METRICS:
+            column = exports.metric_column(metric)
+            mean, sd = row[f"{column}_mean"], row[f"{column}_sd"]
+            cells.append("—" if not mean else f"{mean} ± {sd}" if sd else mean)
+        rows.append({"group": row["group"], "exam": row["exam"], "readers": row["readers"], "cells": cells})
+    return rows
+
+
+@login_required
+def study_statistics(request, pk: int):
+    study = _study(request, pk)
+    report = services.study_report(study=study)
+    stats = report.stats
+    context = {
+        "study": study, "report": report, "stats": stats,
+        "readers_table": exports.reader_statistics_table(stats),
+        "dnn_table": exports.dnn_table(report),
+        "comparison_sections": _comparison_sections(exports.comparisons_table(stats)),
+        "mrmc_table": exports.mrmc_table(stats),
+        "cases_table": exports.cases_table(stats),
+        "figures": [{"name": name, "title": title} for name, title in figures.FIGURES.items()],
+        "downloads": DOWNLOADS, "metric_labels": ss.METRIC_LABELS,
+        "mrmc": [{"label": ss.METRIC_LABELS[m.metric], "summary": m} for m in stats.mrmc],
+        "group_metrics": [{"key": m, "label": ss.METRIC_LABELS[m] + ("" if m == "auc" else " %")}
+                          for m in ss.METRICS],
+        "group_rows": _group_rows(exports.group_statistics_table(stats)),
+    }
+    return render(request, "analysis/study_statistics.html", context)
+
+
+@login_required
+def figure(request, pk: int, name: str, fmt: str):
+    study = _study(request, pk)
+    if name not in figures.FIGURES or fmt not in figures.FORMATS:
+        raise Http404("no such figure")
+    response = HttpResponse(services.study_figure(study=study, name=name, fmt=fmt),
+                            content_type=figures.CONTENT_TYPES[fmt])
+    if request.GET.get("download"):
+        _attachment(response, study, f"{name}.{fmt}")
+    return response
+
+
+@login_required
+def export(request, pk: int, filename: str):
+    """One export file; the reads CSV is streamed from the database, so large studies never sit in memory."""
+    study = _study(request, pk)
+    if filename == exports.READS_FILE:
+        response = StreamingHttpResponse(exports.reads_csv_lines(study), content_type=CONTENT_TYPES["csv"])
+        return _attachment(response, study, filename)
+    if filename == "all.zip":
+        archive = services.study_export_zip(study=study)
+        return _attachment(HttpResponse(archive, content_type=CONTENT_TYPES["zip"]), study, filename)
+    files = exports.report_files(services.study_report(study=study))
+    if filename not in files:
+        raise Http404("no such export")
+    content_type = CONTENT_TYPES[filename.rsplit(".", 1)[-1]]
+    return _attachment(HttpResponse(files[filename], content_type=content_type), study, filename)
+
