@@ -25,9 +25,17 @@
   }
 
   // ---- volumes ----------------------------------------------------------------------------------------
-  function makeVolume(series, data) {
+  function storedMax(series, data) {
+    // The largest stored value, from the metadata's real-value range when present (no pass over the data).
+    const r = series.rescale, range = series.value_range;
+    if (range && r.slope > 0) return Math.min(65535, Math.ceil((range[1] - r.intercept) / r.slope));
     let max = 0;
     for (let i = 0; i < data.length; i++) if (data[i] > max) max = data[i];
+    return max;
+  }
+
+  function makeVolume(series, data) {
+    const max = storedMax(series, data);
     const normal = normalOf(series.orientation);
     const positions = series.slice_positions.length === series.n_slices ? series.slice_positions : null;
     return { series, data, max, normal, positions, frame: series.rows * series.cols };
@@ -209,10 +217,12 @@
       const key = this.window.center + "/" + this.window.width + "/" + this.volume.max;
       if (key === this.lutKey) return this.lutTable;
       const r = this.series.rescale, low = this.window.center - this.window.width / 2, width = this.window.width;
-      const table = new Uint32Array(this.volume.max + 1);
-      for (let v = 0; v <= this.volume.max; v++) {
+      // Every uint16 has an entry, so a value above the metadata's range still maps (to white).
+      const table = new Uint32Array(65536);
+      for (let v = 0; v < 65536; v++) {
         const g = Math.max(0, Math.min(255, Math.round(((v * r.slope + r.intercept - low) / width) * 255)));
         table[v] = (255 << 24) | (g << 16) | (g << 8) | g;
+        if (v > this.volume.max && g === 255) { table.fill(table[v], v + 1); break; }
       }
       this.lutKey = key;
       this.lutTable = table;
@@ -368,7 +378,16 @@
         const used = new Set(this.viewports.map((v) => v.series && v.series.id));
         const next = (seriesList && seriesList[vp.index]) || this.series.find((s) => !used.has(s.id)) || this.series[0];
         vp.resize();
-        if (next) vp.show(next);
+        if (!next) continue;
+        if (vp.index === 0 && !this.firstVolume) {
+          // The first viewport's series comes first (the page preloads it): the server answers it alone.
+          this.firstVolume = vp.show(next);
+        } else if (this.firstVolume) {
+          vp.setLoading(next.code + " · waiting", 0);
+          this.firstVolume.then(() => vp.series === null && vp.show(next));
+        } else {
+          vp.show(next);
+        }
       }
       while (this.viewports.length > n) this.grid.removeChild(this.viewports.pop().el);
       this.grid.className = "viewports layout-" + n;

@@ -1,0 +1,199 @@
+"""Django admin for reader studies. State changes go through the services (actions), never raw edits:
+opening draws worklists, and reads are read-only here so that every change stays in the audit trail."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+
+from accounts.roles import is_coordinator
+from reader_study import services
+from reader_study.models import (
+    Assignment,
+    DescriptorItem,
+    DescriptorScore,
+    Enrollment,
+    ExamProgress,
+    Read,
+    ReadAudit,
+    Study,
+    StudyEvent,
+)
+
+
+class RoleAdmin(admin.ModelAdmin):
+    """Coordinators and admins use these pages by their role (groups carry no model permissions)."""
+
+    def has_module_permission(self, request):
+        return is_coordinator(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return is_coordinator(request.user)
+
+    def has_add_permission(self, request, obj=None):
+        return is_coordinator(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return is_coordinator(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return is_coordinator(request.user)
+
+
+class ReadOnlyAdmin(RoleAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class EnrollmentInline(admin.TabularInline):
+    model = Enrollment
+    fields = ("reader", "enrolled_by", "enrolled_at")
+    readonly_fields = ("enrolled_by", "enrolled_at")
+    extra = 0
+
+    def has_view_permission(self, request, obj=None):
+        return is_coordinator(request.user)
+
+    def has_add_permission(self, request, obj=None):
+        return is_coordinator(request.user) and (obj is None or obj.status != Study.Status.CLOSED)
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return is_coordinator(request.user) and (obj is None or obj.status == Study.Status.DRAFT)
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_view_permission(self, request, obj=None):
+        return is_coordinator(request.user)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class StudyEventInline(ReadOnlyInline):
+    model = StudyEvent
+    fields = ("at", "action", "actor", "reader", "detail")
+    readonly_fields = fields
+
+
+@admin.register(Study)
+class StudyAdmin(RoleAdmin):
+    list_display = ("name", "status", "washout_days", "evaluation", "created_by", "created_at", "opened_at")
+    list_filter = ("status",)
+    search_fields = ("name",)
+    filter_horizontal = ("cases",)
+    inlines = [EnrollmentInline, StudyEventInline]
+    actions = ["open_studies", "close_studies", "apply_descriptor_consensus"]
+    readonly_fields = ("status", "seed", "created_by", "created_at", "opened_at", "closed_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return is_coordinator(request.user) and (obj is None or obj.status == Study.Status.DRAFT)
+
+    def get_readonly_fields(self, request, obj=None):
+        fixed = list(self.readonly_fields)
+        if obj is not None and obj.status != Study.Status.DRAFT:
+            fixed += ["cases", "cohort", "evaluation", "washout_days"]   # the readers are reading these
+        return fixed
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        if not change:
+            StudyEvent.objects.create(study=obj, action="created", actor=request.user,
+                                      detail={"via": "admin"})
+
+    def save_formset(self, request, form, formset, change):
+        """New enrolments go through the service, so an open study draws the new reader's worklists."""
+        if formset.model is not Enrollment:
+            return super().save_formset(request, form, formset, change)
+        for enrollment in formset.save(commit=False):
+            if enrollment.pk is None:
+                try:
+                    services.reader_enrol(study=form.instance, reader=enrollment.reader, by=request.user)
+                except ValidationError as exc:
+                    messages.error(request, "; ".join(exc.messages))
+        for enrollment in formset.deleted_objects:
+            services.reader_unenrol(study=form.instance, reader=enrollment.reader, by=request.user)
+
+    def _each(self, request, queryset, action, done: str):
+        for study in queryset:
+            try:
+                action(study=study, by=request.user)
+                messages.success(request, f"{study.name}: {done}")
+            except ValidationError as exc:
+                messages.error(request, f"{study.name}: {'; '.join(exc.messages)}")
+
+    @admin.action(description="Open selected studies (draws every reader's worklists)")
+    def open_studies(self, request, queryset):
+        self._each(request, queryset, services.study_open, "opened")
+
+    @admin.action(description="Close selected studies")
+    def close_studies(self, request, queryset):
+        self._each(request, queryset, services.study_close, "closed")
+
+    @admin.action(description="Write the descriptor consensus onto the cases")
+    def apply_descriptor_consensus(self, request, queryset):
+        self._each(request, queryset, services.descriptor_consensus_apply, "consensus written")
+
+
+@admin.register(ExamProgress)
+class ExamProgressAdmin(ReadOnlyAdmin):
+    list_display = ("study", "reader", "exam", "started_at", "finished_at", "washout_override_by",
+                    "washout_override_at")
+    list_filter = ("study", "exam")
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(ReadOnlyAdmin):
+    list_display = ("study", "reader", "exam", "position", "display_code", "case", "active_seconds")
+    list_filter = ("study", "exam", "reader")
+
+
+class ReadAuditInline(ReadOnlyInline):
+    model = ReadAudit
+    fields = ("at", "actor", "action", "before", "after")
+    readonly_fields = fields
+
+
+@admin.register(Read)
+class ReadAdmin(ReadOnlyAdmin):
+    list_display = ("assignment", "call", "confidence", "active_seconds", "ai_likelihood_shown", "revision",
+                    "updated_at")
+    list_filter = ("assignment__study", "assignment__exam", "call")
+    inlines = [ReadAuditInline]
+
+
+@admin.register(ReadAudit)
+class ReadAuditAdmin(ReadOnlyAdmin):
+    list_display = ("read", "actor", "action", "at")
+
+
+@admin.register(StudyEvent)
+class StudyEventAdmin(ReadOnlyAdmin):
+    list_display = ("study", "action", "actor", "reader", "at")
+    list_filter = ("study", "action")
+
+
+@admin.register(DescriptorItem)
+class DescriptorItemAdmin(ReadOnlyAdmin):
+    list_display = ("study", "reader", "position", "display_code", "case")
+    list_filter = ("study",)
+
+
+@admin.register(DescriptorScore)
+class DescriptorScoreAdmin(ReadOnlyAdmin):
+    list_display = ("study", "reader", "case", "degeneration", "irregular_margin", "updated_at")
+    list_filter = ("study",)

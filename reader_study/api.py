@@ -1,0 +1,311 @@
+"""Reader-study API (DRF, session auth + CSRF). Thin: selectors decide what a user may see, services write.
+
+Reader endpoints live under /api/reading/, coordinator endpoints under /api/studies/. Anything a user may
+not see answers 404 (not 403), so that ids of other readers' cases are not even confirmed to exist.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.response import Response
+
+from accounts.roles import is_coordinator, is_reader
+from reader_study import payloads, selectors, services
+from reader_study.models import Study
+
+
+class AnswerSerializer(serializers.Serializer):
+    call = serializers.CharField()
+    confidence = serializers.IntegerField()
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+    active_seconds = serializers.FloatField(required=False, default=0.0)
+
+
+class DescriptorAnswerSerializer(serializers.Serializer):
+    degeneration = serializers.BooleanField()
+    irregular_margin = serializers.BooleanField()
+    active_seconds = serializers.FloatField(required=False, default=0.0)
+
+
+class SecondsSerializer(serializers.Serializer):
+    seconds = serializers.FloatField()
+
+
+class ReaderActionSerializer(serializers.Serializer):
+    reader = serializers.IntegerField(help_text="the reader's user id")
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+def _errors(exc: ValidationError) -> dict:
+    return exc.message_dict if hasattr(exc, "error_dict") else {"detail": " ".join(exc.messages)}
+
+
+def _run(action):
+    """Call a service: its ValidationError becomes 400, its PermissionDenied 403 with the reason."""
+    try:
+        return action()
+    except ValidationError as exc:
+        return Response(_errors(exc), status=status.HTTP_400_BAD_REQUEST)
+    except DjangoPermissionDenied as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# --- reader ---------------------------------------------------------------------------------------
+def _exam_json(s: selectors.ExamStatus) -> dict:
+    return {"exam": s.exam, "state": s.state, "reason": s.reason, "total": s.total, "done": s.done,
+            "active_seconds": round(s.active_seconds, 1), "finished_at": s.finished_at,
+            "opens_at": s.opens_at}
+
+
+def _reader_study_json(study: Study, user) -> dict:
+    d = selectors.descriptor_status(study, user)
+    return {"id": study.pk, "name": study.name, "status": study.status, "instructions": study.instructions,
+            "washout_days": study.washout_days,
+            "exams": [_exam_json(selectors.exam_status(study, user, x)) for x in selectors.EXAMS],
+            "descriptors": {"state": d.state, "reason": d.reason, "total": d.total, "done": d.done}}
+
+
+def _reader_only(user) -> None:
+    if not is_reader(user):
+        raise PermissionDenied("the reading API is for readers")
+
+
+def _my_study(user, pk: int) -> Study:
+    _reader_only(user)
+    try:
+        return selectors.study_for_reader(user, pk)
+    except ObjectDoesNotExist:
+        raise NotFound(f"no study {pk} in your studies") from None
+
+
+@extend_schema(responses=None)
+@api_view(["GET"])
+def reader_studies_api(request):
+    """The studies the reader is enrolled in, with their own progress per exam."""
+    _reader_only(request.user)
+    return Response([_reader_study_json(s, request.user) for s in selectors.studies_for_reader(request.user)])
+
+
+@extend_schema(responses=None)
+@api_view(["GET"])
+def reader_study_api(request, pk: int):
+    return Response(_reader_study_json(_my_study(request.user, pk), request.user))
+
+
+@extend_schema(responses=None)
+@api_view(["GET"])
+def worklist_api(request, pk: int, exam: int):
+    """The reader's stored order for an exam: display codes and whether each is answered, nothing else."""
+    if exam not in selectors.EXAMS:
+        raise NotFound(f"no exam {exam}")
+    study = _my_study(request.user, pk)
+    state = selectors.exam_status(study, request.user, exam)
+    if not state.is_open and state.state != "finished":
+        raise PermissionDenied(f"exam {exam}: {state.reason}")
+    items = [{"assignment": a.pk, "position": a.position + 1, "display_code": a.display_code,
+              "answered": hasattr(a, "read")} for a in selectors.worklist(study, request.user, exam)]
+    return Response({"exam": _exam_json(state), "items": items})
+
+
+@extend_schema(request=None, responses=None)
+@api_view(["POST"])
+def exam_finish_api(request, pk: int, exam: int):
+    study = _my_study(request.user, pk)
+    return _run(lambda: Response(_exam_json(selectors.exam_status(
+        study, request.user, services.exam_finish(reader=request.user, study=study, exam=exam).exam))))
+
+
+def _my_assignment(request, pk: int):
+    _reader_only(request.user)
+    try:
+        assignment = selectors.assignment_for_reader(request.user, pk)
+    except ObjectDoesNotExist:
+        raise NotFound(f"no case {pk} in your worklists") from None
+    return assignment
+
+
+@extend_schema(responses=None)
+@api_view(["GET"])
+def reading_case_api(request, pk: int):
+    """One case as the reader sees it: display code, series, their answer, and in exam 2 only the AI."""
+    assignment = _my_assignment(request, pk)
+    return _run(lambda: Response(payloads.reading_payload(
+        services.assignment_open(reader=request.user, assignment=assignment))))
+
+
+@extend_schema(request=AnswerSerializer, responses=None)
+@api_view(["POST"])
+def read_submit_api(request, pk: int):
+    assignment = _my_assignment(request, pk)
+    data = _valid(AnswerSerializer, request.data)
+
+    def submit():
+        read = services.read_submit(reader=request.user, assignment=assignment, **data)
+        upcoming = selectors.next_assignment(assignment)
+        return Response({"call": read.call, "confidence": read.confidence, "note": read.note,
+                         "revision": read.revision, "next_unread": upcoming.pk if upcoming else None})
+
+    return _run(submit)
+
+
+@extend_schema(request=SecondsSerializer, responses=None)
+@api_view(["POST"])
+def active_time_api(request, pk: int):
+    assignment = _my_assignment(request, pk)
+    seconds = _valid(SecondsSerializer, request.data)["seconds"]
+    return _run(lambda: Response({"active_seconds": round(services.active_time_add(
+        reader=request.user, assignment=assignment, seconds=seconds), 1)}))
+
+
+# --- descriptor task --------------------------------------------------------------------------------
+def _my_item(request, pk: int):
+    _reader_only(request.user)
+    try:
+        return selectors.descriptor_item_for_reader(request.user, pk)
+    except ObjectDoesNotExist:
+        raise NotFound(f"no case {pk} in your descriptor worklist") from None
+
+
+@extend_schema(responses=None)
+@api_view(["GET"])
+def descriptor_worklist_api(request, pk: int):
+    study = _my_study(request.user, pk)
+    state = selectors.descriptor_status(study, request.user)
+    if not state.is_open:
+        raise PermissionDenied(f"descriptor task: {state.reason}")
+    items = [{"item": i.pk, "position": i.position + 1, "display_code": i.display_code,
+              "scored": hasattr(i, "score")} for i in selectors.descriptor_worklist(study, request.user)]
+    return Response({"state": state.state, "total": state.total, "done": state.done, "items": items})
+
+
+@extend_schema(responses=None)
+@api_view(["GET"])
+def descriptor_case_api(request, pk: int):
+    item = _my_item(request, pk)
+    state = selectors.descriptor_status(item.study, request.user)
+    if not state.is_open:
+        raise PermissionDenied(f"descriptor task: {state.reason}")
+    return Response(payloads.descriptor_payload(item))
+
+
+@extend_schema(request=DescriptorAnswerSerializer, responses=None)
+@api_view(["POST"])
+def descriptor_score_api(request, pk: int):
+    item = _my_item(request, pk)
+    data = _valid(DescriptorAnswerSerializer, request.data)
+
+    def submit():
+        score = services.descriptor_score_submit(reader=request.user, item=item, **data)
+        upcoming = selectors.next_descriptor_item(item)
+        return Response({"degeneration": score.degeneration, "irregular_margin": score.irregular_margin,
+                         "next_unread": upcoming.pk if upcoming else None})
+
+    return _run(submit)
+
+
+@extend_schema(request=SecondsSerializer, responses=None)
+@api_view(["POST"])
+def descriptor_time_api(request, pk: int):
+    item = _my_item(request, pk)
+    seconds = _valid(SecondsSerializer, request.data)["seconds"]
+    return _run(lambda: Response({"active_seconds": round(services.descriptor_time_add(
+        reader=request.user, item=item, seconds=seconds), 1)}))
+
+
+# --- coordinator ------------------------------------------------------------------------------------
+def _coordinated_study(request, pk: int) -> Study:
+    if not is_coordinator(request.user):
+        raise PermissionDenied("this is for coordinators")
+    try:
+        return selectors.study_for_coordinator(request.user, pk)
+    except ObjectDoesNotExist:
+        raise NotFound(f"no study {pk}") from None
+
+
+def _study_json(study: Study) -> dict:
+    return {"id": study.pk, "name": study.name, "status": study.status, "washout_days": study.washout_days,
+            "evaluation": study.evaluation_id, "cohort": study.cohort_id, "descriptor_k": study.descriptor_k,
+            "cases": study.cases.count(), "readers": study.enrollments.count(),
+            "created_at": study.created_at, "opened_at": study.opened_at, "closed_at": study.closed_at}
+
+
+@extend_schema(responses=None)
+@api_view(["GET"])
+def study_list_api(request):
+    if not is_coordinator(request.user):
+        raise PermissionDenied("the study list is for coordinators")
+    return Response([_study_json(s) for s in selectors.studies_for_coordinator(request.user)])
+
+
+@extend_schema(responses=None)
+@api_view(["GET"])
+def study_progress_api(request, pk: int):
+    """Every reader's progress per exam, with time spent (coordinators)."""
+    study = _coordinated_study(request, pk)
+    rows = [{"reader": p.reader.pk, "username": p.reader.username,
+             "code": getattr(getattr(p.reader, "reader_profile", None), "code", ""),
+             "exams": [{**_exam_json(s), "median_seconds": s.median_seconds, "overridden": s.overridden}
+                       for s in p.exams.values()],
+             "descriptors": {"state": p.descriptors.state, "total": p.descriptors.total,
+                             "done": p.descriptors.done}}
+            for p in selectors.study_progress(study)]
+    return Response({"study": _study_json(study), "readers": rows})
+
+
+def _reader(pk: int):
+    user = get_user_model().objects.filter(pk=pk).first()
+    if user is None:
+        raise NotFound(f"no user {pk}")
+    return user
+
+
+@extend_schema(request=None, responses=None)
+@api_view(["POST"])
+def study_open_api(request, pk: int):
+    study = _coordinated_study(request, pk)
+    return _run(lambda: Response(_study_json(services.study_open(study=study, by=request.user))))
+
+
+@extend_schema(request=None, responses=None)
+@api_view(["POST"])
+def study_close_api(request, pk: int):
+    study = _coordinated_study(request, pk)
+    return _run(lambda: Response(_study_json(services.study_close(study=study, by=request.user))))
+
+
+@extend_schema(request=ReaderActionSerializer, responses=None)
+@api_view(["POST"])
+def study_enrol_api(request, pk: int):
+    study = _coordinated_study(request, pk)
+    reader = _reader(_valid(ReaderActionSerializer, request.data)["reader"])
+    return _run(lambda: Response({"enrollment": services.reader_enrol(study=study, reader=reader,
+                                                                      by=request.user).pk}))
+
+
+@extend_schema(request=ReaderActionSerializer, responses=None)
+@api_view(["POST"])
+def washout_override_api(request, pk: int):
+    study = _coordinated_study(request, pk)
+    data = _valid(ReaderActionSerializer, request.data)
+    reader = _reader(data["reader"])
+    return _run(lambda: Response({"overridden_at": services.washout_override(
+        study=study, reader=reader, by=request.user, reason=data["reason"]).washout_override_at}))
+
+
+@extend_schema(request=None, responses=None)
+@api_view(["POST"])
+def descriptor_consensus_api(request, pk: int):
+    study = _coordinated_study(request, pk)
+    return _run(lambda: Response(services.descriptor_consensus_apply(study=study, by=request.user)))

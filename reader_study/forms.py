@@ -1,0 +1,71 @@
+"""Coordinator forms. They only collect input; the services validate and write."""
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from accounts.roles import READER
+from imaging.models import Case, Cohort
+from inference.models import Evaluation
+
+
+def reader_label(user) -> str:
+    profile = getattr(user, "reader_profile", None)
+    if profile is None:
+        return user.username
+    return f"{profile.code} · {user.username} ({profile.group}, {profile.years_experience} y)"
+
+
+class ReaderChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, user):
+        return reader_label(user)
+
+
+class OneReaderField(forms.ModelChoiceField):
+    def label_from_instance(self, user):
+        return reader_label(user)
+
+
+class CaseChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, case):
+        synthetic = " · synthetic" if case.is_synthetic else ""
+        return f"{case.pseudonym} · {case.truth or 'no truth'}{synthetic}"
+
+
+def reader_users():
+    return (get_user_model().objects.filter(groups__name=READER).select_related("reader_profile")
+            .order_by("reader_profile__code", "username"))
+
+
+class StudyCreateForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    cohort = forms.ModelChoiceField(Cohort.objects.all(), required=False,
+                                    help_text="take every case of this cohort (when no case is ticked below)")
+    cases = CaseChoiceField(Case.objects.all(), required=False, widget=forms.CheckboxSelectMultiple,
+                            help_text="or tick the cases one by one")
+    evaluation = forms.ModelChoiceField(Evaluation.objects.filter(status=Evaluation.Status.DONE),
+                                        required=False, help_text="whose AI results exam 2 shows")
+    readers = ReaderChoiceField(queryset=reader_users(), required=False, widget=forms.CheckboxSelectMultiple)
+    washout_days = forms.IntegerField(min_value=0, max_value=365, initial=28)
+    descriptor_k = forms.IntegerField(min_value=1, initial=4, label="Descriptor consensus: k of the readers")
+    instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["readers"].queryset = reader_users()   # evaluated per request, not at import
+
+
+class EnrolForm(forms.Form):
+    reader = OneReaderField(queryset=get_user_model().objects.none())
+
+    def __init__(self, *args, queryset=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reader"].queryset = queryset if queryset is not None else reader_users()
+
+
+class OverrideForm(forms.Form):
+    reader = OneReaderField(queryset=get_user_model().objects.none())
+    reason = forms.CharField(max_length=500)
+
+    def __init__(self, *args, queryset=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reader"].queryset = queryset if queryset is not None else reader_users()

@@ -1,0 +1,230 @@
+"""Reader studies (METHOD §11): studies, enrolments, stored worklists, reads and their audit trail.
+
+Readers never see a case pseudonym: every case reaches them under an exam-specific display code
+(`Assignment.display_code`). Writes go through `reader_study.services`, reads through `selectors`.
+"""
+
+import secrets
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from core.constants import CLASS_CHOICES
+
+EXAM_CHOICES = [(1, "Exam 1 (unaided)"), (2, "Exam 2 (AI-aided)")]
+USER = settings.AUTH_USER_MODEL
+
+
+def new_study_seed() -> int:
+    """A random 62-bit seed per study: worklists are drawn from it, so no two studies share an order."""
+    return secrets.randbits(62)
+
+
+class Study(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "draft"
+        OPEN = "open", "open"
+        CLOSED = "closed", "closed"
+
+    name = models.CharField(max_length=100, unique=True)
+    cohort = models.ForeignKey("imaging.Cohort", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="reader_studies",
+                               help_text="where the cases came from (optional)")
+    cases = models.ManyToManyField("imaging.Case", related_name="reader_studies", blank=True)
+    evaluation = models.ForeignKey("inference.Evaluation", null=True, blank=True, on_delete=models.PROTECT,
+                                   related_name="reader_studies", help_text="whose AI results exam 2 shows")
+    washout_days = models.PositiveSmallIntegerField(
+        default=28, help_text="days between a reader's last exam-1 read and exam 2")
+    instructions = models.TextField(blank=True, help_text="shown to readers on the study page")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
+    seed = models.BigIntegerField(default=new_study_seed,
+                                  help_text="worklists are drawn from (seed, reader, exam)")
+    descriptor_k = models.PositiveSmallIntegerField(
+        default=4, validators=[MinValueValidator(1)],
+        help_text="descriptor consensus: at least k of the n readers")
+    created_by = models.ForeignKey(USER, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Enrollment(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="enrollments")
+    reader = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="enrollments")
+    enrolled_by = models.ForeignKey(USER, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    enrolled_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "reader__username"]
+        constraints = [models.UniqueConstraint(fields=["study", "reader"], name="reader_enrolled_once")]
+
+    def __str__(self) -> str:
+        return f"{self.reader} in {self.study}"
+
+
+class ExamProgress(models.Model):
+    """One reader's exam: the seed of its worklist, when it was finished, and any washout override."""
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="exam_progress")
+    reader = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="exam_progress")
+    exam = models.PositiveSmallIntegerField(choices=EXAM_CHOICES)
+    seed = models.BigIntegerField(
+        help_text="derived from (study seed, reader, exam); the order is stored too")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True, help_text="answers are frozen from here on")
+    washout_override_by = models.ForeignKey(USER, null=True, blank=True,
+                                            on_delete=models.PROTECT, related_name="+")
+    washout_override_at = models.DateTimeField(null=True, blank=True)
+    washout_override_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["study", "reader__username", "exam"]
+        verbose_name_plural = "exam progress"
+        constraints = [
+            models.UniqueConstraint(fields=["study", "reader", "exam"], name="one_progress_per_exam")]
+
+    def __str__(self) -> str:
+        return f"{self.reader} · {self.study} · exam {self.exam}"
+
+
+class Assignment(models.Model):
+    """One case in one reader's worklist for one exam, at a stored position, under a display code."""
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="assignments")
+    reader = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="assignments")
+    exam = models.PositiveSmallIntegerField(choices=EXAM_CHOICES)
+    case = models.ForeignKey("imaging.Case", on_delete=models.PROTECT, related_name="reader_assignments")
+    display_code = models.CharField(max_length=16, help_text="what the reader sees instead of the pseudonym")
+    position = models.PositiveIntegerField(help_text="0-based place in the reader's order for this exam")
+    active_seconds = models.FloatField(default=0.0, help_text="time with the case on screen and in use (s)")
+    first_opened_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "reader", "exam", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "reader", "exam", "case"],
+                                    name="case_once_per_worklist"),
+            models.UniqueConstraint(fields=["study", "reader", "exam", "position"],
+                                    name="one_case_per_position"),
+            models.UniqueConstraint(fields=["study", "reader", "exam", "display_code"],
+                                    name="display_code_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study} · {self.reader} · exam {self.exam} · {self.display_code}"
+
+
+class Read(models.Model):
+    """A reader's answer for one case of one exam; one per assignment, so one per reader × case × exam."""
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="read")
+    call = models.CharField(max_length=16, choices=CLASS_CHOICES)
+    confidence = models.PositiveSmallIntegerField(validators=[MaxValueValidator(100)],
+                                                  help_text="likelihood of sarcoma, 0-100")
+    note = models.TextField(blank=True)
+    active_seconds = models.FloatField(default=0.0, help_text="active reading time on the case at the last "
+                                                              "submit (s)")
+    ai_likelihood_shown = models.FloatField(null=True, blank=True,
+                                            help_text="the AI sarcoma likelihood (%) on screen; exam 2 only")
+    revision = models.PositiveIntegerField(default=1)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["assignment"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(confidence__lte=100), name="confidence_0_100")]
+
+    def __str__(self) -> str:
+        return f"{self.assignment}: {self.call} ({self.confidence})"
+
+
+class ReadAudit(models.Model):
+    """Every creation of and change to a read, with the values before and after."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", "created"
+        CHANGED = "changed", "changed"
+
+    read = models.ForeignKey(Read, on_delete=models.PROTECT, related_name="audit")
+    actor = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["read", "at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.read} by {self.actor} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class StudyEvent(models.Model):
+    """The study's audit log: creation, enrolments, opening, finishing exams, washout overrides, consensus."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(USER, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    reader = models.ForeignKey(USER, null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+", help_text="the reader concerned, if any")
+    action = models.CharField(max_length=32)
+    detail = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.study}: {self.action}"
+
+
+class DescriptorItem(models.Model):
+    """One leiomyoma case in a reader's descriptor-scoring worklist (a task separate from the exams)."""
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="descriptor_items")
+    reader = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="descriptor_items")
+    case = models.ForeignKey("imaging.Case", on_delete=models.PROTECT, related_name="descriptor_items")
+    display_code = models.CharField(max_length=16)
+    position = models.PositiveIntegerField()
+    active_seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["study", "reader", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "reader", "case"], name="descriptor_case_once"),
+            models.UniqueConstraint(fields=["study", "reader", "position"], name="descriptor_position_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study} · {self.reader} · {self.display_code}"
+
+
+class DescriptorScore(models.Model):
+    """A reader's leiomyoma descriptors for one case; the k-of-n consensus goes onto the Case."""
+
+    item = models.OneToOneField(DescriptorItem, on_delete=models.PROTECT, related_name="score")
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="descriptor_scores")
+    reader = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="descriptor_scores")
+    case = models.ForeignKey("imaging.Case", on_delete=models.PROTECT, related_name="descriptor_scores")
+    degeneration = models.BooleanField()
+    irregular_margin = models.BooleanField()
+    submitted_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["study", "case", "reader"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "reader", "case"], name="descriptor_score_once")]
+
+    def __str__(self) -> str:
+        return f"{self.item}: degeneration {self.degeneration}, irregular margin {self.irregular_margin}"

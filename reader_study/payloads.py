@@ -1,0 +1,133 @@
+"""The JSON a reader's browser receives for a case: built here once, used by the page and the API.
+
+Everything in it is chosen field by field (no model serialised whole), so nothing identifying — no
+pseudonym, no UID, no series number, no ground truth — and nothing of the AI outside exam 2 can slip in.
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from core.constants import SEQUENCE_CODES
+from imaging.models import Series
+from reader_study import selectors
+from reader_study.models import Assignment, DescriptorItem
+
+AI_EXPLANATION = ("Share of the model ensembles whose patient-level call is sarcoma, combining the sequences "
+                  "below; per sequence: the share calling sarcoma from that sequence alone.")
+
+
+def volume_url(series: Series) -> str:
+    """Imaging's series-volume endpoint (the one canonical place; it asks `case_ids_readable_by` for readers).
+
+    The content hash rides along as a version, so the browser may cache a volume for good yet sees a new one.
+    """
+    url = reverse("imaging_api_series_volume", args=[series.pk])
+    return f"{url}?v={series.volume_sha256[:16]}" if series.volume_sha256 else url
+
+
+def series_payload(series: Series) -> dict:
+    """What the viewer needs to show a series: shape, geometry, rescale, default window, where to load it."""
+    meta = series.meta or {}
+    code = series.sequence_code
+    return {
+        "id": series.pk,
+        "code": code if code in SEQUENCE_CODES else "other",
+        "plane": series.plane,
+        "n_slices": series.n_slices, "rows": series.rows, "cols": series.cols,
+        "pixel_spacing": meta.get("pixel_spacing") or [1.0, 1.0],
+        "slice_positions": meta.get("slice_positions") or [],
+        "orientation": meta.get("orientation") or [1, 0, 0, 0, 1, 0],
+        "rescale": meta.get("rescale") or {"slope": 1.0, "intercept": 0.0},
+        "window": meta.get("window") or None,
+        "value_range": meta.get("value_range") or None,
+        "temporal_positions": meta.get("temporal_positions") or None,
+        "volume_url": volume_url(series),
+    }
+
+
+def case_images_payload(case_id: int) -> dict:
+    """The case's series and the ones the first viewports open; ``preload``: the page's first request."""
+    series = selectors.case_series(case_id)
+    shown = selectors.default_viewports(series)
+    first = next((s for s in series if shown and s.pk == shown[0]), None)
+    return {"series": [series_payload(s) for s in series], "default_series": shown,
+            "preload": volume_url(first) if first else None}
+
+
+def _prefetch_urls(case_id: int | None) -> list[str]:
+    """The next case's first series, fetched in idle time so that "submit and next" shows images at once."""
+    if case_id is None:
+        return []
+    series = selectors.case_series(case_id)
+    by_pk = {s.pk: s for s in series}
+    return [volume_url(by_pk[pk]) for pk in selectors.default_viewports(series)]
+
+
+def ai_payload(assignment: Assignment) -> dict | None:
+    """The AI panel's content for exam 2; None in exam 1 (the selector never returns a result there)."""
+    result = selectors.ai_result_for(assignment)
+    if result is None:
+        return None
+    per_sequence = [{"code": code, "percent": round(float(result.per_sequence[code]), 1),
+                     "in_subset": code in result.subset}
+                    for code in SEQUENCE_CODES if code in (result.per_sequence or {})]
+    return {"likelihood": round(float(result.likelihood), 1), "per_sequence": per_sequence,
+            "subset": [c for c in SEQUENCE_CODES if c in (result.subset or [])],
+            "n_ensembles": result.n_ensembles, "explanation": AI_EXPLANATION}
+
+
+def _read_payload(assignment: Assignment) -> dict | None:
+    read = getattr(assignment, "read", None)
+    if read is None:
+        return None
+    return {"call": read.call, "confidence": read.confidence, "note": read.note, "revision": read.revision}
+
+
+def reading_payload(assignment: Assignment) -> dict:
+    """A reader's view of one case of one exam. The key "ai" exists only in exam 2."""
+    status = selectors.exam_status(assignment.study, assignment.reader, assignment.exam)
+    previous, following = selectors.neighbours(assignment)
+    upcoming = selectors.next_assignment(assignment)
+    payload = {
+        "assignment": assignment.pk, "exam": assignment.exam, "display_code": assignment.display_code,
+        "position": assignment.position + 1, "total": status.total, "done": status.done,
+        "study": {"id": assignment.study_id, "name": assignment.study.name},
+        **case_images_payload(assignment.case_id),
+        "read": _read_payload(assignment),
+        "previous": previous.pk if previous else None, "following": following.pk if following else None,
+        "next_unread": upcoming.pk if upcoming else None,
+        "prefetch": _prefetch_urls(upcoming.case_id if upcoming else None),
+        "urls": {
+            "submit": reverse("reader_study:api_read_submit", args=[assignment.pk]),
+            "time": reverse("reader_study:api_active_time", args=[assignment.pk]),
+            "worklist": reverse("reader_study:worklist", args=[assignment.study_id, assignment.exam]),
+            "page": reverse("reader_study:reading", args=[0]).replace("/0/", "/{id}/"),
+        },
+    }
+    if assignment.exam == 2:
+        payload["ai"] = ai_payload(assignment)
+    return payload
+
+
+def descriptor_payload(item: DescriptorItem) -> dict:
+    """A reader's view of one case of the descriptor task (no AI, no answer of any exam)."""
+    status = selectors.descriptor_status(item.study, item.reader)
+    upcoming = selectors.next_descriptor_item(item)
+    score = getattr(item, "score", None)
+    return {
+        "item": item.pk, "display_code": item.display_code, "position": item.position + 1,
+        "total": status.total, "done": status.done,
+        "study": {"id": item.study_id, "name": item.study.name},
+        **case_images_payload(item.case_id),
+        "score": ({"degeneration": score.degeneration, "irregular_margin": score.irregular_margin}
+                  if score else None),
+        "next_unread": upcoming.pk if upcoming else None,
+        "prefetch": _prefetch_urls(upcoming.case_id if upcoming else None),
+        "urls": {
+            "submit": reverse("reader_study:api_descriptor_score", args=[item.pk]),
+            "time": reverse("reader_study:api_descriptor_time", args=[item.pk]),
+            "worklist": reverse("reader_study:descriptor_worklist", args=[item.study_id]),
+            "page": reverse("reader_study:descriptor_scoring", args=[0]).replace("/0/", "/{id}/"),
+        },
+    }

@@ -1,0 +1,306 @@
+"""Reads on reader studies, with the permission filter built in (DESIGN: enforced here, not in templates).
+
+A reader gets only the studies they are enrolled in (never drafts), only their own assignments and reads,
+and nothing of the AI outside exam 2: `ai_result_for` is the one path by which AI values reach a reader.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db.models import Count, Max, QuerySet
+from django.utils import timezone
+
+from accounts.roles import is_coordinator, is_reader
+from core.constants import LEIOMYOMA, SEQUENCE_CODES, UNUSED_SEQUENCE
+from imaging.models import Case, Series
+from inference.models import CaseAIResult
+from reader_study.models import Assignment, DescriptorItem, Enrollment, ExamProgress, Read, Study
+from reader_study.washout import exam2_gate
+
+EXAMS = (1, 2)
+# What opens in the first viewports of a case when it has them (DESIGN: e.g. T2 axial, T2 sagittal, DWI).
+DEFAULT_VIEWPORT_CODES = ("T2axi", "T2sag", "DWI")
+
+
+# --- cases and studies ------------------------------------------------------------------------------
+def case_ids_readable_by(user) -> QuerySet:
+    """Primary keys of the cases whose images ``user`` may view now.
+
+    Coordinators and admins: every case. Readers: the cases of the OPEN studies they are enrolled in.
+    Anyone else: none. A lazy queryset of ints, usable as ``pk in ...`` or in ``filter(case_id__in=...)``.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return Case.objects.none().values_list("pk", flat=True)
+    if is_coordinator(user):
+        return Case.objects.values_list("pk", flat=True)
+    if is_reader(user):
+        return (Case.objects.filter(reader_studies__status=Study.Status.OPEN,
+                                    reader_studies__enrollments__reader=user)
+                .values_list("pk", flat=True).distinct())
+    return Case.objects.none().values_list("pk", flat=True)
+
+
+def studies_for_reader(user) -> QuerySet[Study]:
+    """The open or closed studies ``user`` is enrolled in (drafts stay invisible to readers)."""
+    if not is_reader(user):
+        return Study.objects.none()
+    return Study.objects.filter(enrollments__reader=user).exclude(status=Study.Status.DRAFT).distinct()
+
+
+def study_for_reader(user, pk: int) -> Study:
+    """One of the reader's studies; raises Study.DoesNotExist for any other (not 403: do not confirm it)."""
+    return studies_for_reader(user).get(pk=pk)
+
+
+def studies_for_coordinator(user) -> QuerySet[Study]:
+    if not is_coordinator(user):
+        return Study.objects.none()
+    return Study.objects.select_related("cohort", "evaluation", "created_by").annotate(
+        n_cases=Count("cases", distinct=True), n_readers=Count("enrollments", distinct=True))
+
+
+def study_for_coordinator(user, pk: int) -> Study:
+    return studies_for_coordinator(user).get(pk=pk)
+
+
+def readers_enrollable(study: Study):
+    """Users in the Reader role not yet enrolled in ``study``, for the coordinator's enrol form."""
+    from django.contrib.auth import get_user_model
+
+    from accounts.roles import READER
+
+    return (get_user_model().objects.filter(groups__name=READER).exclude(enrollments__study=study)
+            .select_related("reader_profile").order_by("reader_profile__code", "username"))
+
+
+# --- exam state -------------------------------------------------------------------------------------
+@dataclass
+class ExamStatus:
+    """Where one reader stands in one exam; ``state`` is open, locked, finished or closed."""
+
+    exam: int
+    state: str
+    reason: str = ""
+    total: int = 0
+    done: int = 0
+    active_seconds: float = 0.0
+    finished_at: datetime | None = None
+    opens_at: datetime | None = None
+    overridden: bool = False
+    seconds_per_case: list[float] = field(default_factory=list)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state == "open"
+
+    @property
+    def can_finish(self) -> bool:
+        return self.is_open and self.total > 0 and self.done == self.total
+
+    @property
+    def median_seconds(self) -> float | None:
+        return statistics.median(self.seconds_per_case) if self.seconds_per_case else None
+
+
+def last_exam1_read_at(study: Study, reader) -> datetime | None:
+    """When the reader last created or changed an exam-1 answer: the washout runs from here."""
+    return Read.objects.filter(assignment__study=study, assignment__reader=reader,
+                               assignment__exam=1).aggregate(at=Max("updated_at"))["at"]
+
+
+def _progress_rows(study: Study, reader) -> dict[int, ExamProgress]:
+    return {p.exam: p for p in ExamProgress.objects.filter(study=study, reader=reader)}
+
+
+def exam_status(study: Study, reader, exam: int, *, now: datetime | None = None) -> ExamStatus:
+    """The server's single answer to "may this reader answer in this exam now?" (and the counts)."""
+    progress = _progress_rows(study, reader)
+    mine = progress.get(exam)
+    rows = list(Assignment.objects.filter(study=study, reader=reader, exam=exam)
+                .values("active_seconds", "read__pk"))
+    answered = [r["active_seconds"] for r in rows if r["read__pk"] is not None]
+    status = ExamStatus(exam=exam, state="locked", total=len(rows), done=len(answered),
+                        active_seconds=sum(r["active_seconds"] for r in rows), seconds_per_case=answered)
+    if mine is None:
+        status.reason = "the study has not been opened to you yet"
+        return status
+    status.finished_at = mine.finished_at
+    status.overridden = mine.washout_override_at is not None
+    if mine.finished_at is not None:
+        status.state, status.reason = "finished", "finished: answers are frozen"
+    elif study.status == Study.Status.CLOSED:
+        status.state, status.reason = "closed", "the study is closed"
+    elif study.status != Study.Status.OPEN:
+        status.reason = "the study is not open"
+    elif exam == 1:
+        status.state = "open"
+    else:
+        _apply_washout(status, study, reader, progress.get(1), now or timezone.now())
+    return status
+
+
+def _apply_washout(status: ExamStatus, study: Study, reader, exam1: ExamProgress | None,
+                   now: datetime) -> None:
+    gate = exam2_gate(exam1_finished_at=exam1.finished_at if exam1 else None,
+                      last_exam1_read_at=last_exam1_read_at(study, reader), washout_days=study.washout_days,
+                      now=now, overridden=status.overridden)
+    status.state = "open" if gate.is_open else "locked"
+    status.reason, status.opens_at = gate.reason, gate.opens_at
+
+
+@dataclass
+class DescriptorStatus:
+    state: str          # none (no leiomyoma case), locked, open, done, closed
+    reason: str = ""
+    total: int = 0
+    done: int = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in ("open", "done")
+
+
+def descriptor_status(study: Study, reader, *, for_coordinator: bool = False) -> DescriptorStatus:
+    """The descriptor task opens once the reader has finished exam 2.
+
+    Why: its worklist holds only the leiomyoma cases, which would tell a reader the answer to exam cases.
+    Until then a reader is not even told how many cases it holds (that is the prevalence); a coordinator is.
+    """
+    counts = DescriptorItem.objects.filter(study=study, reader=reader).aggregate(
+        total=Count("pk"), done=Count("score"))
+    status = DescriptorStatus(state="open", total=counts["total"], done=counts["done"])
+    if exam_status(study, reader, 2).state != "finished":
+        status.state, status.reason = "locked", "the descriptor task opens after you have finished exam 2"
+        if not for_coordinator:
+            status.total = status.done = 0
+    elif status.total == 0:
+        status.state, status.reason = "none", "no case to score"
+    elif study.status == Study.Status.CLOSED:
+        status.state, status.reason = "closed", "the study is closed"
+    elif status.done == status.total:
+        status.state = "done"
+    return status
+
+
+# --- worklists and reading ------------------------------------------------------------------------
+def assignment_for_reader(user, pk: int) -> Assignment:
+    """The reader's own assignment in a non-draft study; Assignment.DoesNotExist for anyone else's."""
+    return (Assignment.objects.select_related("study", "case").exclude(study__status=Study.Status.DRAFT)
+            .get(pk=pk, reader=user))
+
+
+def worklist(study: Study, reader, exam: int) -> QuerySet[Assignment]:
+    return (Assignment.objects.filter(study=study, reader=reader, exam=exam).select_related("read")
+            .order_by("position"))
+
+
+def resume_assignment(study: Study, reader, exam: int) -> Assignment | None:
+    """Where the reader left off: the first unanswered case in their stored order."""
+    return worklist(study, reader, exam).filter(read__isnull=True).first()
+
+
+def next_assignment(assignment: Assignment) -> Assignment | None:
+    """The next unanswered case after this one in the reader's order, wrapping round to earlier ones."""
+    unread = worklist(assignment.study, assignment.reader, assignment.exam).filter(read__isnull=True).exclude(
+        pk=assignment.pk)
+    return unread.filter(position__gt=assignment.position).first() or unread.first()
+
+
+def neighbours(assignment: Assignment) -> tuple[Assignment | None, Assignment | None]:
+    """The previous and next case by position, for the reader's arrows."""
+    items = worklist(assignment.study, assignment.reader, assignment.exam)
+    previous = items.filter(position__lt=assignment.position).order_by("-position").first()
+    return previous, items.filter(position__gt=assignment.position).first()
+
+
+def ai_result_for(assignment: Assignment) -> CaseAIResult | None:
+    """The AI result beside a case: in exam 2 only, from the study's evaluation. In exam 1 always None."""
+    evaluation_id = assignment.study.evaluation_id
+    if assignment.exam != 2 or evaluation_id is None:
+        return None
+    return CaseAIResult.objects.filter(evaluation_id=evaluation_id, case_id=assignment.case_id).first()
+
+
+def _series_sort_key(series: Series) -> tuple[int, int, int]:
+    code = series.sequence_code
+    rank = SEQUENCE_CODES.index(code) if code in SEQUENCE_CODES else len(SEQUENCE_CODES)
+    return rank, series.series_number or 0, series.pk
+
+
+def case_series(case_id: int) -> list[Series]:
+    """The viewable series of a case (a stored volume), listed by sequence code in the paper's order."""
+    series = Series.objects.filter(case_id=case_id, n_slices__gt=0).exclude(volume_path="")
+    return sorted(series, key=_series_sort_key)
+
+
+def default_viewports(series: list[Series], n: int = 3) -> list[int]:
+    """Series pks for the first viewports: T2axi, T2sag, DWI where present, then the others in order."""
+    chosen: list[int] = []
+    for code in DEFAULT_VIEWPORT_CODES:
+        match = next((s for s in series if s.sequence_code == code), None)
+        if match is not None:
+            chosen.append(match.pk)
+    for s in series:
+        if len(chosen) >= n:
+            break
+        if s.pk not in chosen and s.sequence_code != UNUSED_SEQUENCE:
+            chosen.append(s.pk)
+    return chosen[:n]
+
+
+def descriptor_item_for_reader(user, pk: int) -> DescriptorItem:
+    return (DescriptorItem.objects.select_related("study", "case").exclude(study__status=Study.Status.DRAFT)
+            .get(pk=pk, reader=user))
+
+
+def descriptor_worklist(study: Study, reader) -> QuerySet[DescriptorItem]:
+    items = DescriptorItem.objects.filter(study=study, reader=reader)
+    return items.select_related("score").order_by("position")
+
+
+def next_descriptor_item(item: DescriptorItem) -> DescriptorItem | None:
+    unscored = descriptor_worklist(item.study, item.reader).filter(score__isnull=True).exclude(pk=item.pk)
+    return unscored.filter(position__gt=item.position).first() or unscored.first()
+
+
+# --- progress for coordinators ----------------------------------------------------------------------
+@dataclass
+class ReaderProgress:
+    enrollment: Enrollment
+    exams: dict[int, ExamStatus]
+    descriptors: DescriptorStatus
+
+    @property
+    def reader(self):
+        return self.enrollment.reader
+
+
+def study_progress(study: Study, *, now: datetime | None = None) -> list[ReaderProgress]:
+    """Every enrolled reader's progress per exam with time spent: the coordinator's view."""
+    enrollments = study.enrollments.select_related("reader", "reader__reader_profile").order_by(
+        "reader__reader_profile__code", "reader__username")
+    return [ReaderProgress(enrollment=e, exams={x: exam_status(study, e.reader, x, now=now) for x in EXAMS},
+                           descriptors=descriptor_status(study, e.reader, for_coordinator=True))
+            for e in enrollments]
+
+
+def study_case_summary(study: Study) -> dict[str, int]:
+    """Counts the coordinator needs before opening: cases, leiomyomas, cases without images or AI result."""
+    cases = study.cases.all()
+    with_series = cases.filter(series__n_slices__gt=0).exclude(series__volume_path="").distinct()
+    ai = (CaseAIResult.objects.filter(evaluation_id=study.evaluation_id, case__in=cases).count()
+          if study.evaluation_id else 0)
+    total = cases.count()
+    return {"cases": total, "leiomyomas": cases.filter(truth=LEIOMYOMA).count(),
+            "without_images": total - with_series.count(),
+            "without_ai": total - ai if study.evaluation_id else total}
+
+
+def reads_of_study(study: Study) -> QuerySet[Read]:
+    """Every read of a study, for coordinators and the analysis (never exposed to readers)."""
+    return Read.objects.filter(assignment__study=study).select_related("assignment", "assignment__reader",
+                                                                      "assignment__case")
+

@@ -1,0 +1,425 @@
+"""Writes on reader studies: one function per use case, keyword-only, validate then save.
+
+State rules live on the server (METHOD §11): a reader answers only in an open exam; exam 2 opens after
+exam 1 is finished and the washout has passed (or a coordinator's audited override); finishing an exam
+freezes its answers. A read is unique per reader × case × exam, so a double submit or two tabs update the
+same row, and every change to an answer is written to `ReadAudit`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.roles import is_coordinator, is_reader
+from core.constants import CLASS_CHOICES, LEIOMYOMA
+from imaging.models import Case, Cohort
+from inference.models import Evaluation
+from reader_study import selectors
+from reader_study.consensus import k_of_n
+from reader_study.models import (
+    Assignment,
+    DescriptorItem,
+    DescriptorScore,
+    Enrollment,
+    ExamProgress,
+    Read,
+    ReadAudit,
+    Study,
+    StudyEvent,
+)
+from reader_study.worklists import draw_worklist, worklist_seed
+
+# One report of active time covers at most this long: the page reports every few seconds, so a larger
+# value is a bug or a forged request, not reading time.
+MAX_ACTIVE_SECONDS_PER_REPORT = 300.0
+MAX_NOTE_LENGTH = 2000
+CALLS = {value for value, _ in CLASS_CHOICES}
+DESCRIPTOR_TASK = 3   # worklist seed "exam" number of the descriptor task
+
+
+def _event(study: Study, action: str, *, actor=None, reader=None, **detail) -> StudyEvent:
+    return StudyEvent.objects.create(study=study, action=action, actor=actor, reader=reader, detail=detail)
+
+
+def _require_coordinator(user) -> None:
+    if not is_coordinator(user):
+        raise PermissionDenied("only a coordinator or an admin can do this")
+
+
+# --- studies ----------------------------------------------------------------------------------------
+def _study_cases(cases: Iterable[Case] | None, cohort: Cohort | None) -> list[Case]:
+    chosen = list(cases or [])
+    if not chosen and cohort is not None:
+        chosen = list(cohort.cases.all())
+    if not chosen:
+        raise ValidationError({"cases": "choose the study's cases, or a cohort that has cases"})
+    return chosen
+
+
+def _check_readers(readers: Iterable) -> list:
+    readers = list(readers)
+    for user in readers:
+        if not is_reader(user):
+            raise ValidationError({"readers": f"user {user.username!r} is not in the Reader role"})
+    return readers
+
+
+@transaction.atomic
+def study_create(*, name: str, created_by, cases: Iterable[Case] | None = None, cohort: Cohort | None = None,
+                 evaluation: Evaluation | None = None, washout_days: int = 28, instructions: str = "",
+                 readers: Iterable = (), descriptor_k: int = 4) -> Study:
+    """A draft study: its cases (given, or the cohort's), the evaluation exam 2 shows, and its readers."""
+    _require_coordinator(created_by)
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "a study needs a name"})
+    if Study.objects.filter(name=name).exists():
+        raise ValidationError({"name": f"a study named {name!r} already exists"})
+    if not 0 <= int(washout_days) <= 365:
+        raise ValidationError({"washout_days": "the washout must be between 0 and 365 days"})
+    if int(descriptor_k) < 1:
+        raise ValidationError({"descriptor_k": "k must be at least 1"})
+    chosen, readers = _study_cases(cases, cohort), _check_readers(readers)
+    study = Study.objects.create(name=name, cohort=cohort, evaluation=evaluation, washout_days=washout_days,
+                                 instructions=instructions, descriptor_k=descriptor_k, created_by=created_by)
+    study.cases.set(chosen)
+    _event(study, "created", actor=created_by, cases=len(chosen))
+    for reader in readers:
+        reader_enrol(study=study, reader=reader, by=created_by)
+    return study
+
+
+@transaction.atomic
+def reader_enrol(*, study: Study, reader, by) -> Enrollment:
+    """Enrol a reader; in an open study their worklists are drawn at once. Enrolling twice is a no-op."""
+    _require_coordinator(by)
+    _check_readers([reader])
+    if study.status == Study.Status.CLOSED:
+        raise ValidationError({"reader": f"study {study.name!r} is closed: no new readers"})
+    enrollment, created = Enrollment.objects.get_or_create(study=study, reader=reader,
+                                                           defaults={"enrolled_by": by})
+    if created:
+        _event(study, "enrolled", actor=by, reader=reader)
+    if study.status == Study.Status.OPEN:
+        _draw_worklists(study, reader)
+    return enrollment
+
+
+@transaction.atomic
+def reader_unenrol(*, study: Study, reader, by) -> None:
+    """Take a reader off a draft study (once it is open their worklists and reads are kept)."""
+    _require_coordinator(by)
+    if study.status != Study.Status.DRAFT:
+        raise ValidationError({"reader": "readers can be removed only while the study is a draft"})
+    if Enrollment.objects.filter(study=study, reader=reader).delete()[0]:
+        _event(study, "unenrolled", actor=by, reader=reader)
+
+
+def _check_openable(study: Study) -> None:
+    summary = selectors.study_case_summary(study)
+    if summary["cases"] == 0:
+        raise ValidationError({"cases": "the study has no cases"})
+    if not study.enrollments.exists():
+        raise ValidationError({"readers": "enrol at least one reader before opening the study"})
+    if summary["without_images"]:
+        missing = study.cases.exclude(series__n_slices__gt=0).values_list("pseudonym", flat=True)[:10]
+        raise ValidationError({"cases": f"{summary['without_images']} case(s) have no viewable series: "
+                                        f"{', '.join(missing)}"})
+    if study.evaluation_id:
+        _check_evaluation_done(study.evaluation)
+
+
+def _check_evaluation_done(evaluation: Evaluation) -> None:
+    if evaluation.status != Evaluation.Status.DONE:
+        raise ValidationError({"evaluation": f"evaluation {evaluation.name!r} is {evaluation.status}, "
+                                             "not done"})
+
+
+@transaction.atomic
+def study_open(*, study: Study, by) -> Study:
+    """Open a draft study: every enrolled reader's worklists are drawn and stored now."""
+    _require_coordinator(by)
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != Study.Status.DRAFT:
+        raise ValidationError({"status": f"only a draft study can be opened; this one is {study.status}"})
+    _check_openable(study)
+    for enrollment in study.enrollments.select_related("reader"):
+        _draw_worklists(study, enrollment.reader)
+    study.status, study.opened_at = Study.Status.OPEN, timezone.now()
+    study.save(update_fields=["status", "opened_at"])
+    _event(study, "opened", actor=by)
+    return study
+
+
+@transaction.atomic
+def study_close(*, study: Study, by) -> Study:
+    """Close an open study: nothing more can be answered; reads stay for the analysis."""
+    _require_coordinator(by)
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != Study.Status.OPEN:
+        raise ValidationError({"status": f"only an open study can be closed; this one is {study.status}"})
+    study.status, study.closed_at = Study.Status.CLOSED, timezone.now()
+    study.save(update_fields=["status", "closed_at"])
+    _event(study, "closed", actor=by)
+    return study
+
+
+@transaction.atomic
+def study_evaluation_set(*, study: Study, evaluation: Evaluation, by) -> Study:
+    """Choose the evaluation exam 2 shows; possible until the first exam-2 answer (then it was shown)."""
+    _require_coordinator(by)
+    _check_evaluation_done(evaluation)
+    if Read.objects.filter(assignment__study=study, assignment__exam=2).exists():
+        raise ValidationError({"evaluation": "exam 2 has answers already: its AI results cannot change"})
+    study.evaluation = evaluation
+    study.save(update_fields=["evaluation"])
+    _event(study, "evaluation_set", actor=by, evaluation=evaluation.pk)
+    return study
+
+
+# --- worklists --------------------------------------------------------------------------------------
+def _draw_worklists(study: Study, reader) -> None:
+    """Draw and store the reader's exam-1, exam-2 and descriptor worklists (skipped where already drawn)."""
+    case_ids = list(study.cases.values_list("pk", flat=True))
+    for exam in selectors.EXAMS:
+        if ExamProgress.objects.filter(study=study, reader=reader, exam=exam).exists():
+            continue
+        seed = worklist_seed(study.seed, reader.pk, exam)
+        Assignment.objects.bulk_create([
+            Assignment(study=study, reader=reader, exam=exam, case_id=item.case_id, position=item.position,
+                       display_code=item.display_code) for item in draw_worklist(case_ids, seed, exam)])
+        ExamProgress.objects.create(study=study, reader=reader, exam=exam, seed=seed)
+    if not DescriptorItem.objects.filter(study=study, reader=reader).exists():
+        leiomyomas = list(study.cases.filter(truth=LEIOMYOMA).values_list("pk", flat=True))
+        seed = worklist_seed(study.seed, reader.pk, DESCRIPTOR_TASK)
+        DescriptorItem.objects.bulk_create([
+            DescriptorItem(study=study, reader=reader, case_id=item.case_id, position=item.position,
+                           display_code=item.display_code)
+            for item in draw_worklist(leiomyomas, seed, DESCRIPTOR_TASK)])
+
+
+# --- reading ----------------------------------------------------------------------------------------
+def _assert_can_answer(reader, assignment: Assignment) -> None:
+    if assignment.reader_id != reader.pk:
+        raise PermissionDenied("this case is not in your worklist")
+    status = selectors.exam_status(assignment.study, reader, assignment.exam)
+    if not status.is_open:
+        raise PermissionDenied(f"exam {assignment.exam}: {status.reason}")
+
+
+def _clean_answer(call: str, confidence, note: str) -> tuple[str, int, str]:
+    if call not in CALLS:
+        raise ValidationError({"call": f"choose {' or '.join(sorted(CALLS))}, not {call!r}"})
+    try:
+        confidence = int(confidence)
+    except (TypeError, ValueError):
+        raise ValidationError({"confidence": "confidence must be a whole number from 0 to 100"}) from None
+    if not 0 <= confidence <= 100:
+        raise ValidationError({"confidence": f"confidence must lie between 0 and 100, not {confidence}"})
+    note = (note or "").strip()
+    if len(note) > MAX_NOTE_LENGTH:
+        raise ValidationError({"note": f"the note is longer than {MAX_NOTE_LENGTH} characters"})
+    return call, confidence, note
+
+
+def _clean_seconds(seconds) -> float:
+    try:
+        seconds = float(seconds or 0.0)
+    except (TypeError, ValueError):
+        raise ValidationError({"active_seconds": "active time must be a number of seconds"}) from None
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        raise ValidationError({"active_seconds": "active time must be 0 or more seconds"})
+    return min(seconds, MAX_ACTIVE_SECONDS_PER_REPORT)
+
+
+def _mark_opened(assignment: Assignment) -> None:
+    now = timezone.now()
+    if assignment.first_opened_at is None:
+        Assignment.objects.filter(pk=assignment.pk, first_opened_at__isnull=True).update(first_opened_at=now)
+        assignment.first_opened_at = now
+    ExamProgress.objects.filter(study_id=assignment.study_id, reader_id=assignment.reader_id,
+                                exam=assignment.exam, started_at__isnull=True).update(started_at=now)
+
+
+def assignment_open(*, reader, assignment: Assignment) -> Assignment:
+    """The reader opened a case: check the exam is open to them, note when the case and exam began."""
+    _assert_can_answer(reader, assignment)
+    _mark_opened(assignment)
+    return assignment
+
+
+def active_time_add(*, reader, assignment: Assignment, seconds) -> float:
+    """Add active reading time (page visible and in use) to a case; returns the case's total (s)."""
+    seconds = _clean_seconds(seconds)
+    _assert_can_answer(reader, assignment)
+    Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
+    assignment.refresh_from_db(fields=["active_seconds"])
+    return assignment.active_seconds
+
+
+def _answer(read: Read) -> dict:
+    return {"call": read.call, "confidence": read.confidence, "note": read.note,
+            "ai_likelihood_shown": read.ai_likelihood_shown}
+
+
+def read_submit(*, reader, assignment: Assignment, call: str, confidence, note: str = "",
+                active_seconds=0.0) -> Read:
+    """Store a reader's answer for one case of one exam; submitting the same answer again changes nothing.
+
+    The assignment row is locked first (PostgreSQL: SELECT ... FOR UPDATE; SQLite: the write transaction
+    starts IMMEDIATE), so two tabs or a double click are served one after the other and find the same read.
+    """
+    call, confidence, note = _clean_answer(call, confidence, note)
+    seconds = _clean_seconds(active_seconds)
+    try:
+        return _read_submit_locked(reader, assignment.pk, call, confidence, note, seconds)
+    except IntegrityError:  # a concurrent first submit won the insert: ours becomes a change to it
+        return _read_submit_locked(reader, assignment.pk, call, confidence, note, seconds)
+
+
+@transaction.atomic
+def _read_submit_locked(reader, assignment_pk: int, call: str, confidence: int, note: str,
+                        seconds: float) -> Read:
+    locked = Assignment.objects.select_for_update(of=("self",)).select_related("study")
+    assignment = locked.get(pk=assignment_pk)
+    _assert_can_answer(reader, assignment)
+    _mark_opened(assignment)
+    Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
+    assignment.refresh_from_db(fields=["active_seconds"])
+    ai = selectors.ai_result_for(assignment)
+    values = {"call": call, "confidence": confidence, "note": note,
+              "ai_likelihood_shown": ai.likelihood if ai is not None else None}
+    read = Read.objects.filter(assignment=assignment).first()
+    if read is None:
+        read = Read.objects.create(assignment=assignment, active_seconds=assignment.active_seconds, **values)
+        ReadAudit.objects.create(read=read, actor=reader, action=ReadAudit.Action.CREATED,
+                                 after=_answer(read))
+        return read
+    before = _answer(read)
+    for key, value in values.items():
+        setattr(read, key, value)
+    read.active_seconds = assignment.active_seconds
+    if _answer(read) == before:
+        read.save(update_fields=["active_seconds"])
+        return read
+    read.revision += 1
+    read.save()
+    ReadAudit.objects.create(read=read, actor=reader, action=ReadAudit.Action.CHANGED, before=before,
+                             after=_answer(read))
+    return read
+
+
+@transaction.atomic
+def exam_finish(*, reader, study: Study, exam: int) -> ExamProgress:
+    """Finish an exam once every case has an answer: its answers are frozen from now on."""
+    progress = ExamProgress.objects.select_for_update().filter(study=study, reader=reader, exam=exam).first()
+    if progress is None:
+        raise PermissionDenied(f"exam {exam} of {study.name!r} is not in your worklists")
+    status = selectors.exam_status(study, reader, exam)
+    if not status.is_open:
+        raise PermissionDenied(f"exam {exam}: {status.reason}")
+    unread = selectors.worklist(study, reader, exam).filter(read__isnull=True)
+    if unread.exists():
+        codes = ", ".join(unread.values_list("display_code", flat=True)[:10])
+        raise ValidationError({"exam": f"{unread.count()} case(s) still have no answer: {codes}"})
+    progress.finished_at = timezone.now()
+    progress.save(update_fields=["finished_at"])
+    _event(study, "exam_finished", actor=reader, reader=reader, exam=exam)
+    return progress
+
+
+@transaction.atomic
+def washout_override(*, study: Study, reader, by, reason: str) -> ExamProgress:
+    """Let a reader into exam 2 before the washout has passed; who, when and why are kept."""
+    _require_coordinator(by)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "give the reason for overriding the washout (it is audited)"})
+    if study.status != Study.Status.OPEN:
+        raise ValidationError({"status": "the washout can be overridden only in an open study"})
+    progress = ExamProgress.objects.select_for_update().filter(study=study, reader=reader, exam=2).first()
+    if progress is None:
+        raise ValidationError({"reader": f"{reader.username} has no exam 2 in {study.name!r}"})
+    progress.washout_override_by, progress.washout_override_at = by, timezone.now()
+    progress.washout_override_reason = reason
+    progress.save(update_fields=["washout_override_by", "washout_override_at", "washout_override_reason"])
+    _event(study, "washout_override", actor=by, reader=reader, reason=reason)
+    return progress
+
+
+# --- descriptors ------------------------------------------------------------------------------------
+def _assert_can_score(reader, item: DescriptorItem) -> None:
+    if item.reader_id != reader.pk:
+        raise PermissionDenied("this case is not in your descriptor worklist")
+    status = selectors.descriptor_status(item.study, reader)
+    if not status.is_open:
+        raise PermissionDenied(f"descriptor task: {status.reason}")
+
+
+def descriptor_time_add(*, reader, item: DescriptorItem, seconds) -> float:
+    seconds = _clean_seconds(seconds)
+    _assert_can_score(reader, item)
+    DescriptorItem.objects.filter(pk=item.pk).update(active_seconds=F("active_seconds") + seconds)
+    item.refresh_from_db(fields=["active_seconds"])
+    return item.active_seconds
+
+
+@transaction.atomic
+def descriptor_score_submit(*, reader, item: DescriptorItem, degeneration: bool, irregular_margin: bool,
+                            active_seconds=0.0) -> DescriptorScore:
+    """A reader's degeneration / irregular-margin call for one leiomyoma case; changes are logged."""
+    if not isinstance(degeneration, bool) or not isinstance(irregular_margin, bool):
+        raise ValidationError({"degeneration": "answer yes or no for degeneration and for irregular margin"})
+    seconds = _clean_seconds(active_seconds)
+    item = DescriptorItem.objects.select_for_update(of=("self",)).select_related("study").get(pk=item.pk)
+    _assert_can_score(reader, item)
+    DescriptorItem.objects.filter(pk=item.pk).update(active_seconds=F("active_seconds") + seconds)
+    values = {"degeneration": degeneration, "irregular_margin": irregular_margin}
+    score, created = DescriptorScore.objects.get_or_create(
+        item=item, defaults={"study": item.study, "reader": reader, "case_id": item.case_id, **values})
+    before = {"degeneration": score.degeneration, "irregular_margin": score.irregular_margin}
+    if created or before != values:
+        if not created:
+            DescriptorScore.objects.filter(pk=score.pk).update(**values, updated_at=timezone.now())
+            score.refresh_from_db()
+        _event(item.study, "descriptor_scored", actor=reader, reader=reader, item=item.pk,
+               before=None if created else before, after=values)
+    return score
+
+
+@transaction.atomic
+def descriptor_consensus_apply(*, study: Study, by) -> dict:
+    """Write the k-of-n consensus of the readers' scores onto each leiomyoma case of the study.
+
+    n is the number of enrolled readers and k the study's ``descriptor_k`` (default 4 of 6). A descriptor
+    is written only once it is decided (k yeses, or too many noes for k); undecided ones are counted.
+    """
+    _require_coordinator(by)
+    n, k = study.enrollments.count(), study.descriptor_k
+    if not 1 <= k <= n:
+        raise ValidationError({"descriptor_k": f"k = {k} needs at least {k} enrolled readers; "
+                                               f"the study has {n}"})
+    summary = {"k": k, "n": n, "cases": 0, "written": 0, "undecided": 0}
+    for case in study.cases.filter(truth=LEIOMYOMA).select_for_update(of=("self",)):
+        summary["cases"] += 1
+        scores = list(DescriptorScore.objects.filter(study=study, case=case)
+                      .values_list("degeneration", "irregular_margin"))
+        changed = []
+        for index, name in enumerate(("degeneration", "irregular_margin")):
+            yes = sum(1 for s in scores if s[index])
+            decided = k_of_n(yes, len(scores) - yes, k=k, n=n)
+            if decided is None:
+                summary["undecided"] += 1
+            elif getattr(case, name) is not decided:
+                setattr(case, name, decided)
+                changed.append(name)
+            summary["written"] += decided is not None
+        if changed:
+            case.save(update_fields=changed)
+    _event(study, "descriptor_consensus", actor=by, **summary)
+    return summary

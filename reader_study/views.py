@@ -1,0 +1,260 @@
+"""Reader-study pages. Thin: selectors decide what a user may see (404 otherwise), services write.
+
+Readers: their studies, worklists, the reading page (viewer + answer form) and the descriptor task.
+Coordinators: the study list, creating a study, and a study's page (enrol, open/close, progress, override).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.roles import is_coordinator, is_reader
+from reader_study import forms, payloads, selectors, services
+from reader_study.models import Study
+
+
+def _message(exc: ValidationError) -> str:
+    return "; ".join(exc.messages)
+
+
+# --- reader -----------------------------------------------------------------------------------------
+def _reader_only(request) -> None:
+    if not is_reader(request.user):
+        raise PermissionDenied("these pages are for readers")
+
+
+def _my_study(request, pk: int) -> Study:
+    _reader_only(request)
+    try:
+        return selectors.study_for_reader(request.user, pk)
+    except ObjectDoesNotExist:
+        raise Http404("no such study in your studies") from None
+
+
+def _exam_or_404(exam: int) -> int:
+    if exam not in selectors.EXAMS:
+        raise Http404("no such exam")
+    return exam
+
+
+@login_required
+def my_studies(request):
+    _reader_only(request)
+    rows = [{"study": s, "exams": [selectors.exam_status(s, request.user, x) for x in selectors.EXAMS],
+             "descriptors": selectors.descriptor_status(s, request.user)}
+            for s in selectors.studies_for_reader(request.user)]
+    return render(request, "reader_study/my_studies.html", {"rows": rows})
+
+
+@login_required
+def study_home(request, pk: int):
+    study = _my_study(request, pk)
+    exams = [selectors.exam_status(study, request.user, x) for x in selectors.EXAMS]
+    return render(request, "reader_study/study_home.html", {
+        "study": study, "exams": exams, "descriptors": selectors.descriptor_status(study, request.user)})
+
+
+@login_required
+def worklist(request, pk: int, exam: int):
+    study, exam = _my_study(request, pk), _exam_or_404(exam)
+    status = selectors.exam_status(study, request.user, exam)
+    if not status.is_open:
+        messages.info(request, f"Exam {exam}: {status.reason}")
+        return redirect("reader_study:study_home", pk=study.pk)
+    return render(request, "reader_study/worklist.html", {
+        "study": study, "status": status, "items": selectors.worklist(study, request.user, exam)})
+
+
+@login_required
+def resume(request, pk: int, exam: int):
+    """Open the first unanswered case of the exam (where the reader left off), or the worklist when done."""
+    study, exam = _my_study(request, pk), _exam_or_404(exam)
+    status = selectors.exam_status(study, request.user, exam)
+    if not status.is_open:
+        messages.info(request, f"Exam {exam}: {status.reason}")
+        return redirect("reader_study:study_home", pk=study.pk)
+    target = selectors.resume_assignment(study, request.user, exam)
+    if target is None:
+        return redirect("reader_study:worklist", pk=study.pk, exam=exam)
+    return redirect("reader_study:reading", pk=target.pk)
+
+
+@login_required
+@require_POST
+def exam_finish(request, pk: int, exam: int):
+    study, exam = _my_study(request, pk), _exam_or_404(exam)
+    try:
+        services.exam_finish(reader=request.user, study=study, exam=exam)
+        messages.success(request, f"Exam {exam} finished. Thank you.")
+    except ValidationError as exc:
+        messages.error(request, _message(exc))
+        return redirect("reader_study:worklist", pk=study.pk, exam=exam)
+    return redirect("reader_study:study_home", pk=study.pk)
+
+
+@login_required
+def reading(request, pk: int):
+    """The reading page: the viewer, the answer form and (exam 2 only) the AI panel."""
+    _reader_only(request)
+    try:
+        assignment = selectors.assignment_for_reader(request.user, pk)
+    except ObjectDoesNotExist:
+        raise Http404("no such case in your worklists") from None
+    try:
+        services.assignment_open(reader=request.user, assignment=assignment)
+    except PermissionDenied as exc:
+        messages.info(request, str(exc))
+        return redirect("reader_study:study_home", pk=assignment.study_id)
+    payload = payloads.reading_payload(assignment)
+    return render(request, "reader_study/reading.html", {
+        "assignment": assignment, "study": assignment.study, "payload": payload, "ai": payload.get("ai"),
+        "is_exam2": assignment.exam == 2})
+
+
+@login_required
+def descriptor_worklist(request, pk: int):
+    study = _my_study(request, pk)
+    status = selectors.descriptor_status(study, request.user)
+    if not status.is_open:
+        messages.info(request, f"Descriptor task: {status.reason}")
+        return redirect("reader_study:study_home", pk=study.pk)
+    return render(request, "reader_study/descriptor_worklist.html", {
+        "study": study, "status": status, "items": selectors.descriptor_worklist(study, request.user)})
+
+
+@login_required
+def descriptor_scoring(request, pk: int):
+    _reader_only(request)
+    try:
+        item = selectors.descriptor_item_for_reader(request.user, pk)
+    except ObjectDoesNotExist:
+        raise Http404("no such case in your descriptor worklist") from None
+    status = selectors.descriptor_status(item.study, request.user)
+    if not status.is_open:
+        messages.info(request, f"Descriptor task: {status.reason}")
+        return redirect("reader_study:study_home", pk=item.study_id)
+    return render(request, "reader_study/descriptor_scoring.html", {
+        "item": item, "study": item.study, "payload": payloads.descriptor_payload(item)})
+
+
+# --- coordinator ------------------------------------------------------------------------------------
+def _coordinator_only(request) -> None:
+    if not is_coordinator(request.user):
+        raise PermissionDenied("these pages are for coordinators")
+
+
+def _coordinated_study(request, pk: int) -> Study:
+    _coordinator_only(request)
+    try:
+        return selectors.study_for_coordinator(request.user, pk)
+    except ObjectDoesNotExist:
+        raise Http404("no such study") from None
+
+
+@login_required
+def study_list(request):
+    _coordinator_only(request)
+    return render(request, "reader_study/study_list.html", {
+        "studies": selectors.studies_for_coordinator(request.user)})
+
+
+@login_required
+def study_create(request):
+    _coordinator_only(request)
+    form = forms.StudyCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            study = services.study_create(created_by=request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            for field_name, errors in exc.message_dict.items():
+                form.add_error(field_name if field_name in form.fields else None, errors)
+        else:
+            messages.success(request, f"Study {study.name!r} created as a draft.")
+            return redirect("reader_study:study_detail", pk=study.pk)
+    return render(request, "reader_study/study_form.html", {"form": form})
+
+
+def _enrolled(study: Study):
+    return get_user_model().objects.filter(enrollments__study=study).select_related("reader_profile")
+
+
+@login_required
+def study_detail(request, pk: int):
+    """A study for its coordinator: cases, readers and their progress per exam, actions, the audit log."""
+    study = _coordinated_study(request, pk)
+    progress = selectors.study_progress(study)
+    return render(request, "reader_study/study_detail.html", {
+        "study": study, "progress": progress, "summary": selectors.study_case_summary(study),
+        "enrol_form": forms.EnrolForm(queryset=selectors.readers_enrollable(study)),
+        "override_form": forms.OverrideForm(queryset=_enrolled(study)),
+        "events": study.events.select_related("actor", "reader")[:50]})
+
+
+def _coordinator_action(request, pk: int, action) -> Study:
+    study = _coordinated_study(request, pk)
+    try:
+        done = action(study)
+        if done:
+            messages.success(request, done)
+    except ValidationError as exc:
+        messages.error(request, _message(exc))
+    return redirect("reader_study:study_detail", pk=study.pk)
+
+
+@login_required
+@require_POST
+def study_open(request, pk: int):
+    return _coordinator_action(request, pk, lambda s: services.study_open(study=s, by=request.user) and
+                               "Study opened: every reader's worklists are drawn.")
+
+
+@login_required
+@require_POST
+def study_close(request, pk: int):
+    return _coordinator_action(request, pk, lambda s: services.study_close(study=s, by=request.user) and
+                               "Study closed.")
+
+
+@login_required
+@require_POST
+def study_enrol(request, pk: int):
+    def enrol(study):
+        form = forms.EnrolForm(request.POST, queryset=selectors.readers_enrollable(study))
+        if not form.is_valid():
+            raise ValidationError("choose a reader to enrol")
+        services.reader_enrol(study=study, reader=form.cleaned_data["reader"], by=request.user)
+        return f"{form.cleaned_data['reader'].username} enrolled."
+
+    return _coordinator_action(request, pk, enrol)
+
+
+@login_required
+@require_POST
+def washout_override(request, pk: int):
+    def override(study):
+        form = forms.OverrideForm(request.POST, queryset=_enrolled(study))
+        if not form.is_valid():
+            raise ValidationError("choose an enrolled reader and give a reason")
+        reader = form.cleaned_data["reader"]
+        services.washout_override(study=study, reader=reader, by=request.user,
+                                  reason=form.cleaned_data["reason"])
+        return f"Washout overridden for {reader.username} (audited)."
+
+    return _coordinator_action(request, pk, override)
+
+
+@login_required
+@require_POST
+def descriptor_consensus(request, pk: int):
+    def apply(study):
+        s = services.descriptor_consensus_apply(study=study, by=request.user)
+        return (f"Consensus ({s['k']} of {s['n']}): {s['written']} descriptor(s) written on {s['cases']} "
+                f"leiomyoma case(s), {s['undecided']} still undecided.")
+
+    return _coordinator_action(request, pk, apply)

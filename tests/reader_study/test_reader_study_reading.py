@@ -1,0 +1,219 @@
+"""The reading page and its API: nothing of the AI in exam 1, the AI panel in exam 2, nothing identifying."""
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+from django.test import Client
+
+from core.constants import SARCOMA
+from factories_reader_study import answer_all, move_washout, pattern_stack
+from reader_study import selectors, services
+from reader_study.models import Read
+
+pytestmark = pytest.mark.django_db
+
+AI_MARKERS = ("ai-panel", "likelihood", "AI second opinion", "per_sequence", '"ai"', "in_subset", "ensemble")
+
+
+def _exam2_open(study, reader, coordinator):
+    answer_all(reader, study, 1)
+    services.exam_finish(reader=reader, study=study, exam=1)
+    move_washout(study, reader, days=29)
+
+
+def _ai_values(setup) -> list[str]:
+    """Every AI number of the study, as it would be printed (e.g. 87.5, 83.3, 89.6)."""
+    values = set()
+    for r in setup["evaluation"].case_results.all():
+        values |= {f"{r.likelihood:.1f}", *(f"{v:.1f}" for v in r.per_sequence.values())}
+    return sorted(values)
+
+
+def _identifying(setup) -> list[str]:
+    cases = setup["cases"]
+    return [c.pseudonym for c in cases] + [c.source_key_hash for c in cases] + \
+        [s.series_uid for c in cases for s in c.series.all()]
+
+
+def test_exam1_page_and_api_carry_nothing_of_the_ai(client, study_setup, reader):
+    client.force_login(reader)
+    for a in selectors.worklist(study_setup["study"], reader, 1):
+        html = client.get(f"/reading/{a.pk}/").content.decode()
+        api = client.get(f"/api/reading/{a.pk}/")
+        assert api.status_code == 200 and "ai" not in api.json()
+        for text in (html, api.content.decode()):
+            for marker in AI_MARKERS:
+                assert marker not in text, marker
+            for value in _ai_values(study_setup):
+                assert value not in text, value
+        submit = client.post(f"/api/reading/{a.pk}/read/", {"call": SARCOMA, "confidence": 70},
+                             content_type="application/json")
+        assert submit.status_code == 200
+        assert not set(submit.json()) & {"ai", "likelihood", "ai_likelihood_shown"}
+    for url in (f"/api/reading/studies/{study_setup['study'].pk}/", "/api/reading/studies/",
+                f"/api/reading/studies/{study_setup['study'].pk}/exams/1/"):
+        assert "likelihood" not in client.get(url).content.decode()
+
+
+def test_exam2_shows_the_ai_panel_with_likelihood_per_sequence_and_subset(client, study_setup, reader,
+                                                                         coordinator):
+    study = study_setup["study"]
+    _exam2_open(study, reader, coordinator)
+    client.force_login(reader)
+    a = selectors.worklist(study, reader, 2).first()
+    result = study_setup["evaluation"].case_results.get(case=a.case)
+    html = client.get(f"/reading/{a.pk}/").content.decode()
+    assert 'id="ai-panel"' in html and f"{result.likelihood:.1f} %" in html
+    assert "Sequences used: DWI, T2sag" in html        # in the paper's sequence order
+    ai = client.get(f"/api/reading/{a.pk}/").json()["ai"]
+    assert ai["likelihood"] == round(result.likelihood, 1) and ai["subset"] == ["DWI", "T2sag"]
+    assert {row["code"]: row["percent"] for row in ai["per_sequence"]} == {
+        k: round(v, 1) for k, v in result.per_sequence.items()}
+    assert [row["code"] for row in ai["per_sequence"] if row["in_subset"]] == ["DWI", "T2sag"]
+    assert ai["explanation"]
+
+
+def test_exam2_without_an_ai_result_says_so(client, study_setup, reader, coordinator):
+    study = study_setup["study"]
+    _exam2_open(study, reader, coordinator)
+    a = selectors.worklist(study, reader, 2).first()
+    study_setup["evaluation"].case_results.filter(case=a.case).delete()
+    client.force_login(reader)
+    assert "No AI result for this case" in client.get(f"/reading/{a.pk}/").content.decode()
+    assert client.get(f"/api/reading/{a.pk}/").json()["ai"] is None
+
+
+def test_no_identifying_value_or_truth_reaches_the_reader(client, study_setup, reader, coordinator):
+    study = study_setup["study"]
+    client.force_login(reader)
+    pages = ["/studies/", f"/studies/{study.pk}/", f"/studies/{study.pk}/exam/1/", "/api/reading/studies/"]
+    for a in selectors.worklist(study, reader, 1):
+        pages += [f"/reading/{a.pk}/", f"/api/reading/{a.pk}/"]
+    texts = [client.get(url).content.decode() for url in pages]
+    for text in texts:
+        for value in _identifying(study_setup):
+            assert value not in text
+        assert '"truth"' not in text and "leiomyoma_cases" not in text
+        assert "/ 3 scored" not in text               # the number of leiomyomas would give the prevalence
+    payload = client.get(f"/api/reading/{selectors.worklist(study, reader, 1).first().pk}/").json()
+    allowed = {"id", "code", "plane", "n_slices", "rows", "cols", "pixel_spacing", "slice_positions",
+               "orientation", "rescale", "window", "value_range", "temporal_positions", "volume_url"}
+    assert all(set(s) == allowed for s in payload["series"])
+
+
+def test_reading_payload_lists_series_by_code_with_geometry(client, study_setup, reader):
+    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    client.force_login(reader)
+    payload = client.get(f"/api/reading/{a.pk}/").json()
+    assert payload["display_code"] == a.display_code and payload["exam"] == 1
+    assert [s["code"] for s in payload["series"]] == ["DWI", "T2axi", "T2sag"]
+    t2sag = next(s for s in payload["series"] if s["code"] == "T2sag")
+    assert t2sag["plane"] == "sagittal" and len(t2sag["slice_positions"]) == t2sag["n_slices"] == 8
+    code_of = {s["id"]: s["code"] for s in payload["series"]}
+    assert [code_of[pk] for pk in payload["default_series"]] == ["T2axi", "T2sag", "DWI"]
+
+
+def test_the_viewer_loads_volumes_from_imagings_endpoint_for_enrolled_readers_only(
+        client, study_setup, reader, make_user):
+    """One canonical volume endpoint (imaging's); it lets readers in through case_ids_readable_by."""
+    client.force_login(reader)
+    first = selectors.worklist(study_setup["study"], reader, 1).first()
+    payload = client.get(f"/api/reading/{first.pk}/").json()
+    series = payload["series"][0]
+    assert series["volume_url"].startswith(f"/api/series/{series['id']}/volume?v=")
+    response = client.get(series["volume_url"], HTTP_ACCEPT_ENCODING="gzip")
+    assert response.status_code == 200 and response["Content-Encoding"] == "gzip"
+    values = np.frombuffer(gzip.decompress(b"".join(response.streaming_content)), dtype="<u2")
+    assert values.shape == (series["n_slices"] * series["rows"] * series["cols"],)
+    stored = {pattern_stack(8, 32, seed).tobytes() for seed in range(100)}
+    assert values.tobytes() in stored                       # one of the test patterns, bit for bit
+    client.force_login(make_user("reader"))
+    assert client.get(series["volume_url"], HTTP_ACCEPT_ENCODING="gzip").status_code == 404
+
+
+def test_submit_through_the_api_needs_csrf(study_setup, reader):
+    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(reader)
+    body = json.dumps({"call": SARCOMA, "confidence": 60})
+    assert strict.post(f"/api/reading/{a.pk}/read/", body, content_type="application/json").status_code == 403
+    strict.get(f"/reading/{a.pk}/")
+    token = strict.cookies["csrftoken"].value
+    ok = strict.post(f"/api/reading/{a.pk}/read/", body, content_type="application/json",
+                     HTTP_X_CSRFTOKEN=token)
+    assert ok.status_code == 200 and Read.objects.filter(assignment=a).count() == 1
+
+
+def test_api_errors_name_the_field(client, study_setup, reader):
+    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    client.force_login(reader)
+    response = client.post(f"/api/reading/{a.pk}/read/", {"call": "benign", "confidence": 40},
+                           content_type="application/json")
+    assert response.status_code == 400 and "call" in response.json()
+    locked = selectors.worklist(study_setup["study"], reader, 2).first()
+    response = client.post(f"/api/reading/{locked.pk}/read/", {"call": SARCOMA, "confidence": 40},
+                           content_type="application/json")
+    assert response.status_code == 403 and "finished exam 1" in response.json()["detail"]
+
+
+def test_double_submit_through_the_api_makes_one_read(client, study_setup, reader):
+    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    client.force_login(reader)
+    for _ in range(3):
+        assert client.post(f"/api/reading/{a.pk}/read/", {"call": SARCOMA, "confidence": 66},
+                           content_type="application/json").status_code == 200
+    assert Read.objects.filter(assignment=a).count() == 1
+    assert Read.objects.get(assignment=a).audit.count() == 1
+
+
+def test_exam2_worklist_and_page_are_refused_before_the_washout(client, study_setup, reader):
+    study = study_setup["study"]
+    client.force_login(reader)
+    a = selectors.worklist(study, reader, 2).first()
+    assert client.get(f"/api/reading/{a.pk}/").status_code == 403
+    assert client.get(f"/api/reading/studies/{study.pk}/exams/2/").status_code == 403
+    response = client.get(f"/reading/{a.pk}/", follow=True)
+    assert "exam 2 opens after you have finished exam 1" in response.content.decode()
+    assert "ai-panel" not in response.content.decode()
+
+
+def test_finished_exam1_cases_can_no_longer_be_opened(client, study_setup, reader):
+    study = study_setup["study"]
+    answer_all(reader, study, 1)
+    services.exam_finish(reader=reader, study=study, exam=1)
+    client.force_login(reader)
+    a = selectors.worklist(study, reader, 1).first()
+    assert client.get(f"/api/reading/{a.pk}/").status_code == 403
+    assert client.post(f"/api/reading/{a.pk}/read/", {"call": SARCOMA, "confidence": 1},
+                       content_type="application/json").status_code == 403
+
+
+def test_the_page_resumes_where_the_reader_left_off(client, study_setup, reader):
+    study = study_setup["study"]
+    items = list(selectors.worklist(study, reader, 1))
+    services.read_submit(reader=reader, assignment=items[0], call=SARCOMA, confidence=70)
+    client.force_login(reader)
+    response = client.get(f"/studies/{study.pk}/exam/1/resume/")
+    assert response.status_code == 302 and response.url == f"/reading/{items[1].pk}/"
+
+
+def test_the_reader_finishes_exam1_from_the_worklist_page(client, study_setup, reader):
+    study = study_setup["study"]
+    client.force_login(reader)
+    response = client.post(f"/studies/{study.pk}/exam/1/finish/", follow=True)
+    assert "still have no answer" in response.content.decode()
+    answer_all(reader, study, 1)
+    assert 'id="finish-exam"' in client.get(f"/studies/{study.pk}/exam/1/").content.decode()
+    response = client.post(f"/studies/{study.pk}/exam/1/finish/", follow=True)
+    html = response.content.decode()
+    assert "Exam 1 finished" in html and 'id="exam-2-opens"' in html
+
+
+def test_active_time_reports_through_the_api(client, study_setup, reader):
+    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    client.force_login(reader)
+    client.post(f"/api/reading/{a.pk}/time/", {"seconds": 15}, content_type="application/json")
+    response = client.post(f"/api/reading/{a.pk}/time/", {"seconds": 4.5}, content_type="application/json")
+    assert response.json() == {"active_seconds": 19.5}
