@@ -94,12 +94,12 @@ class ArrayStore:
         mixed = np.unique(self.case_ids[self.labels != labels[np.searchsorted(cases, self.case_ids)]])
         if mixed.size:
             raise ArrayStoreError(f"{self._where()}: cases {mixed[:5].tolist()} have slices with both labels")
-        return {int(c): int(lab) for c, lab in zip(cases, labels)}
+        return {int(c): int(lab) for c, lab in zip(cases, labels, strict=True)}
 
     def slices_per_case(self) -> dict[int, int]:
         """{case_id: number of slices}: the `slice_counts` input of training.folds.make_folds."""
         cases, counts = np.unique(self.case_ids, return_counts=True)
-        return {int(c): int(n) for c, n in zip(cases, counts)}
+        return {int(c): int(n) for c, n in zip(cases, counts, strict=True)}
 
     def slice_indices(self, case_ids: Iterable[int]) -> np.ndarray:
         """Row numbers (sorted, int64) of every slice that belongs to one of `case_ids`."""
@@ -172,7 +172,7 @@ def write_array_store(
             "input_size": int(slices.shape[1]),
             "n_slices": int(slices.shape[0]),
             "n_cases": int(np.unique(index["case_id"]).size),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         })
         (tmp / META_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
         if path.exists():
@@ -230,7 +230,8 @@ def content_hash(slices, case_ids, sequence_idx, slice_no, labels) -> str:
     h.update(",".join(str(int(d)) for d in slices.shape).encode())
     for start in range(0, slices.shape[0], _CHUNK):
         h.update(np.ascontiguousarray(slices[start:start + _CHUNK], dtype=np.uint8).tobytes())
-    for (name, dtype), values in zip(INDEX_DTYPES.items(), (case_ids, sequence_idx, slice_no, labels)):
+    fields = (case_ids, sequence_idx, slice_no, labels)
+    for (name, dtype), values in zip(INDEX_DTYPES.items(), fields, strict=True):
         h.update(name.encode())
         h.update(np.ascontiguousarray(np.asarray(values).astype(dtype)).tobytes())
     return "sha256:" + h.hexdigest()

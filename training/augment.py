@@ -20,9 +20,9 @@ ORDER = ("flip", "rotation", "zoom", "brightness")
 
 
 def augmentation_seeds(seed: int) -> dict[str, int]:
-    """One int32 seed per random layer, derived from the model's seed (different layers, different streams)."""
+    """One int32 seed per random layer, derived from the model's seed (each layer its own stream)."""
     state = np.random.SeedSequence([int(seed), 0xA06]).generate_state(len(ORDER))
-    return {name: int(s % (2**31 - 1)) for name, s in zip(ORDER, state)}
+    return {name: int(s % (2**31 - 1)) for name, s in zip(ORDER, state, strict=True)}
 
 
 def build_augmentation(config, *, seed: int):

@@ -109,7 +109,7 @@ def train_one_model(
     import keras
 
     from training.augment import reset_augmentation_streams
-    from training.network import build_model
+    from training.network import build_model, jit_on_jax
     from training.sampling import ClassBalancedSampler, as_keras_dataset
 
     checkpoint_dir = Path(checkpoint_dir)
@@ -128,6 +128,7 @@ def train_one_model(
     if start > 0:
         model = keras.saving.load_model(checkpoint_dir / state["checkpoint"])
         model.run_eagerly = config.run_eagerly
+        jit_on_jax(model)
     else:
         model = build_model(config, seed=seed)
 
@@ -178,13 +179,14 @@ def predict_slices(model_or_path, slices: np.ndarray, *, batch_size: int = 64) -
                             slices.shape[0])
 
 
-def predict_store_rows(model_or_path, store: ArrayStore, rows: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+def predict_store_rows(model_or_path, store: ArrayStore, rows: np.ndarray, *,
+                       batch_size: int = 64) -> np.ndarray:
     """P(sarcoma) for the given array-store rows, shape (len(rows),) float32, without augmentation."""
     model = load_for_prediction(model_or_path)
     rows = np.asarray(rows, dtype=np.int64)
     _check_slices_fit_model(model, (rows.size, *store.slices.shape[1:]))
-    return _predict_batches(model, (store.slices[rows[i:i + batch_size]] for i in range(0, rows.size, batch_size)),
-                            rows.size)
+    batches = (store.slices[rows[i:i + batch_size]] for i in range(0, rows.size, batch_size))
+    return _predict_batches(model, batches, rows.size)
 
 
 def load_for_prediction(model_or_path):
@@ -195,7 +197,11 @@ def load_for_prediction(model_or_path):
         path = Path(model_or_path)
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} not found")
-        return keras.saving.load_model(path, compile=False)
+        from training.network import jit_on_jax
+
+        model = keras.saving.load_model(path, compile=False)
+        jit_on_jax(model)
+        return model
     return model_or_path
 
 
@@ -214,7 +220,7 @@ def slice_metrics(labels: np.ndarray, p_sarcoma: np.ndarray) -> dict:
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney U / (n_pos n_neg), ties count 1/2); None if a class is absent."""
+    """ROC AUC as Mann-Whitney U / (n_pos n_neg), ties counting 1/2; None if a class is absent."""
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
@@ -227,7 +233,7 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
     starts = np.concatenate([[0], boundaries])
     ends = np.concatenate([boundaries, [scores.size]])
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=True):
         ranks[order[s:e]] = (s + 1 + e) / 2.0
     u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
     return float(u / (n_pos * n_neg))
@@ -250,7 +256,8 @@ def _predict_batches(model, batches, n) -> np.ndarray:
 
 def _check_slices_fit_model(model, shape) -> None:
     size = model.input_shape[1]
-    if len(shape) not in (3, 4) or shape[1] != size or shape[2] != size or (len(shape) == 4 and shape[3] != 1):
+    channels_ok = len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)
+    if not channels_ok or shape[1] != size or shape[2] != size:
         raise ValueError(f"slices of shape {tuple(shape)} do not fit the model's input ({size}, {size}, 1)")
 
 
@@ -290,7 +297,8 @@ def _read_state(checkpoint_dir: Path) -> dict | None:
     try:
         state = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise CheckpointMismatch(f"{path} is not valid JSON ({exc}); delete the folder to start over") from None
+        raise CheckpointMismatch(f"{path} is not valid JSON ({exc}); delete the folder to start over") \
+            from None
     checkpoint = state.get("checkpoint")
     if state.get("epochs_completed", 0) > 0 and not (checkpoint and (checkpoint_dir / checkpoint).is_file()):
         raise CheckpointMismatch(f"{path} names checkpoint {checkpoint!r}, which is missing")

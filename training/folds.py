@@ -105,7 +105,7 @@ def _validated(patient_ids, classes, slice_counts, n_folds):
     if len(set(ids)) != len(ids):
         dupes = sorted({p for p in ids if ids.count(p) > 1}, key=_sort_key)[:5]
         raise ValueError(f"patient_ids must be unique; repeated: {dupes}")
-    negative = [p for p, c in zip(ids, counts) if c < 0]
+    negative = [p for p, c in zip(ids, counts, strict=True) if c < 0]
     if negative:
         raise ValueError(f"slice_counts must be >= 0; negative for patients {negative[:5]}")
     for label in set(labels):
@@ -121,7 +121,7 @@ def _validated(patient_ids, classes, slice_counts, n_folds):
 
 def _class_order(labels, counts):
     totals: dict = {}
-    for label, count in zip(labels, counts):
+    for label, count in zip(labels, counts, strict=True):
         totals[label] = totals.get(label, 0) + count
     return sorted(totals, key=lambda lab: (-totals[lab], str(lab)))
 

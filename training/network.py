@@ -79,7 +79,8 @@ class TrainingConfig:
         _require(self.width > 0, "width", self.width, "must be > 0")
         _require(self.loss in LOSSES, "loss", self.loss, f"must be one of {LOSSES}")
         _require(self.flip in FLIP_MODES, "flip", self.flip, f"must be one of {FLIP_MODES}")
-        _require(0 <= self.rotation_degrees <= 180, "rotation_degrees", self.rotation_degrees, "must be 0..180")
+        _require(0 <= self.rotation_degrees <= 180, "rotation_degrees", self.rotation_degrees,
+                 "must be 0..180")
         _require(0 <= self.zoom_fraction < 1, "zoom_fraction", self.zoom_fraction, "must be in [0, 1)")
         _require(0 <= self.brightness_fraction <= 1, "brightness_fraction", self.brightness_fraction,
                  "must be in [0, 1]")
@@ -136,7 +137,29 @@ def build_model(config: TrainingConfig, *, seed: int | None = None):
     outputs = keras.layers.Dense(N_CLASSES, activation="softmax", name="sarcoma_vs_leiomyoma")(x)
     model = keras.Model(inputs, outputs, name="mobilenetv2_sarcoma")
     compile_model(model, config)
+    jit_on_jax(model)
     return model
+
+
+def jit_on_jax(model) -> None:
+    """On the JAX backend, compile the train/predict steps even though the model holds augmentation layers.
+
+    Keras marks RandomRotation and RandomZoom `supports_jit = False` (a TensorFlow/XLA limitation), and
+    jit_compile="auto" then switches compilation off for the whole model: on JAX that means op-by-op
+    execution, many times slower. On JAX these layers compile fine, so we lift the flag there. Call it
+    after building or loading a model; TensorFlow (tf.function graph, no XLA) and PyTorch are left alone.
+    """
+    import keras
+
+    if keras.backend.backend() != "jax" or model.run_eagerly:
+        return
+    try:
+        augmentation = model.get_layer("augmentation")
+    except ValueError:  # augmentation switched off: nothing blocks compilation
+        augmentation = None
+    for layer in augmentation.layers if augmentation is not None else ():
+        layer.supports_jit = True
+    model.jit_compile = True
 
 
 def compile_model(model, config: TrainingConfig) -> None:

@@ -9,7 +9,10 @@ from core.constants import LEIOMYOMA, SARCOMA
 from imaging.models import Case, Cohort, CohortCase
 
 TINY_CONFIG = {"epochs": 2, "samples_per_epoch": 16, "batch_size": 8, "input_size": 32, "width": 0.35,
-               "eval_max_slices": 16, "run_eagerly": True}  # eager: 4-6x faster than graphs for tiny models
+               "eval_max_slices": 16, "learning_rate": 1e-3,
+               # eager: 4-6x faster than graphs for tiny models; BatchNorm statistics that follow the data at once,
+               # else a from-scratch MobileNetV2 predicts nearly constants for thousands of steps (docs/training.md)
+               "run_eagerly": True, "batchnorm_momentum": 0.0}
 
 
 def make_tiny_cohort(name: str = "tiny", patients_per_class: int = 6, slices: int = 3, size: int = 32,

@@ -59,7 +59,7 @@ def test_every_fold_holds_both_classes_with_balanced_slices():
     assert labels == ["leiomyoma", "sarcoma"]
     assert (table > 0).all()
     for k, label in enumerate(labels):
-        biggest = max(c for c, cl in zip(counts, classes) if cl == label)
+        biggest = max(c for c, cl in zip(counts, classes, strict=True) if cl == label)
         # greedy "fewest slices first" keeps the spread within one patient's slices
         assert table[:, k].max() - table[:, k].min() <= biggest
     totals = table.sum(axis=1)

@@ -22,6 +22,8 @@ class Command(BaseCommand):
         parser.add_argument("--input-size", type=int, default=224)
         parser.add_argument("--width", type=float, default=1.0, help="MobileNetV2 width multiplier")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--batchnorm-momentum", type=float, default=None,
+                            help="BatchNorm momentum (default MobileNetV2's 0.999); 0-0.9 for short trial runs")
         parser.add_argument("--run-eagerly", action="store_true",
                             help="no graph compilation: faster for tiny trial models on a CPU, slower for real ones")
         cli.add_job_arguments(parser)
@@ -32,7 +34,7 @@ class Command(BaseCommand):
             raise CommandError(f"no cohort named {o['cohort']!r}")
         config = {"epochs": o["epochs"], "samples_per_epoch": o["samples_per_epoch"], "batch_size": o["batch_size"],
                   "learning_rate": o["learning_rate"], "input_size": o["input_size"], "width": o["width"],
-                  "run_eagerly": o["run_eagerly"]}
+                  "run_eagerly": o["run_eagerly"], "batchnorm_momentum": o["batchnorm_momentum"]}
         try:
             run = services.training_run_start(cohort=cohort, config=config, repeats=o["repeats"], seed=o["seed"],
                                               name=o["name"], enqueue=False)
