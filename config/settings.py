@@ -142,6 +142,12 @@ UPLOAD_ROOT = Path(env_str("UPLOAD_ROOT") or DATA_DIR / "uploads")
 KEEP_RAW_UPLOADS = env_bool("KEEP_RAW_UPLOADS", False)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads stream to a temporary file on disk
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 20000)
+# Import guards: a zip larger, with more members, or compressing better than this is refused (bombs).
+IMAGING_ZIP_MAX_BYTES = env_int("IMAGING_ZIP_MAX_BYTES", 20 * 1024**3)
+IMAGING_ZIP_MAX_MEMBERS = env_int("IMAGING_ZIP_MAX_MEMBERS", 200_000)
+IMAGING_ZIP_MAX_RATIO = env_int("IMAGING_ZIP_MAX_RATIO", 200)
+IMAGING_UPLOAD_MAX_BYTES = env_int("IMAGING_UPLOAD_MAX_BYTES", 20 * 1024**3)
+IMAGING_IMPORT_WORKERS = env_int("IMAGING_IMPORT_WORKERS", min(2, os.cpu_count() or 1))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -70,7 +70,7 @@ _SELF_CHECK_KEYWORDS = (
     "AccessionNumber", "PatientAddress", "PatientTelephoneNumbers",
 )
 _SELF_CHECK_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
-_WORD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UT"})
+_WORD_VRS = frozenset({"LO", "LT", "PN", "SH", "ST", "UC", "UT"})  # free text, not coded terms (CS)
 
 
 class DeidentificationError(ValueError):
@@ -119,13 +119,15 @@ def _decompress_if_encapsulated(ds: Dataset) -> None:
     if "PixelData" not in ds or syntax is None:
         return
     syntax = UID(syntax)
-    if not syntax.is_transfer_syntax or not syntax.is_encapsulated:
+    if not syntax.is_transfer_syntax:  # a private encoding: nobody can vouch for its code stream
+        raise DeidentificationError("pixel data in an unknown transfer syntax cannot be de-identified")
+    if not syntax.is_encapsulated:
         return
     try:
         ds.decompress(generate_instance_uid=False)
     except Exception:
-        name = syntax.name if syntax.is_transfer_syntax else "unknown transfer syntax"
-        raise DeidentificationError(f"pixel data cannot be decompressed (transfer syntax {name})") from None
+        raise DeidentificationError(
+            f"pixel data cannot be decompressed (transfer syntax {syntax.name})") from None
 
 
 # --- the profile ------------------------------------------------------------------------------
@@ -137,16 +139,16 @@ def action_for(tag: int, vr: str | None) -> str:
     Returns one of X (remove), Z (empty), D (dummy), U (replace UID), U* (keep the sequence and clean
     its items), K (keep; a sequence's items are still cleaned).
     """
-    group, element = tag >> 16, tag & 0xFFFF
+    element = tag & 0xFFFF
     by_table = resolved_action(tag)
     if by_table is not None:
         return by_table
     if element == 0x0000 or tag == _DATA_SET_TRAILING_PADDING:
         return REMOVE  # group lengths become wrong; padding may hold stale bytes
-    if (group & 0xFF00) == 0x7F00 and group != _PIXEL_DATA_GROUP:
-        return REMOVE  # retired Variable Pixel Data groups (7Fxx) could carry overlays
     if not dictionary_has_tag(tag):
-        return REMOVE  # a public tag we cannot judge
+        # a public tag we cannot judge; also repeating groups other than 60xx / 50xx, such as the
+        # retired Variable Pixel Data (7Fxx,0010), which are not in the main data dictionary
+        return REMOVE
     if vr == "UI":
         return REPLACE_UID
     if vr in _REMOVED_VRS or vr is None:

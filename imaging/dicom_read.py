@@ -71,6 +71,8 @@ _LONG_LENGTH_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _MAX_NESTING = 64
+MAX_VOXELS_PER_FILE = 512 * 512 * 2048
+"""Rows x Columns x frames above this is refused before decoding (a header can claim any size)."""
 
 
 @contextmanager
@@ -180,9 +182,8 @@ def read_dicom_file(path: str | Path) -> ReadResult:
                                   reason="DICOMDIR (a media index, not an image): its listed files are read")
             _check_is_mr_image(ds)
             pixels = _decode_pixels(ds, transfer_syntax)
-            slices = frame_geometries(ds)
-            if len(slices) != pixels.shape[0]:
-                raise _Rejected("per-frame header does not match the number of frames")
+            _decode_all_elements(ds)
+            slices = frame_geometries(ds)  # one per frame: pixels were checked to hold NumberOfFrames
             pixels = _apply_rescale(pixels, slices)
     except _Rejected as rejection:
         return ReadResult(path, "rejected", reason=str(rejection))
@@ -212,8 +213,8 @@ def _what_it_looks_like(data: bytes) -> str:
     for signature, what in _NON_DICOM_SIGNATURES:
         if data.startswith(signature):
             return f"; looks like {what}"
-    if len(data) >= 8 and data[:2] in (b"\x08\x00", b"\x02\x00") and data[2:4] < b"\x20\x00":
-        return "; looks like a bare data set without the Part 10 header"
+    if len(data) >= 8 and (data[:2] in (b"\x08\x00", b"\x02\x00") or data[:2] == b"\x00\x08"):
+        return "; looks like a bare data set without the Part 10 header"  # starts with group 0002/0008
     return ""
 
 
@@ -258,12 +259,14 @@ class _Malformed(Exception):
 
 def _walk_file_meta(buffer: memoryview) -> tuple[int, str]:
     """Group 0002 is always explicit VR little endian (PS3.10 7.1)."""
-    position, transfer_syntax = 132, ""
+    position, transfer_syntax, declared_end = 132, "", 0
     while True:
+        if declared_end > len(buffer):  # shorter than its (0002,0000) group length says
+            raise _Rejected("truncated file (ends inside the file meta header)")
         if len(buffer) - position < 8:
-            if position == 132 or len(buffer) > position:
+            if position == 132 or position < len(buffer):  # no header, or half an element header
                 raise _Rejected("truncated file (ends inside the file meta header)")
-            return position, transfer_syntax
+            return position, transfer_syntax  # a header and no data set: found out later
         group, element = struct.unpack_from("<HH", buffer, position)
         if group != 0x0002:
             return position, transfer_syntax
@@ -280,6 +283,8 @@ def _walk_file_meta(buffer: memoryview) -> tuple[int, str]:
             raise _Rejected("unreadable DICOM header (invalid file meta header)")
         if length == _UNDEFINED_LENGTH or position + length > len(buffer):
             raise _Rejected("truncated file (ends inside the file meta header)")
+        if element == 0x0000 and length == 4:  # group length: where the header must end
+            declared_end = position + 4 + struct.unpack_from("<I", buffer, position)[0]
         if element == 0x0010:
             transfer_syntax = bytes(buffer[position:position + length]).decode("ascii", "replace")
             transfer_syntax = transfer_syntax.strip("\x00 ")
@@ -402,6 +407,23 @@ def _check_is_mr_image(ds: Dataset) -> None:
             raise _Rejected(f"image size missing ({keyword})")
 
 
+def _decode_all_elements(ds: Dataset, depth: int = 0) -> None:
+    """Decode every element now, inside the quiet guard: pydicom validates a value when it is first
+    decoded and its complaint quotes the value, so later reads by the caller must find nothing left to
+    decode. An element whose value cannot be decoded at all is dropped."""
+    if depth > _MAX_NESTING:
+        raise _Rejected("unreadable DICOM data set (sequences nested too deeply)")
+    for tag in list(ds.keys()):
+        try:
+            element = ds[tag]
+        except Exception:
+            del ds[tag]
+            continue
+        if element.VR == "SQ":
+            for item in element.value or []:
+                _decode_all_elements(item, depth + 1)
+
+
 def _int_or_none(ds: Dataset, keyword: str) -> int | None:
     try:
         value = ds.get(keyword)
@@ -423,6 +445,8 @@ def _decode_pixels(ds: Dataset, transfer_syntax: str) -> np.ndarray:
     name = _transfer_syntax_name(transfer_syntax)
     frames = _int_or_none(ds, "NumberOfFrames") or 1
     rows, cols = int(ds.Rows), int(ds.Columns)
+    if rows * cols * frames > MAX_VOXELS_PER_FILE:
+        raise _Rejected("image too large (Rows x Columns x frames above the import limit)")
     if not uid.is_transfer_syntax or not uid.is_encapsulated:
         bits = int(ds.BitsAllocated)
         expected = (rows * cols * frames * bits + 7) // 8

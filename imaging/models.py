@@ -87,6 +87,10 @@ class Case(models.Model):
 class Series(models.Model):
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="series")
     series_uid = models.CharField(max_length=64, unique=True, help_text="the remapped (de-identified) UID")
+    study_uid = models.CharField(max_length=64, blank=True, db_index=True,
+                                 help_text="the remapped (de-identified) StudyInstanceUID")
+    import_batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="series")
     series_number = models.IntegerField(null=True, blank=True)
     mapped_code = models.CharField(max_length=16, choices=SEQUENCE_CHOICES, default=UNUSED_SEQUENCE)
     mapped_rule = models.CharField(max_length=100, blank=True, help_text="id of the rule that chose mapped_code")
@@ -145,7 +149,7 @@ class Cohort(models.Model):
     input_size = models.PositiveIntegerField(default=224)
     frozen = models.BooleanField(default=False)
     store_path = models.CharField(max_length=255, blank=True, help_text="array store folder, relative to MEDIA_ROOT")
-    content_hash = models.CharField(max_length=64, blank=True)
+    content_hash = models.CharField(max_length=80, blank=True, help_text='"sha256:<hex>" of the array store')
     n_slices = models.PositiveIntegerField(default=0)
     job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

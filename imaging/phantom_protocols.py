@@ -145,19 +145,23 @@ def acquisition_header(protocol: Protocol, style: str, rng: np.random.Generator)
     if kind == "tse" and protocol.weighting == "T2":
         header = {"RepetitionTime": rng.uniform(3500, 6000), "EchoTime": rng.uniform(85, 110),
                   "FlipAngle": 150.0, "EchoTrainLength": int(rng.integers(15, 26)),
-                  "ScanningSequence": ["SE"], "SequenceVariant": ["SK", "SP", "OSP"], "MRAcquisitionType": "2D"}
+                  "ScanningSequence": ["SE"], "SequenceVariant": ["SK", "SP", "OSP"],
+                  "MRAcquisitionType": "2D"}
     elif kind == "tse":
         header = {"RepetitionTime": rng.uniform(450, 750), "EchoTime": rng.uniform(9, 15),
                   "FlipAngle": 150.0, "EchoTrainLength": int(rng.integers(3, 5)),
-                  "ScanningSequence": ["SE"], "SequenceVariant": ["SK", "SP", "OSP"], "MRAcquisitionType": "2D"}
+                  "ScanningSequence": ["SE"], "SequenceVariant": ["SK", "SP", "OSP"],
+                  "MRAcquisitionType": "2D"}
     elif kind == "gre3d":
         header = {"RepetitionTime": rng.uniform(3.5, 5.5), "EchoTime": rng.uniform(1.2, 2.4),
                   "FlipAngle": 10.0, "EchoTrainLength": 1,
-                  "ScanningSequence": ["GR"], "SequenceVariant": ["SP", "SS", "OSP"], "MRAcquisitionType": "3D"}
+                  "ScanningSequence": ["GR"], "SequenceVariant": ["SP", "SS", "OSP"],
+                  "MRAcquisitionType": "3D"}
     elif kind == "epi":
         header = {"RepetitionTime": rng.uniform(4000, 7000), "EchoTime": rng.uniform(55, 80),
                   "FlipAngle": 90.0, "EchoTrainLength": int(rng.integers(40, 80)),
-                  "ScanningSequence": ["EP"], "SequenceVariant": ["SK", "SP"], "MRAcquisitionType": "2D"}
+                  "ScanningSequence": ["EP"], "SequenceVariant": ["SK", "SP"],
+                  "MRAcquisitionType": "2D"}
     else:  # scout
         header = {"RepetitionTime": rng.uniform(7, 9), "EchoTime": rng.uniform(3, 4.5), "FlipAngle": 20.0,
                   "EchoTrainLength": 1, "ScanningSequence": ["GR"], "SequenceVariant": ["SP"],

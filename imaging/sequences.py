@@ -53,6 +53,8 @@ _DYNAMIC_RE = re.compile(r"\b(dyn|dynamic|dce|perfusion|multiphase|multi phase|t
 _ADC_RE = re.compile(r"\b(d?adc|apparent diffusion\w*|adc map)\b")
 _DIFFUSION_RE = re.compile(r"\b(dwi|diff\w*|ep2d diff|dw|trace\w*|b\d{2,4}|resolve)\b")
 
+# ScanOptions values that mean fat saturation (standard "FS"; vendor variants seen in the wild).
+_FAT_SAT_OPTIONS = {"FS", "SFS", "FAT_SAT", "FSA_GEMS", "FSS_GEMS", "SP_FS"}
 # ImageType values that mark derived diffusion images (Siemens, GE, Philips conventions).
 _ADC_IMAGE_TYPES = {"ADC", "ADC_UNSPECIFIED", "ADC_MAP"}
 _DIFFUSION_IMAGE_TYPES = {"DIFFUSION", "TRACEW", "TRACE", "ISOTROPIC", "DWI"}
@@ -101,7 +103,8 @@ class SeriesAttributes:
         """(SeriesDescription, ProtocolName), normalised."""
         return normalise_description(self.series_description), normalise_description(self.protocol_name)
 
-    def _described(self, pattern: re.Pattern[str]) -> bool:
+    def matches_description(self, pattern: re.Pattern[str]) -> bool:
+        """True when ``pattern`` is found in the normalised SeriesDescription or ProtocolName."""
         return any(pattern.search(text) for text in self.descriptions if text)
 
     @property
@@ -112,18 +115,17 @@ class SeriesAttributes:
     @property
     def fat_suppressed(self) -> bool:
         options = {o.upper() for o in self.scan_options}
-        return bool(options & {"FS", "SFS", "FAT_SAT", "FSA_GEMS", "FSS_GEMS", "SP_FS"}) or self._described(
-            _FAT_SUPPRESSION_RE
-        )
+        return bool(options & _FAT_SAT_OPTIONS) or self.matches_description(_FAT_SUPPRESSION_RE)
 
     @property
     def contrast(self) -> bool:
         agent = self.contrast_agent.strip().upper()
-        return (agent not in ("", "NONE", "NO")) or self._described(_CONTRAST_RE)
+        return (agent not in ("", "NONE", "NO")) or self.matches_description(_CONTRAST_RE)
 
     @property
     def is_adc(self) -> bool:
-        return bool({t.upper() for t in self.image_type} & _ADC_IMAGE_TYPES) or self._described(_ADC_RE)
+        image_type = {t.upper() for t in self.image_type}
+        return bool(image_type & _ADC_IMAGE_TYPES) or self.matches_description(_ADC_RE)
 
     @property
     def diffusion(self) -> bool:
@@ -132,12 +134,12 @@ class SeriesAttributes:
             self.max_b_value is not None and self.max_b_value > 0
             or bool({t.upper() for t in self.image_type} & _DIFFUSION_IMAGE_TYPES)
             or self.is_adc
-            or self._described(_DIFFUSION_RE)
+            or self.matches_description(_DIFFUSION_RE)
         )
 
     @property
     def dynamic(self) -> bool:
-        return self.temporal_positions > 1 or self._described(_DYNAMIC_RE)
+        return self.temporal_positions > 1 or self.matches_description(_DYNAMIC_RE)
 
     @property
     def max_b_value(self) -> float | None:
@@ -237,12 +239,12 @@ def _number(value: Any) -> float | None:
 def _b_values(ds: Any) -> tuple[float, ...]:
     """DiffusionBValue (0018,9087), else the usual vendor private tags (guarded by their creator)."""
     found: list[float] = []
-    standard = _number(ds.get("DiffusionBValue"))
+    standard = _number(_get(ds, "DiffusionBValue"))
     if standard is not None:
         found.append(standard)
     for sequence_keyword in ("MRDiffusionSequence",):  # enhanced MR keeps it in a sequence
-        for item in ds.get(sequence_keyword, []) or []:
-            value = _number(item.get("DiffusionBValue"))
+        for item in _get(ds, sequence_keyword) or []:
+            value = _number(_get(item, "DiffusionBValue"))
             if value is not None:
                 found.append(value)
     if not found:
@@ -260,41 +262,49 @@ def _b_values(ds: Any) -> tuple[float, ...]:
     return tuple(sorted({round(v, 3) for v in found if v >= 0}))
 
 
+def _get(ds: Any, keyword: str) -> Any:
+    """``ds.get`` that turns a value pydicom cannot convert into None (files in the wild are messy)."""
+    try:
+        return ds.get(keyword)
+    except Exception:  # noqa: BLE001 - any conversion error means "unusable", never a crash
+        return None
+
+
 def extract_attributes(ds: Any) -> SeriesAttributes:
     """Attributes of one instance (pydicom Dataset), read BEFORE de-identification.
 
     Missing or malformed elements give empty values, never an exception: a file that gets this far
     has already been validated, and a series with odd headers should fall to "unused", not crash.
     """
-    orientation = ds.get("ImageOrientationPatient")
+    orientation = _get(ds, "ImageOrientationPatient")
     try:
         orientation_tuple = tuple(float(v) for v in orientation) if orientation is not None else None
         if orientation_tuple is not None and len(orientation_tuple) != 6:
             orientation_tuple = None
     except (TypeError, ValueError):
         orientation_tuple = None
-    n_temporal = _number(ds.get("NumberOfTemporalPositions"))
+    n_temporal = _number(_get(ds, "NumberOfTemporalPositions"))
     return SeriesAttributes(
-        series_description=str(ds.get("SeriesDescription", "") or ""),
-        protocol_name=str(ds.get("ProtocolName", "") or ""),
-        image_type=_multi(ds.get("ImageType")),
-        scanning_sequence=_multi(ds.get("ScanningSequence")),
-        sequence_variant=_multi(ds.get("SequenceVariant")),
-        scan_options=_multi(ds.get("ScanOptions")),
+        series_description=str(_get(ds, "SeriesDescription") or ""),
+        protocol_name=str(_get(ds, "ProtocolName") or ""),
+        image_type=_multi(_get(ds, "ImageType")),
+        scanning_sequence=_multi(_get(ds, "ScanningSequence")),
+        sequence_variant=_multi(_get(ds, "SequenceVariant")),
+        scan_options=_multi(_get(ds, "ScanOptions")),
         image_orientation=orientation_tuple,
-        contrast_agent=str(ds.get("ContrastBolusAgent", "") or ""),
+        contrast_agent=str(_get(ds, "ContrastBolusAgent") or ""),
         b_values=_b_values(ds),
         temporal_positions=max(1, int(n_temporal)) if n_temporal else 1,
-        repetition_time=_number(ds.get("RepetitionTime")),
-        echo_time=_number(ds.get("EchoTime")),
-        modality=str(ds.get("Modality", "") or ""),
-        manufacturer=str(ds.get("Manufacturer", "") or ""),
+        repetition_time=_number(_get(ds, "RepetitionTime")),
+        echo_time=_number(_get(ds, "EchoTime")),
+        modality=str(_get(ds, "Modality") or ""),
+        manufacturer=str(_get(ds, "Manufacturer") or ""),
         instances=1,
     )
 
 
 def _temporal_identifier(ds: Any) -> int | None:
-    value = _number(ds.get("TemporalPositionIdentifier"))
+    value = _number(_get(ds, "TemporalPositionIdentifier"))
     return int(value) if value is not None else None
 
 
@@ -386,7 +396,8 @@ class Rule:
     _regexes: Mapping[str, re.Pattern[str]] = field(default_factory=dict, repr=False, compare=False)
 
     def matches(self, attrs: SeriesAttributes) -> bool:
-        return all(_condition_holds(name, value, attrs, self._regexes) for name, value in self.conditions.items())
+        return all(_condition_holds(name, value, attrs, self._regexes)
+                   for name, value in self.conditions.items())
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "priority": self.priority, "code": self.code,
@@ -417,9 +428,9 @@ class RuleSet:
 def _condition_holds(name: str, expected: Any, attrs: SeriesAttributes,
                      regexes: Mapping[str, re.Pattern[str]]) -> bool:
     if name == "description":
-        return attrs._described(regexes[name])
+        return attrs.matches_description(regexes[name])
     if name == "description_not":
-        return not attrs._described(regexes[name])
+        return not attrs.matches_description(regexes[name])
     if name == "plane":
         return attrs.plane in ((expected,) if isinstance(expected, str) else tuple(expected))
     if name == "weighting":
@@ -468,8 +479,8 @@ def _validate_conditions(when: Any, where: str, errors: list[tuple[str, str]]) -
         elif name == "scanning_sequence":
             _check_choice(value, SCANNING_SEQUENCES, here, errors)
         elif name == "b_value":
-            ok = (isinstance(value, list) and len(value) == 2
-                  and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value))
+            ok = isinstance(value, list) and len(value) == 2 and all(
+                v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value)
             if not ok:
                 errors.append((here, "must be [min, max] in s/mm² (numbers or null for open ends)"))
             elif value[0] is not None and value[1] is not None and value[0] > value[1]:

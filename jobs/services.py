@@ -161,8 +161,9 @@ class JobContext:
         now = time.monotonic()
         if force or now - self._last_write >= PROGRESS_WRITE_EVERY_S or self.job.done == self.job.total:
             self._last_write = now
+            self.job.heartbeat_at = timezone.now()  # so an inline progress bar never reads "worker lost"
             Job.objects.filter(pk=self.job.pk).update(
-                done=self.job.done, total=self.job.total, step=self.job.step, heartbeat_at=timezone.now()
+                done=self.job.done, total=self.job.total, step=self.job.step, heartbeat_at=self.job.heartbeat_at
             )
         if self._echo:
             self._echo(self.job)

@@ -1,0 +1,255 @@
+"""Imaging API: a series' volume and metadata (the viewer's two requests), tumour boxes, cases.
+
+``GET /api/series/<pk>/volume``: the uint16 little-endian volume, sent as the gzip file written at
+import with ``Content-Encoding: gzip`` (the browser inflates it; no CPU spent here), an ETag from the
+volume's SHA-256 and ``Cache-Control: private``; a client that does not accept gzip gets it inflated.
+``GET /api/series/<pk>/meta``: shape, spacing, positions, orientation, rescale, default window.
+Both only for users who may see the series (``selectors.series_visible_to``): coordinators and admins
+all, readers those of cases a study lets them read; anyone else gets 404, as if it did not exist.
+Never a DICOM header, never a source UID.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.http import FileResponse, HttpResponseNotModified, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.decorators import api_view, renderer_classes
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.generics import ListAPIView, RetrieveAPIView
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+
+from accounts.roles import is_coordinator
+from imaging import importer_store, selectors, services
+from imaging.models import Case, Series
+
+VOLUME_CACHE_SECONDS = 7 * 24 * 3600  # a stored volume never changes: its ETag is its content hash
+_CHUNK = 512 * 1024
+
+
+class OctetStreamRenderer(BaseRenderer):
+    media_type = "application/octet-stream"
+    format = "bin"
+    charset = None
+    render_style = "binary"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes) else json.dumps(data).encode()
+
+
+def _series_or_404(user, pk: int) -> Series:
+    try:
+        return selectors.series_for_user(user, pk)
+    except ObjectDoesNotExist:
+        raise NotFound("no such series") from None
+
+
+def _etag_matches(request, etag: str) -> bool:
+    header = request.headers.get("If-None-Match", "")
+    return any(tag.strip() in (etag, f"W/{etag}", "*") for tag in header.split(",")) if header else False
+
+
+@extend_schema(
+    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    description="The series volume: uint16 little-endian, frames × rows × cols (see /meta), "
+    "gzip content-encoded.",
+)
+@api_view(["GET"])
+@renderer_classes([OctetStreamRenderer, JSONRenderer])
+def series_volume(request, pk: int):
+    series = _series_or_404(request.user, pk)
+    path = importer_store.volume_file(series)
+    if not series.volume_path or not path.exists():
+        raise NotFound("the volume of this series is missing from the store")
+    gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "").lower()
+    etag = f'"{series.volume_sha256[:32]}{"-gz" if gzip_ok else ""}"'
+    headers = {
+        "ETag": etag,
+        "Cache-Control": f"private, max-age={VOLUME_CACHE_SECONDS}",
+        "Vary": "Cookie, Accept-Encoding",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if _etag_matches(request, etag):
+        response = HttpResponseNotModified()
+    elif gzip_ok:
+        response = FileResponse(open(path, "rb"), content_type="application/octet-stream")
+        response.headers["Content-Encoding"] = "gzip"
+    else:
+        response = StreamingHttpResponse(_inflated(path), content_type="application/octet-stream")
+        response.headers["Content-Length"] = str(series.n_slices * series.rows * series.cols * 2)
+    for name, value in headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _inflated(path):
+    with gzip.open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            yield chunk
+
+
+def series_meta_data(series: Series, user) -> dict:
+    """What the viewer needs to draw a series; boxes and the case pseudonym for coordinators only."""
+    meta = series.meta or {}
+    data = {
+        "id": series.pk,
+        "sequence_code": series.sequence_code,
+        "plane": series.plane,
+        "n_slices": series.n_slices,
+        "rows": series.rows,
+        "cols": series.cols,
+        "volume_url": f"/api/series/{series.pk}/volume",
+        "volume_sha256": series.volume_sha256,
+        **{
+            key: meta.get(key)
+            for key in (
+                "format",
+                "shape",
+                "pixel_spacing",
+                "slice_thickness",
+                "slice_spacing",
+                "slice_positions",
+                "slice_locations",
+                "orientation",
+                "temporal_positions",
+                "phases",
+                "rescale",
+                "window",
+                "value_range",
+                "instance_numbers",
+            )
+        },
+    }
+    if is_coordinator(user):
+        data["case"] = {"id": series.case_id, "pseudonym": series.case.pseudonym}
+        data["mapped_code"], data["mapped_rule"], data["override_code"] = (
+            series.mapped_code,
+            series.mapped_rule,
+            series.override_code,
+        )
+        data["boxes"] = selectors.boxes_of(series)
+    return data
+
+
+@extend_schema(responses=OpenApiTypes.OBJECT, description="Volume metadata for the viewer.")
+@api_view(["GET"])
+def series_meta(request, pk: int):
+    series = _series_or_404(request.user, pk)
+    data = series_meta_data(series, request.user)
+    etag = '"' + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32] + '"'
+    if _etag_matches(request, etag):
+        response = HttpResponseNotModified()
+    else:
+        response = Response(data)
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = "private, no-cache"
+    response.headers["Vary"] = "Cookie"
+    return response
+
+
+class BoxSerializer(serializers.Serializer):
+    slice_index = serializers.IntegerField(min_value=0)
+    x0 = serializers.IntegerField(min_value=0)
+    y0 = serializers.IntegerField(min_value=0)
+    x1 = serializers.IntegerField(min_value=1)
+    y1 = serializers.IntegerField(min_value=1)
+    source = serializers.CharField(read_only=True)
+
+
+def _coordinator_series(request, pk: int) -> Series:
+    if not is_coordinator(request.user):
+        raise PermissionDenied("tumour boxes are edited by coordinators")
+    return _series_or_404(request.user, pk)
+
+
+@extend_schema(methods=["GET"], responses=BoxSerializer(many=True))
+@extend_schema(methods=["POST"], request=BoxSerializer, responses=BoxSerializer)
+@extend_schema(methods=["DELETE"], parameters=[OpenApiParameter("slice_index", int)], responses=None)
+@api_view(["GET", "POST", "DELETE"])
+def series_boxes(request, pk: int):
+    """A series' tumour boxes: list; draw one (replaces the slice's box); delete one (?slice_index=)."""
+    series = _coordinator_series(request, pk)
+    if request.method == "GET":
+        return Response(selectors.boxes_of(series))
+    if request.method == "DELETE":
+        try:
+            index = int(request.query_params.get("slice_index", ""))
+        except ValueError:
+            return Response(
+                {"slice_index": ["a whole number is required"]}, status=status.HTTP_400_BAD_REQUEST
+            )
+        if not services.box_delete(series=series, slice_index=index):
+            raise NotFound("no box on this slice")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    incoming = BoxSerializer(data=request.data)
+    incoming.is_valid(raise_exception=True)
+    try:
+        box = services.box_save(series=series, user=request.user, **incoming.validated_data)
+    except ValidationError as error:
+        return Response(error.message_dict, status=status.HTTP_400_BAD_REQUEST)
+    return Response(BoxSerializer(box).data, status=status.HTTP_201_CREATED)
+
+
+class CaseSerializer(serializers.ModelSerializer):
+    volume_ml = serializers.FloatField(read_only=True)
+    series = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Case
+        fields = (
+            "id",
+            "pseudonym",
+            "truth",
+            "subtype",
+            "institution",
+            "length_mm",
+            "width_mm",
+            "height_mm",
+            "volume_ml",
+            "degeneration",
+            "irregular_margin",
+            "is_synthetic",
+            "series",
+        )
+
+    def get_series(self, case) -> list[dict]:
+        return [
+            {
+                "id": s.pk,
+                "sequence_code": s.sequence_code,
+                "plane": s.plane,
+                "n_slices": s.n_slices,
+                "series_number": s.series_number,
+            }
+            for s in case.series.all()
+        ]
+
+
+class CaseListApi(ListAPIView):
+    """Cases for coordinators and admins (ground truth included); empty for everyone else."""
+
+    serializer_class = CaseSerializer
+
+    def get_queryset(self):
+        p = self.request.query_params
+        return selectors.case_list(
+            self.request.user,
+            q=p.get("q", ""),
+            truth=p.get("truth", ""),
+            sequence=p.get("sequence", ""),
+            institution=p.get("institution", ""),
+        ).prefetch_related("series")
+
+
+class CaseDetailApi(RetrieveAPIView):
+    serializer_class = CaseSerializer
+
+    def get_queryset(self):
+        return selectors.cases_visible_to(self.request.user).prefetch_related("series")

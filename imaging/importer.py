@@ -1,0 +1,449 @@
+"""The "import_dicom" job: files in, de-identified cases and series out, one reason per rejected file.
+
+Runner ``run(job, ctx)``; params (see ``services.import_start``)::
+
+    {"source": path, "manifest": path | None, "boxes": path | None,
+     "upload_dir": path | None,   # a web upload: deleted after a successful import
+     "label": "what was imported (never a path)", "workers": int | None}
+
+Steps: enumerate the files (``importer_sources``: folder, zip, DICOMDIR); read each one
+(``importer_files``: validate, classify from the original header, de-identify, spool the pixels),
+in parallel processes when the worker allows it; group by (de-identified) series; store each series
+as one volume (``importer_store``) under a case found by the keyed hash of its source patient key or
+created with a random pseudonym; then apply the manifest and the boxes. Every file costs two units
+of progress (read, stored). One bad file never stops the others: it is listed with its reason.
+
+Resuming (a lost worker, a failed run) reads the files again and skips the series this import
+already stored. Files are reported by index and sanitised name (``importer_sources.file_label``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from imaging import importer_files, importer_manifest, importer_sources, importer_store, sequences
+from imaging.models import Case, ImportBatch, Series
+
+log = logging.getLogger(__name__)
+
+PARALLEL_MIN_FILES = 200  # below this, starting reader processes costs more than it saves
+STORE_THREADS = 2
+_PATH_PARAMS = ("source", "manifest", "boxes", "upload_dir")
+_CHUNKSIZE = 8
+
+
+@dataclass
+class SeriesGroup:
+    series_uid: str
+    outcomes: list[importer_files.FileOutcome] = field(default_factory=list)
+
+    @property
+    def first(self) -> importer_files.FileOutcome:
+        return self.outcomes[0]
+
+
+@dataclass
+class Tally:
+    files: dict[int, importer_sources.SourceFile]
+    rejected: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    groups: dict[str, SeriesGroup] = field(default_factory=dict)
+    sop_seen: dict[str, int] = field(default_factory=dict)
+    imported_files: int = 0
+    series_done: list[int] = field(default_factory=list)
+    cases_created: int = 0
+
+    def reject(self, index: int, reason: str) -> None:
+        source = self.files.get(index)
+        label = source.label if source else f"#{index}"
+        self.rejected.append({"file": label, "index": index, "reason": reason})
+
+
+def zip_limits() -> importer_sources.ZipLimits:
+    return importer_sources.ZipLimits(
+        max_total_bytes=getattr(settings, "IMAGING_ZIP_MAX_BYTES", importer_sources.DEFAULT_MAX_TOTAL_BYTES),
+        max_members=getattr(settings, "IMAGING_ZIP_MAX_MEMBERS", importer_sources.DEFAULT_MAX_MEMBERS),
+        max_ratio=getattr(settings, "IMAGING_ZIP_MAX_RATIO", importer_sources.DEFAULT_MAX_RATIO),
+    )
+
+
+def work_dir_for(job) -> Path:
+    return Path(settings.UPLOAD_ROOT) / "work" / f"job-{job.pk}"
+
+
+def run(job, ctx) -> None:
+    from jobs.services import JobCancelled, JobError
+
+    params = job.params
+    batch, _ = ImportBatch.objects.get_or_create(
+        job=job, defaults={"source_label": params.get("label", "import")[:255], "created_by": job.created_by}
+    )
+    manifest, boxes = _parse_companions(params, JobError)
+    work = work_dir_for(job)
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "spool").mkdir(parents=True)
+    succeeded = False
+    try:
+        ctx.progress(step="listing files", force=True)
+        try:
+            sources = importer_sources.enumerate_sources(
+                Path(params["source"]), extract_to=work / "extracted", limits=zip_limits()
+            )
+        except FileNotFoundError:
+            raise JobError("the import source does not exist (was the upload removed?)") from None
+        except importer_sources.UnsafeArchive as error:
+            raise JobError(f"archive refused: {error}") from None
+        except ValueError as error:  # an unreadable DICOMDIR
+            raise JobError(f"DICOMDIR refused: {type(error).__name__}") from None
+        _use_upload_names(params, sources)
+        tally = Tally(
+            files={f.index: f for f in sources.files},
+            rejected=list(sources.rejected),
+            skipped=list(sources.skipped),
+        )
+        total = 2 * len(sources.files)
+        ctx.progress(done=0, total=total, step=f"reading {len(sources.files)} files", force=True)
+        _read_files(ctx, sources, tally, work / "spool", params.get("workers"))
+        _store_series(ctx, batch, tally)
+        manifest_report = _apply_manifest(manifest)
+        boxes_report = _apply_boxes(boxes)
+        summary = _summary(batch, sources, tally, manifest_report, boxes_report)
+        batch.files_seen = len(sources.files) + len(sources.rejected)
+        batch.files_imported = tally.imported_files
+        batch.rejections = tally.rejected
+        batch.summary = summary
+        batch.save()
+        ctx.set_result(**summary)
+        ctx.progress(done=total, total=total, step="finished", force=True)
+        log.info(
+            "import batch %s: %d files imported, %d rejected, %d series",
+            batch.pk,
+            tally.imported_files,
+            len(tally.rejected),
+            summary["series"],
+        )
+        succeeded = True
+    except JobCancelled:
+        succeeded = None  # a cancelled job is not resumed: its upload goes too (series stored are kept)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        _remove_upload(params, succeeded=succeeded is not False)
+    _forget_paths(job)
+
+
+def _forget_paths(job) -> None:
+    """Paths can carry patient names (/data/DOE_JANE/...): once the import succeeded they are not needed
+    (nothing is resumed) and are removed from the job's params. A failed job keeps them to be resumed."""
+    from jobs.models import Job
+
+    redacted = {
+        key: ("(removed after import)" if key in _PATH_PARAMS and value else value)
+        for key, value in job.params.items()
+    }
+    job.params = redacted
+    Job.objects.filter(pk=job.pk).update(params=redacted)
+
+
+def _use_upload_names(params: dict, sources) -> None:
+    """A web upload stores files as 000001, 000002, ...; report them under their sanitised upload names."""
+    names_file = Path(params["upload_dir"]) / "names.json" if params.get("upload_dir") else None
+    if sources.kind != "folder" or names_file is None or not names_file.exists():
+        return
+    names = json.loads(names_file.read_text())
+    sources.files = [
+        importer_sources.SourceFile(f.index, f.path, names.get(f.path.name, f.name)) for f in sources.files
+    ]
+
+
+def _parse_companions(params: dict, error_class):
+    manifest = boxes = None
+    if params.get("manifest"):
+        manifest = importer_manifest.read_manifest(Path(params["manifest"]))
+        if not manifest.ok:
+            raise error_class("manifest: " + "; ".join(str(p) for p in manifest.problems[:10]))
+    if params.get("boxes"):
+        boxes = importer_manifest.read_boxes(Path(params["boxes"]))
+        if not boxes.ok:
+            raise error_class("boxes: " + "; ".join(str(p) for p in boxes.problems[:10]))
+    return manifest, boxes
+
+
+def _remove_upload(params: dict, *, succeeded: bool) -> None:
+    """A web upload is deleted after a successful or cancelled import unless KEEP_RAW_UPLOADS (a failed
+    one is kept so that the job can be resumed). A folder named on the command line is never touched."""
+    upload_dir = params.get("upload_dir")
+    if upload_dir and succeeded and not getattr(settings, "KEEP_RAW_UPLOADS", False):
+        root = Path(settings.UPLOAD_ROOT).resolve()
+        target = Path(upload_dir).resolve()
+        if root in target.parents:
+            shutil.rmtree(target, ignore_errors=True)
+
+
+# --- reading ----------------------------------------------------------------------------------------
+
+
+def _can_fork_workers() -> bool:
+    return not multiprocessing.current_process().daemon
+
+
+def _outcomes(pipeline, files, spool: Path, workers: int, *, requested: bool = False):
+    """Outcomes in file order: read here, or by ``workers`` spawned processes for a large import (or
+    whenever the job asked for more than one), except inside a daemonic worker that cannot fork."""
+    args = [(pipeline, f.index, str(f.path), str(spool)) for f in files]
+    small = len(files) < PARALLEL_MIN_FILES and not requested
+    if workers <= 1 or small or not _can_fork_workers():
+        for arg in args:
+            yield importer_files.process_file_to_spool(*arg)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        try:
+            yield from pool.map(importer_files.process_packed, args, chunksize=_CHUNKSIZE)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _workers(requested) -> int:
+    if requested:
+        return max(1, int(requested))
+    configured = getattr(settings, "IMAGING_IMPORT_WORKERS", None)
+    return max(1, int(configured)) if configured else min(2, os.cpu_count() or 1)
+
+
+def _read_files(ctx, sources, tally: Tally, spool: Path, workers) -> None:
+    pipeline = importer_files.Pipeline(settings.PSEUDONYM_KEY)
+    series_owner: dict[str, str] = {}
+    outcomes = _outcomes(pipeline, sources.files, spool, _workers(workers), requested=bool(workers))
+    for number, outcome in enumerate(outcomes, start=1):
+        if isinstance(outcome, importer_files.FileRejected):
+            tally.reject(outcome.index, outcome.reason)
+            ctx.advance(2)
+        elif isinstance(outcome, importer_files.FileSkipped):
+            tally.skipped.append(
+                {"file": tally.files[outcome.index].label, "index": outcome.index, "reason": outcome.reason}
+            )
+            ctx.advance(2)
+        elif outcome.sop_uid in tally.sop_seen:
+            tally.reject(
+                outcome.index,
+                f"duplicate instance (same SOP Instance UID as file #{tally.sop_seen[outcome.sop_uid]})",
+            )
+            ctx.advance(2)
+        elif series_owner.setdefault(outcome.series_uid, outcome.key_hash) != outcome.key_hash:
+            tally.reject(outcome.index, "belongs to another patient than the rest of its series")
+            ctx.advance(2)
+        else:
+            tally.sop_seen[outcome.sop_uid] = outcome.index
+            tally.groups.setdefault(outcome.series_uid, SeriesGroup(outcome.series_uid)).outcomes.append(
+                outcome
+            )
+            ctx.advance(1)
+        if number % 16 == 0:
+            ctx.progress(step=f"reading files ({number}/{len(sources.files)})")
+            ctx.check_cancel()
+
+
+# --- storing ----------------------------------------------------------------------------------------
+
+
+def _rule_set() -> sequences.RuleSet:
+    from imaging.selectors import active_rule_set
+
+    return active_rule_set()[0]
+
+
+def _store_series(ctx, batch: ImportBatch, tally: Tally) -> None:
+    """Encode and write each new series' volume in a small thread pool (numpy and zlib release the GIL,
+    so two series compress at once), then record them in the database here, one by one, in order."""
+    rules = _rule_set()
+    existing = {s.series_uid: s for s in Series.objects.filter(series_uid__in=list(tally.groups))}
+    new_groups = []
+    for group in tally.groups.values():
+        found = existing.get(group.series_uid)
+        if found is None:
+            new_groups.append(group)
+            continue
+        if found.import_batch_id == batch.pk:  # stored by an earlier run of this job
+            tally.imported_files += len(group.outcomes)
+            tally.series_done.append(found.pk)
+        else:
+            where = f"import {found.import_batch_id}" if found.import_batch_id else "an earlier import"
+            for outcome in group.outcomes:
+                tally.reject(
+                    outcome.index, f"duplicate instance (its series was already imported in {where})"
+                )
+        ctx.advance(len(group.outcomes))
+    with ThreadPoolExecutor(max_workers=STORE_THREADS) as pool:
+        prepared = pool.map(_prepare_one, new_groups)
+        for number, (group, result) in enumerate(zip(new_groups, prepared, strict=True), start=1):
+            ctx.check_cancel()
+            ctx.progress(step=f"storing series {number}/{len(new_groups)}")
+            series = _record_one(batch, group, result, tally, rules)
+            if series is not None:
+                tally.series_done.append(series.pk)
+            ctx.advance(len(group.outcomes))
+
+
+@dataclass
+class Prepared:
+    """A series' volume, written to the store, waiting for its database row."""
+
+    kept: list[importer_files.FileOutcome]
+    wrong_size: list[importer_files.FileOutcome]
+    encoded: object = None
+    volume_path: str = ""
+    digest: str = ""
+    error: str = ""
+
+
+def _prepare_one(group: SeriesGroup) -> Prepared:
+    shape = importer_store.majority_shape([o.shape for o in group.outcomes])
+    prepared = Prepared(
+        kept=[o for o in group.outcomes if o.shape == shape],
+        wrong_size=[o for o in group.outcomes if o.shape != shape],
+    )
+    frames, slices, numbers = [], [], []
+    for outcome in prepared.kept:
+        pixels = outcome.load_pixels()
+        for frame, geometry in enumerate(outcome.geometries):
+            frames.append(pixels[frame])
+            slices.append(geometry)
+            numbers.append(geometry.instance_number)
+    try:
+        prepared.encoded, _ = importer_store.encode_series(frames, slices, numbers)
+    except ValueError as error:
+        prepared.error = _safe_error(error)
+        return prepared
+    prepared.volume_path, prepared.digest = importer_store.write_volume(group.series_uid, prepared.encoded)
+    return prepared
+
+
+def _record_one(
+    batch: ImportBatch, group: SeriesGroup, prepared: Prepared, tally: Tally, rules: sequences.RuleSet
+) -> Series | None:
+    for outcome in prepared.wrong_size:
+        tally.reject(outcome.index, "image size differs from the rest of its series")
+    if prepared.error:
+        for outcome in prepared.kept:
+            tally.reject(outcome.index, f"series cannot be stored ({prepared.error})")
+        return None
+    attributes = _merged_attributes(prepared.kept)
+    code, rule_id = rules.classify(attributes)
+    stored_attributes = importer_files.cleaned_attributes(attributes)
+    stored_attributes["flags"] = attributes.flags()
+    meta = prepared.encoded.meta
+    first = group.first
+    with transaction.atomic():
+        case, created = _case_for(first.key_hash, synthetic=first.synthetic, batch=batch)
+        series = Series.objects.create(
+            case=case,
+            series_uid=group.series_uid,
+            study_uid=first.study_uid,
+            series_number=first.series_number,
+            mapped_code=code,
+            mapped_rule=rule_id or "",
+            attributes=stored_attributes,
+            plane=attributes.plane or "",
+            n_slices=meta["shape"][0],
+            rows=meta["shape"][1],
+            cols=meta["shape"][2],
+            meta=meta,
+            volume_path=prepared.volume_path,
+            volume_sha256=prepared.digest,
+            import_batch=batch,
+        )
+    tally.cases_created += int(created)
+    tally.imported_files += len(prepared.kept)
+    return series
+
+
+def _merged_attributes(outcomes: list[importer_files.FileOutcome]) -> sequences.SeriesAttributes:
+    """Series attributes from its instances (what ``sequences.series_attributes`` does on datasets),
+    completed from the per-frame geometry: enhanced MR keeps ImageOrientationPatient and b-values in
+    functional groups, where ``extract_attributes`` does not look; and the count of temporal positions."""
+    merged = sequences.merge_attributes([o.attributes for o in outcomes])
+    slices = [g for o in outcomes for g in o.geometries]
+    changes: dict = {}
+    temporal = {g.temporal_position for g in slices if g.temporal_position is not None}
+    temporal |= {o.temporal_identifier for o in outcomes if o.temporal_identifier is not None}
+    if len(temporal) > merged.temporal_positions:
+        changes["temporal_positions"] = len(temporal)
+    if merged.image_orientation is None:
+        orientation = next((g.orientation for g in slices if g.orientation is not None), None)
+        if orientation is not None:
+            changes["image_orientation"] = list(orientation)
+    b_values = {round(g.b_value, 3) for g in slices if g.b_value is not None and g.b_value >= 0}
+    if b_values - set(merged.b_values):
+        changes["b_values"] = sorted(b_values | set(merged.b_values))
+    if changes:
+        merged = sequences.SeriesAttributes.from_dict({**merged.to_dict(), **changes})
+    return merged
+
+
+def _safe_error(error: Exception) -> str:
+    """Our own ValueErrors from imaging.volumes name shapes and counts, never header values."""
+    text = str(error)
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+def _case_for(key_hash: str, *, synthetic: bool, batch: ImportBatch) -> tuple[Case, bool]:
+    from imaging.services import case_get_or_create
+
+    return case_get_or_create(key_hash=key_hash, synthetic=synthetic, import_batch=batch)
+
+
+# --- manifest and boxes -----------------------------------------------------------------------------
+
+
+def _apply_manifest(manifest) -> dict | None:
+    if manifest is None:
+        return None
+    from imaging.services import manifest_apply
+
+    return manifest_apply(parsed=manifest)
+
+
+def _apply_boxes(boxes) -> dict | None:
+    if boxes is None:
+        return None
+    from imaging.services import boxes_apply
+
+    return boxes_apply(parsed=boxes)
+
+
+def _summary(batch, sources, tally: Tally, manifest_report, boxes_report) -> dict:
+    stored = Series.objects.filter(pk__in=tally.series_done)
+    slices = sum(stored.values_list("n_slices", flat=True))
+    codes = defaultdict(int)
+    for code in stored.values_list("mapped_code", flat=True):
+        codes[code] += 1
+    return {
+        "import_batch": batch.pk,
+        "source_kind": sources.kind,
+        "files_seen": len(sources.files) + len(sources.rejected),
+        "files_imported": tally.imported_files,
+        "files_rejected": len(tally.rejected),
+        "files_skipped": len(tally.skipped),
+        "studies": stored.values("study_uid").distinct().count(),
+        "series": stored.count(),
+        "slices": slices,
+        "cases": stored.values("case").distinct().count(),
+        "cases_created": tally.cases_created,
+        "series_by_code": dict(sorted(codes.items())),
+        "rejected": sorted(tally.rejected, key=lambda r: (r["file"].startswith("archive"), r["index"])),
+        "skipped": sorted(tally.skipped, key=lambda r: r["index"]),
+        "manifest": manifest_report,
+        "boxes": boxes_report,
+    }

@@ -1,0 +1,16 @@
+"""Job kinds of the imaging app (registered from ImagingConfig.ready())."""
+
+from jobs import registry
+
+registry.register(
+    "import_dicom",
+    "imaging.importer:run",
+    queue="default",
+    label="DICOM import (de-identification, sequence mapping, series store)",
+)
+registry.register(
+    "cohort_build",
+    "imaging.cohorts:run",
+    queue="default",
+    label="cohort build (224×224 tumour crops into the training array store)",
+)

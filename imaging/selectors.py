@@ -1,0 +1,142 @@
+"""Reads on imaging, with the permission filter built in.
+
+Coordinators and admins see every case and series. A reader sees only the series of cases that a
+study lets them read (``reader_study.selectors.case_ids_readable_by``), and never a case's ground
+truth or import details (the API and views serialise only what readers may see).
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+
+from accounts.roles import is_coordinator, is_reader
+from core.constants import SEQUENCE_CODES
+from imaging import sequences
+from imaging.models import Case, Cohort, ImportBatch, SequenceRuleSet, Series, TumourBox
+
+
+def _readable_case_ids(user):
+    """Case ids a reader may open; none when the reader-study app does not provide the function yet."""
+    try:
+        from reader_study.selectors import case_ids_readable_by
+    except ImportError:
+        return None
+    return case_ids_readable_by(user)
+
+
+def cases_visible_to(user) -> QuerySet[Case]:
+    """Coordinators and admins: all cases. Everyone else: none (readers reach series, not case records)."""
+    if not getattr(user, "is_authenticated", False) or not is_coordinator(user):
+        return Case.objects.none()
+    return Case.objects.all()
+
+
+def case_list(
+    user, *, q: str = "", truth: str = "", sequence: str = "", institution: str = ""
+) -> QuerySet[Case]:
+    """The coordinator's case list: pseudonym / subtype search, class, sequence code, institution."""
+    cases = cases_visible_to(user)
+    if q:
+        cases = cases.filter(Q(pseudonym__icontains=q) | Q(subtype__icontains=q))
+    if truth == "unknown":
+        cases = cases.filter(truth="")
+    elif truth:
+        cases = cases.filter(truth=truth)
+    if institution:
+        cases = cases.filter(institution=institution)
+    if sequence:
+        cases = cases.filter(
+            Q(series__override_code=sequence) | Q(series__override_code="", series__mapped_code=sequence)
+        ).distinct()
+    return cases.annotate(series_count=Count("series", distinct=True)).order_by("pseudonym")
+
+
+def institutions(user) -> list[str]:
+    return list(
+        cases_visible_to(user)
+        .exclude(institution="")
+        .values_list("institution", flat=True)
+        .distinct()
+        .order_by("institution")
+    )
+
+
+def case_for_user(user, pk: int) -> Case:
+    """One case with its series and boxes (raises Case.DoesNotExist when not visible)."""
+    boxes = Prefetch("boxes", queryset=TumourBox.objects.order_by("slice_index"))
+    return (
+        cases_visible_to(user)
+        .prefetch_related(Prefetch("series", queryset=Series.objects.prefetch_related(boxes)))
+        .get(pk=pk)
+    )
+
+
+def series_visible_to(user) -> QuerySet[Series]:
+    """Coordinators and admins: every series. Readers: series of cases they may read. Others: none."""
+    if not getattr(user, "is_authenticated", False):
+        return Series.objects.none()
+    if is_coordinator(user):
+        return Series.objects.select_related("case")
+    if is_reader(user):
+        ids = _readable_case_ids(user)
+        if ids is None:
+            return Series.objects.none()
+        return Series.objects.select_related("case").filter(case_id__in=ids)
+    return Series.objects.none()
+
+
+def series_for_user(user, pk: int) -> Series:
+    return series_visible_to(user).get(pk=pk)
+
+
+def boxes_of(series: Series) -> list[dict]:
+    return [
+        {"slice_index": b.slice_index, "x0": b.x0, "y0": b.y0, "x1": b.x1, "y1": b.y1, "source": b.source}
+        for b in series.boxes.order_by("slice_index")
+    ]
+
+
+# --- sequence mapping -------------------------------------------------------------------------------
+
+
+def active_rule_set() -> tuple[sequences.RuleSet, SequenceRuleSet | None]:
+    """The active rules (validated) and their record; the shipped defaults when none is active.
+    A stored rule set that no longer validates falls back to the defaults too."""
+    record = SequenceRuleSet.objects.filter(is_active=True).order_by("-updated_at").first()
+    if record is not None:
+        try:
+            return sequences.validate_rules(record.rules), record
+        except sequences.RuleValidationError:
+            pass
+    return sequences.load_default_rules(), None
+
+
+def mapping_report(user, *, code: str = "", overridden: str = "") -> QuerySet[Series]:
+    """Every series with its code, the rule that chose it and any override (coordinators only)."""
+    if not is_coordinator(user):
+        return Series.objects.none()
+    series = Series.objects.select_related("case").order_by("case__pseudonym", "series_number", "pk")
+    if code:
+        series = series.filter(Q(override_code=code) | Q(override_code="", mapped_code=code))
+    if overridden == "yes":
+        series = series.exclude(override_code="")
+    return series
+
+
+def sequence_codes() -> tuple[str, ...]:
+    return SEQUENCE_CODES
+
+
+# --- imports and cohorts ----------------------------------------------------------------------------
+
+
+def import_batches_visible_to(user) -> QuerySet[ImportBatch]:
+    if not is_coordinator(user):
+        return ImportBatch.objects.none()
+    return ImportBatch.objects.select_related("job", "created_by")
+
+
+def cohorts_visible_to(user) -> QuerySet[Cohort]:
+    if not is_coordinator(user):
+        return Cohort.objects.none()
+    return Cohort.objects.annotate(case_count=Count("members"))

@@ -1,0 +1,23 @@
+from django.urls import path
+
+from imaging import api, views, views_upload
+
+urlpatterns = [
+    path("imaging/cases/", views.case_list, name="imaging_case_list"),
+    path("imaging/cases/<int:pk>/", views.case_detail, name="imaging_case_detail"),
+    path("imaging/series/<int:pk>/", views.series_detail, name="imaging_series_detail"),
+    path("imaging/series/<int:pk>/override/", views.series_override, name="imaging_series_override"),
+    path("imaging/mapping/", views.mapping, name="imaging_mapping"),
+    path("imaging/mapping/rules/", views.mapping_rules, name="imaging_mapping_rules"),
+    path("imaging/mapping/remap/", views.mapping_remap, name="imaging_mapping_remap"),
+    path("imaging/import/", views_upload.upload, name="imaging_upload"),
+    path("imaging/imports/", views.import_list, name="imaging_import_list"),
+    path("imaging/imports/<int:pk>/", views.import_detail, name="imaging_import_detail"),
+    path("imaging/cohorts/", views.cohort_list, name="imaging_cohort_list"),
+    path("imaging/cohorts/<int:pk>/build/", views.cohort_build, name="imaging_cohort_build"),
+    path("api/series/<int:pk>/volume", api.series_volume, name="imaging_api_series_volume"),
+    path("api/series/<int:pk>/meta", api.series_meta, name="imaging_api_series_meta"),
+    path("api/series/<int:pk>/boxes/", api.series_boxes, name="imaging_api_series_boxes"),
+    path("api/cases/", api.CaseListApi.as_view(), name="imaging_api_case_list"),
+    path("api/cases/<int:pk>/", api.CaseDetailApi.as_view(), name="imaging_api_case_detail"),
+]

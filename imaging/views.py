@@ -1,0 +1,270 @@
+"""Coordinator pages: cases, case detail with ground truth, series view (box drawing), sequence
+mapping (report, overrides, rules editor), imports, cohorts. Thin: reads through selectors, writes
+through services. The upload page is in views_upload.py."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.roles import is_coordinator
+from core.constants import CLASS_CHOICES, SEQUENCE_CODES
+from imaging import selectors, services, services_cohorts
+from imaging.forms import CaseTruthForm, CohortForm, OverrideForm, RulesForm
+from imaging.models import Case, ImportBatch
+
+
+def coordinator_required(view):
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not is_coordinator(request.user):
+            raise PermissionDenied("this page is for coordinators")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _errors(error: ValidationError) -> list[str]:
+    if hasattr(error, "message_dict"):
+        return [f"{field}: {message}" for field, msgs in error.message_dict.items() for message in msgs]
+    return list(error.messages)
+
+
+@coordinator_required
+def case_list(request):
+    filters = {k: request.GET.get(k, "").strip() for k in ("q", "truth", "sequence", "institution")}
+    cases = selectors.case_list(request.user, **filters)
+    page = Paginator(cases, 100).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "imaging/case_list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "classes": CLASS_CHOICES,
+            "codes": SEQUENCE_CODES,
+            "institutions": selectors.institutions(request.user),
+            "total": cases.count(),
+        },
+    )
+
+
+@coordinator_required
+def case_detail(request, pk: int):
+    try:
+        case = selectors.case_for_user(request.user, pk)
+    except Case.DoesNotExist:
+        raise Http404("no such case") from None
+    form = CaseTruthForm(request.POST or None, instance=case)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.case_update(case=case, **{f: form.cleaned_data[f] for f in services.CASE_FIELDS})
+        except ValidationError as error:
+            for message in _errors(error):
+                messages.error(request, message)
+        else:
+            messages.success(request, f"ground truth of {case.pseudonym} saved")
+            return redirect("imaging_case_detail", pk=case.pk)
+    return render(
+        request,
+        "imaging/case_detail.html",
+        {"case": case, "form": form, "series": case.series.all(), "override_form": OverrideForm()},
+    )
+
+
+@coordinator_required
+def series_detail(request, pk: int):
+    try:
+        series = selectors.series_for_user(request.user, pk)
+    except ObjectDoesNotExist:
+        raise Http404("no such series") from None
+    return render(
+        request,
+        "imaging/series_detail.html",
+        {
+            "series": series,
+            "case": series.case,
+            "boxes": series.boxes.order_by("slice_index"),
+            "override_form": OverrideForm(initial={"override_code": series.override_code}),
+            "attributes": {k: v for k, v in (series.attributes or {}).items() if k != "flags"},
+            "flags": (series.attributes or {}).get("flags", {}),
+        },
+    )
+
+
+@coordinator_required
+@require_POST
+def series_override(request, pk: int):
+    try:
+        series = selectors.series_for_user(request.user, pk)
+    except ObjectDoesNotExist:
+        raise Http404("no such series") from None
+    form = OverrideForm(request.POST)
+    if form.is_valid():
+        services.series_override_set(series=series, code=form.cleaned_data["override_code"])
+        messages.success(request, f"series {series.pk}: sequence code is now {series.sequence_code}")
+    else:
+        messages.error(request, "override: not a sequence code")
+    next_url = request.POST.get("next")
+    return redirect(_safe_next(next_url)) if next_url else redirect("imaging_series_detail", pk=series.pk)
+
+
+def _safe_next(url: str) -> str:
+    return url if url.startswith("/imaging/") and "//" not in url else "/imaging/mapping/"
+
+
+@coordinator_required
+def mapping(request):
+    code, overridden = request.GET.get("code", ""), request.GET.get("overridden", "")
+    series = selectors.mapping_report(request.user, code=code, overridden=overridden)
+    rules, record = selectors.active_rule_set()
+    page = Paginator(series, 200).get_page(request.GET.get("page"))
+    rule_notes = {r.id: r.note for r in rules.rules}
+    return render(
+        request,
+        "imaging/mapping.html",
+        {
+            "page": page,
+            "codes": SEQUENCE_CODES,
+            "code": code,
+            "overridden": overridden,
+            "record": record,
+            "rule_notes": rule_notes,
+            "override_form": OverrideForm(),
+            "rules_form": RulesForm(
+                initial={
+                    "name": record.name if record else "site rules",
+                    "rules": services.rules_as_text(record),
+                }
+            ),
+        },
+    )
+
+
+@coordinator_required
+@require_POST
+def mapping_rules(request):
+    form = RulesForm(request.POST)
+    errors = []
+    if form.is_valid():
+        try:
+            record = services.ruleset_save(
+                name=form.cleaned_data["name"], rules=form.cleaned_data["rules"], user=request.user
+            )
+        except ValidationError as error:
+            errors = _errors(error)
+        else:
+            messages.success(
+                request,
+                f"rule set '{record.name}' saved and active; new imports use it. "
+                "Apply it to stored series with the button below the editor.",
+            )
+            return redirect("imaging_mapping")
+    else:
+        errors = [f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items()]
+    series = selectors.mapping_report(request.user)
+    rules, record = selectors.active_rule_set()
+    return render(
+        request,
+        "imaging/mapping.html",
+        {
+            "page": Paginator(series, 200).get_page(1),
+            "codes": SEQUENCE_CODES,
+            "record": record,
+            "rule_notes": {r.id: r.note for r in rules.rules},
+            "override_form": OverrideForm(),
+            "rules_form": form,
+            "rule_errors": errors,
+        },
+        status=400,
+    )
+
+
+@coordinator_required
+@require_POST
+def mapping_remap(request):
+    report = services.series_remap()
+    messages.success(
+        request,
+        f"rules applied to {report['series']} stored series; {report['changed']} changed (overrides kept)",
+    )
+    return redirect("imaging_mapping")
+
+
+@coordinator_required
+def import_list(request):
+    batches = selectors.import_batches_visible_to(request.user)[:200]
+    return render(request, "imaging/import_list.html", {"batches": batches})
+
+
+@coordinator_required
+def import_detail(request, pk: int):
+    try:
+        batch = selectors.import_batches_visible_to(request.user).get(pk=pk)
+    except ImportBatch.DoesNotExist:
+        raise Http404("no such import") from None
+    return render(
+        request,
+        "imaging/import_detail.html",
+        {
+            "batch": batch,
+            "summary": batch.summary or {},
+            "rejections": batch.rejections or [],
+            "series": batch.series.select_related("case").order_by("case__pseudonym", "series_number")[:500],
+        },
+    )
+
+
+@coordinator_required
+def cohort_list(request):
+    form = CohortForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        cases = Case.objects.exclude(truth="")
+        if data["selection"] == "synthetic":
+            cases = cases.filter(is_synthetic=True)
+        elif data["selection"] == "real":
+            cases = cases.filter(is_synthetic=False)
+        if data["institution"]:
+            cases = cases.filter(institution=data["institution"])
+        try:
+            cohort = services_cohorts.cohort_create(
+                name=data["name"],
+                description=data["description"],
+                cases=cases,
+                crop_margin=data["crop_margin"],
+                user=request.user,
+            )
+        except ValidationError as error:
+            for message in _errors(error):
+                messages.error(request, message)
+        else:
+            job = services_cohorts.cohort_build_start(cohort=cohort, user=request.user)
+            messages.success(
+                request,
+                f"cohort {cohort.name} frozen with {cohort.members.count()} cases; building its array store",
+            )
+            return redirect("job_detail", pk=job.pk)
+    return render(
+        request,
+        "imaging/cohort_list.html",
+        {"cohorts": selectors.cohorts_visible_to(request.user), "form": form},
+    )
+
+
+@coordinator_required
+@require_POST
+def cohort_build(request, pk: int):
+    cohort = selectors.cohorts_visible_to(request.user).filter(pk=pk).first()
+    if cohort is None:
+        raise Http404("no such cohort")
+    job = services_cohorts.cohort_build_start(cohort=cohort, user=request.user)
+    return redirect("job_detail", pk=job.pk)

@@ -1,0 +1,298 @@
+"""Coordinator pages and the imaging API: who may see what, the volume's transfer and caching, the
+upload page streaming to disk, box drawing, rules editing, overrides, ground truth and the admin."""
+
+import gzip
+import html
+import io
+import json
+import sys
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imaging import importer_store, services
+from imaging.models import Case, SequenceRuleSet, Series, TumourBox
+from imaging.phantoms import write_phantom_cohort
+from jobs.models import Job, JobStatus
+from jobs.services import job_create, job_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def run_jobs_here(request, monkeypatch):
+    """Jobs are run in the test (job_run) rather than sent to a broker, except in worker tests."""
+    if request.node.get_closest_marker("worker") is None:
+        monkeypatch.setattr("jobs.services.job_enqueue", lambda *, job: None)
+
+
+@pytest.fixture(autouse=True)
+def role_groups(transactional_db):
+    """A transactional test's flush removes the role groups the migration made; put them back."""
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import ROLES
+
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phantoms") / "cohort"
+    write_phantom_cohort(out, patients=1, sarcoma_fraction=1.0, seed=11, slice_size=32, slices_per_series=3)
+    return out
+
+
+@pytest.fixture
+def imported(settings, tmp_path, phantom_dir):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.UPLOAD_ROOT = tmp_path / "uploads"
+    settings.IMAGING_IMPORT_WORKERS = 1
+    params = services.import_params(
+        source=phantom_dir / "dicom", manifest=phantom_dir / "manifest.csv", boxes=phantom_dir / "boxes.csv"
+    )
+    job = job_run(job_pk=job_create(kind="import_dicom", params=params, enqueue=False).pk, worker="t")
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    return Case.objects.get()
+
+
+@pytest.fixture
+def readable(monkeypatch):
+    """Stand in for reader_study.selectors.case_ids_readable_by: the ids in `allowed` are readable."""
+    allowed: set[int] = set()
+    module = types.ModuleType("reader_study.selectors")
+    module.case_ids_readable_by = lambda user: sorted(allowed)
+    monkeypatch.setitem(sys.modules, "reader_study.selectors", module)
+    return allowed
+
+
+def test_pages_are_for_coordinators(client, imported, reader, coordinator):
+    series = imported.series.first()
+    pages = [
+        "/imaging/cases/",
+        f"/imaging/cases/{imported.pk}/",
+        f"/imaging/series/{series.pk}/",
+        "/imaging/mapping/",
+        "/imaging/import/",
+        "/imaging/imports/",
+        "/imaging/cohorts/",
+    ]
+    for url in pages:
+        assert client.get(url).status_code == 302  # to the login page
+    client.force_login(reader)
+    for url in pages:
+        assert client.get(url).status_code == 403, url
+    client.force_login(coordinator)
+    for url in pages:
+        assert client.get(url).status_code == 200, url
+    landing = client.get("/coordinator/").content.decode()  # the links imaging registers on the role page
+    assert all(link in landing for link in ("/imaging/import/", "/imaging/cases/", "/imaging/mapping/"))
+
+
+def test_case_list_searches_and_filters(client, imported, coordinator):
+    client.force_login(coordinator)
+    assert imported.pseudonym in client.get("/imaging/cases/?truth=sarcoma").content.decode()
+    assert imported.pseudonym not in client.get("/imaging/cases/?truth=leiomyoma").content.decode()
+    code = imported.series.exclude(mapped_code="unused").first().mapped_code
+    assert imported.pseudonym in client.get(f"/imaging/cases/?sequence={code}").content.decode()
+    assert imported.pseudonym in client.get(f"/imaging/cases/?q={imported.pseudonym[2:6]}").content.decode()
+    assert imported.pseudonym not in client.get("/imaging/cases/?institution=NOWHERE").content.decode()
+
+
+def test_volume_and_meta_go_only_to_users_who_may_see_the_series(
+    client, imported, reader, coordinator, readable
+):
+    series = imported.series.exclude(mapped_code="unused").first()
+    urls = [f"/api/series/{series.pk}/volume", f"/api/series/{series.pk}/meta"]
+    for url in urls:
+        assert client.get(url).status_code == 403  # not logged in
+    client.force_login(reader)
+    for url in urls:
+        assert client.get(url).status_code == 404  # a reader without a study that has the case
+    readable.add(imported.pk)
+    meta = client.get(urls[1]).json()
+    assert meta["shape"] == [series.n_slices, series.rows, series.cols]
+    assert "boxes" not in meta and "case" not in meta  # readers get pixels, not the tumour box or the case
+    assert client.get(urls[0], HTTP_ACCEPT_ENCODING="gzip").status_code == 200
+    client.force_login(coordinator)
+    meta = client.get(urls[1]).json()
+    assert meta["case"]["pseudonym"] == imported.pseudonym and meta["boxes"]
+
+
+def test_the_volume_is_served_precompressed_with_caching_headers(client, imported, coordinator):
+    client.force_login(coordinator)
+    series = imported.series.exclude(mapped_code="unused").first()
+    url = f"/api/series/{series.pk}/volume"
+    response = client.get(url, HTTP_ACCEPT_ENCODING="gzip, deflate")
+    assert response.status_code == 200
+    assert response["Content-Encoding"] == "gzip" and response["Content-Type"] == "application/octet-stream"
+    assert response["Cache-Control"].startswith("private") and response["ETag"]
+    body = b"".join(response.streaming_content)
+    assert body == importer_store.volume_file(series).read_bytes()  # the file written at import, as is
+    values = np.frombuffer(gzip.decompress(body), "<u2").reshape(series.n_slices, series.rows, series.cols)
+    assert np.array_equal(values, importer_store.read_stored(series))
+    again = client.get(url, HTTP_ACCEPT_ENCODING="gzip", HTTP_IF_NONE_MATCH=response["ETag"])
+    assert again.status_code == 304
+    plain = client.get(url, HTTP_ACCEPT_ENCODING="identity")
+    assert "Content-Encoding" not in plain and b"".join(plain.streaming_content) == values.tobytes()
+
+
+def test_upload_page_streams_a_zip_to_disk_and_the_job_deletes_it(
+    client, settings, tmp_path, phantom_dir, coordinator
+):
+    settings.MEDIA_ROOT, settings.UPLOAD_ROOT = tmp_path / "media", tmp_path / "uploads"
+    settings.IMAGING_IMPORT_WORKERS = 1
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted((phantom_dir / "dicom").rglob("*.dcm")):
+            archive.write(path, path.relative_to(phantom_dir).as_posix())
+    buffer.name = "export.zip"
+    buffer.seek(0)
+    client.force_login(coordinator)
+    with open(phantom_dir / "manifest.csv", "rb") as manifest:
+        response = client.post(
+            "/imaging/import/", {"files": buffer, "manifest": manifest, "label": "site test"}
+        )
+    job = Job.objects.get(kind="import_dicom")
+    assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    upload = Path(job.params["upload_dir"])
+    assert (upload / "files" / "000001").exists() and (upload / "manifest.csv").exists()
+    assert job.params["source"].endswith("/files/000001")  # the zip itself, extracted by the job
+    job = job_run(job_pk=job.pk, worker="t")
+    assert job.status == JobStatus.SUCCEEDED and job.result["files_rejected"] == 0
+    assert job.result["source_kind"] == "zip" and Case.objects.get().truth == "sarcoma"
+    assert not upload.exists()  # raw upload deleted after a successful import
+    assert job.params["source"] == "(removed after import)"
+
+
+def test_raw_uploads_are_kept_when_the_setting_says_so(client, settings, tmp_path, phantom_dir, coordinator):
+    settings.MEDIA_ROOT, settings.UPLOAD_ROOT = tmp_path / "media", tmp_path / "uploads"
+    settings.KEEP_RAW_UPLOADS = True
+    files = sorted((phantom_dir / "dicom").rglob("*.dcm"))[:3]
+    client.force_login(coordinator)
+    handles = [open(p, "rb") for p in files]
+    try:
+        client.post("/imaging/import/", {"files": handles})
+    finally:
+        for h in handles:
+            h.close()
+    job = Job.objects.get(kind="import_dicom")
+    upload = Path(job.params["upload_dir"])
+    assert sorted(p.name for p in (upload / "files").iterdir()) == ["000001", "000002", "000003"]
+    assert json.loads((upload / "names.json").read_text())["000001"] == "I0001.dcm"
+    assert job_run(job_pk=job.pk, worker="t").status == JobStatus.SUCCEEDED
+    assert upload.exists()
+
+
+def test_an_upload_without_files_is_refused(client, settings, tmp_path, coordinator):
+    settings.UPLOAD_ROOT = tmp_path / "uploads"
+    client.force_login(coordinator)
+    response = client.post("/imaging/import/", {"label": "nothing"})
+    assert response.status_code == 400 and b"choose a zip archive or DICOM files" in response.content
+    assert not Job.objects.exists() and list((tmp_path / "uploads").iterdir()) == []
+
+
+def test_coordinators_draw_and_delete_boxes_readers_cannot(client, imported, coordinator, reader, readable):
+    series = imported.series.exclude(mapped_code="unused").first()
+    url = f"/api/series/{series.pk}/boxes/"
+    readable.add(imported.pk)
+    client.force_login(reader)
+    assert (
+        client.post(
+            url, {"slice_index": 0, "x0": 1, "y0": 1, "x1": 5, "y1": 5}, content_type="application/json"
+        ).status_code
+        == 403
+    )
+    client.force_login(coordinator)
+    response = client.post(
+        url, {"slice_index": 0, "x0": 1, "y0": 2, "x1": 9, "y1": 12}, content_type="application/json"
+    )
+    assert response.status_code == 201 and response.json()["source"] == "drawn"
+    box = TumourBox.objects.get(series=series, slice_index=0)
+    assert (box.x0, box.y0, box.x1, box.y1, box.drawn_by) == (1, 2, 9, 12, coordinator)
+    bad = client.post(
+        url, {"slice_index": 0, "x0": 5, "y0": 2, "x1": 999, "y1": 12}, content_type="application/json"
+    )
+    assert bad.status_code == 400 and "x" in bad.json()
+    assert client.delete(f"{url}?slice_index=0").status_code == 204
+    assert not TumourBox.objects.filter(series=series, slice_index=0).exists()
+
+
+def test_rules_editor_shows_every_validation_error_and_saves_valid_rules(client, imported, coordinator):
+    client.force_login(coordinator)
+    bad = json.dumps(
+        {"version": 1, "rules": [{"id": "x", "priority": "high", "code": "T9", "when": {"plane": "axil"}}]}
+    )
+    response = client.post("/imaging/mapping/rules/", {"name": "site", "rules": bad})
+    text = html.unescape(response.content.decode())
+    assert response.status_code == 400
+    assert "rules[0] (x).priority: must be an integer" in text and "'T9' is not a sequence code" in text
+    assert "'axil' is not one of axial" in text
+    good = json.dumps([{"id": "all-t2axi", "priority": 1, "code": "T2axi", "when": {}}])
+    assert client.post("/imaging/mapping/rules/", {"name": "site", "rules": good}).status_code == 302
+    assert SequenceRuleSet.objects.get(name="site").is_active
+    client.post("/imaging/mapping/remap/")
+    assert set(Series.objects.values_list("mapped_code", flat=True)) == {"T2axi"}
+    assert set(Series.objects.values_list("mapped_rule", flat=True)) == {"all-t2axi"}
+
+
+def test_overrides_and_the_mapping_report(client, imported, coordinator):
+    client.force_login(coordinator)
+    series = imported.series.exclude(mapped_code="unused").first()
+    response = client.post(f"/imaging/series/{series.pk}/override/", {"override_code": "T1sag"})
+    assert response.status_code == 302
+    series.refresh_from_db()
+    assert series.sequence_code == "T1sag" and series.mapped_code != "T1sag"
+    report = client.get("/imaging/mapping/?overridden=yes").content.decode()
+    assert series.mapped_rule in report and "T1sag" in report
+    client.post(f"/imaging/series/{series.pk}/override/", {"override_code": ""})
+    series.refresh_from_db()
+    assert series.sequence_code == series.mapped_code
+
+
+def test_ground_truth_is_edited_on_the_case_page(client, imported, coordinator):
+    client.force_login(coordinator)
+    response = client.post(
+        f"/imaging/cases/{imported.pk}/",
+        {
+            "truth": "leiomyoma",
+            "subtype": "cellular",
+            "institution": "SITE-Q",
+            "length_mm": "40",
+            "width_mm": "30",
+            "height_mm": "20",
+            "degeneration": "true",
+            "irregular_margin": "false",
+        },
+    )
+    assert response.status_code == 302
+    imported.refresh_from_db()
+    assert (imported.truth, imported.degeneration, imported.irregular_margin) == ("leiomyoma", True, False)
+    assert imported.volume_ml == pytest.approx(3.14159 / 6 * 40 * 30 * 20 / 1000, rel=1e-4)
+    bad = client.post(f"/imaging/cases/{imported.pk}/", {"truth": "carcinoma"})
+    assert bad.status_code == 200 and b"not one of the available choices" in bad.content
+
+
+def test_coordinators_use_the_imaging_admin(client, imported, coordinator, reader):
+    client.force_login(coordinator)
+    series = imported.series.first()
+    for url in (
+        "/admin/imaging/case/",
+        f"/admin/imaging/case/{imported.pk}/change/",
+        "/admin/imaging/series/",
+        f"/admin/imaging/series/{series.pk}/change/",
+        "/admin/imaging/sequenceruleset/add/",
+        "/admin/imaging/tumourbox/",
+        "/admin/imaging/importbatch/",
+    ):
+        assert client.get(url).status_code == 200, url
+    bad_rules = client.post(
+        "/admin/imaging/sequenceruleset/add/", {"name": "x", "rules": '[{"id": "a"}]', "is_active": "on"}
+    )
+    assert bad_rules.status_code == 200 and b"must be an integer" in bad_rules.content
+    client.force_login(reader)
+    assert client.get("/admin/imaging/case/").status_code == 302
