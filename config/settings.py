@@ -207,6 +207,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "jobs.models.JobStatus",
+        "TrainedModelStatusEnum": "training.models.TrainedModel.Status",
+        "EvaluationStatusEnum": "inference.models.Evaluation.Status",
+        "StudyStatusEnum": "reader_study.models.Study.Status",
+    },
 }
 
 # --- security (production) ------------------------------------------------------------------------

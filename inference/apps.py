@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class InferenceConfig(AppConfig):
     name = "inference"
     verbose_name = "Inference"
+
+    def ready(self) -> None:
+        from core import navigation
+        from inference import kinds  # noqa: F401  registers the evaluation and case_prediction job kinds
+
+        navigation.register("Admin", "Evaluations", "inference_evaluations",
+                            "Evaluate a trained run: ensembles, the 32,767-set search, sarcoma likelihoods.", 22)
+        navigation.register("Coordinator", "Evaluations", "inference_evaluations",
+                            "Evaluation results, the sequence set behind the likelihoods, per-case AI results.", 61)

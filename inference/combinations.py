@@ -14,12 +14,13 @@ fewer sequences, then the lower mask (canonical code order; see ``inference.subs
 are exact integers: n1 · n0 · Σ_members 2·SS-Avg = Σ (TP · n0 + TN · n1).
 
 How it is fast: each member's scores for all sets are one matrix product ``calls @ membership``; the
-§7.4 rule and the AUC read per-(member, set) score histograms (at most 31 bins) through cumulative sums.
-Histograms are counted with ``np.bincount``. The leave-one-out ensembles share 22 of their 23 repeats, so
-almost every patient has the same calls in all of them: histograms are counted once for each patient's
-most common call row, then corrected only for the (member, patient) pairs whose row differs. When
-members disagree a lot (single models), every (member, patient) pair is counted directly instead. Sets are
-processed in chunks, so peak memory stays at a few tens of MB.
+§7.4 rule and the AUC read per-(member, set) score histograms (at most 31 bins) through one cumulative
+sum each (``inference.thresholds.best_thresholds``). The leave-one-out ensembles share 22 of their 23
+repeats, so almost every patient has the same calls in all of them: histograms are counted once from each
+patient's most common call row and copied to every member, then corrected only for the (member, patient)
+pairs whose row differs. When members disagree a lot (single models), every (member, patient) pair is
+counted with one ``np.bincount``. Sets are processed in chunks sized to the work, so peak memory stays
+near 30 MiB. Both ways give identical integers; the choice only changes the speed.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from inference.thresholds import (
 )
 
 MAX_SEQUENCES = 20          # 2**20 sets is already a million; beyond that the search is not the tool
-DEFAULT_CHUNK = 4096        # sets per chunk
+CHUNK_CELLS = 2_000_000     # work cells per chunk of sets: ~30 MiB peak, and fast (measured)
 FLOAT32_EXACT = 1 << 24     # integers below this are exact in float32
 
 
@@ -72,36 +73,50 @@ def _validate_calls(calls, n_codes: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _CountPlan:
-    """``base_rows`` ``(P, S)`` counted once for every member (or None), then per pair (member, patient):
-    ``add_rows`` counted with +1 and, when there is a base, the base row of that patient with -1."""
+    """How a chunk's histograms are counted.
+
+    Delta plan (``base_rows`` set): each patient's most common call row ``(P, S)`` is counted once and
+    copied to every member; then each listed (member, patient) pair adds its own row and removes the base
+    row. ``rounds`` splits the pairs so that no two pairs of a round share (member, class): their bins are
+    then distinct and a plain fancy-index add is exact. Direct plan (``base_rows`` None): every pair is
+    counted with one ``np.bincount``.
+    """
 
     base_rows: np.ndarray | None
     pair_member: np.ndarray
     pair_patient: np.ndarray
     add_rows: np.ndarray
+    rounds: tuple
 
 
-def _count_plan(calls: np.ndarray) -> _CountPlan:
+def _count_plan(calls: np.ndarray, positive: np.ndarray) -> _CountPlan:
     n_members, n_patients, n_seq = calls.shape
     keys = ((calls.astype(np.int64) + 1) * (3 ** np.arange(n_seq, dtype=np.int64))).sum(axis=2)  # (M, P)
     agreement = (keys[:, None, :] == keys[None, :, :]).sum(axis=1)       # (M, P): members sharing the row
     mode_member = np.argmax(agreement, axis=0)                            # (P,)
     base = calls[mode_member, np.arange(n_patients)]                      # (P, S)
     differs = keys != keys[mode_member, np.arange(n_patients)][None, :]
-    n_pairs = int(differs.sum())
-    if n_patients + 2 * n_pairs < n_members * n_patients:
-        member, patient = np.nonzero(differs)
-        return _CountPlan(base, member, patient, calls[member, patient])
-    member, patient = np.divmod(np.arange(n_members * n_patients), n_patients)
-    return _CountPlan(None, member, patient, calls.reshape(-1, n_seq))
+    member, patient = np.nonzero(differs)
+    # Delta costs ~P + 2·pairs rows per set, direct M·P; fancy-index rounds lose to bincount when long.
+    if member.size and n_patients + 3 * member.size >= n_members * n_patients:
+        member, patient = np.divmod(np.arange(n_members * n_patients), n_patients)
+        return _CountPlan(None, member, patient, calls.reshape(-1, n_seq), ())
+    group = member * 2 + positive[patient]
+    order = np.argsort(group, kind="stable")
+    member, patient, group = member[order], patient[order], group[order]
+    first = np.searchsorted(group, group, side="left")
+    rank = np.arange(group.size) - first                                  # position within its group
+    rounds = tuple(np.nonzero(rank == r)[0] for r in range(int(rank.max()) + 1)) if rank.size else ()
+    return _CountPlan(base, member, patient, calls[member, patient], rounds)
 
 
 def _bin_index(rows: np.ndarray, row_offset: np.ndarray, membership: np.ndarray,
                column_offset: np.ndarray, top: int) -> np.ndarray:
-    """Flat histogram bin of every (row, set): ``rows @ membership + row_offset + column_offset``.
+    """Flat histogram bin of every (row, set), ``(rows, sets)`` intp:
+    ``rows @ membership + row_offset + column_offset``.
 
     Offsets ride along in the matrix product (two extra columns/rows), so the bin index comes out of one
-    BLAS call; float32 when every index is exactly representable, else float64.
+    BLAS call; float32 when every index is exactly representable (< 2**24), else float64.
     """
     dtype = np.float32 if top < FLOAT32_EXACT else np.float64
     left = np.empty((rows.shape[0], rows.shape[1] + 2), dtype=dtype)
@@ -112,30 +127,38 @@ def _bin_index(rows: np.ndarray, row_offset: np.ndarray, membership: np.ndarray,
     right[:-2] = membership
     right[-2] = 1
     right[-1] = column_offset
-    return (left @ right).astype(np.intp).ravel()
+    return (left @ right).astype(np.intp)
 
 
 def _chunk_histograms(calls: np.ndarray, positive: np.ndarray, plan: _CountPlan,
                       membership: np.ndarray) -> np.ndarray:
-    """Score histograms ``(M, K_chunk, 2, B)`` int64 (class 1 = sarcoma; bin i = score i - S)."""
-    n_members, _, n_seq = calls.shape
+    """Score histograms ``(2, M, K_chunk, B)`` (class 0 leiomyoma, 1 sarcoma; bin i = score i - S)."""
+    n_members, n_patients, n_seq = calls.shape
     n_sets = membership.shape[1]
     n_bins = 2 * n_seq + 1
+    dtype = np.int16 if n_patients < 2**15 else np.int32
     cls = positive.astype(np.int64)
-    per_member = n_sets * 2 * n_bins
-    columns = np.arange(n_sets, dtype=np.int64) * 2 * n_bins
-    total = n_members * per_member
-
-    pair_offset = plan.pair_member * per_member + cls[plan.pair_patient] * n_bins + n_seq
-    idx = _bin_index(plan.add_rows, pair_offset, membership, columns, total)
-    hist = np.bincount(idx, minlength=total)
-    if plan.base_rows is not None:
+    per_class = n_members * n_sets * n_bins
+    total = 2 * per_class
+    columns = np.arange(n_sets, dtype=np.int64) * n_bins
+    pair_offset = cls[plan.pair_patient] * per_class + plan.pair_member * (n_sets * n_bins) + n_seq
+    if plan.base_rows is None:
+        idx = _bin_index(plan.add_rows, pair_offset, membership, columns, total)
+        hist = np.bincount(idx.ravel(), minlength=total).astype(dtype)
+        return hist.reshape(2, n_members, n_sets, n_bins)
+    base_idx = _bin_index(plan.base_rows, cls * (n_sets * n_bins) + n_seq, membership, columns,
+                          2 * n_sets * n_bins)
+    base = np.bincount(base_idx.ravel(), minlength=2 * n_sets * n_bins).reshape(2, 1, n_sets, n_bins)
+    hist = np.empty((2, n_members, n_sets, n_bins), dtype=dtype)
+    hist[...] = base
+    if plan.rounds:
+        flat = hist.reshape(-1)
+        added = _bin_index(plan.add_rows, pair_offset, membership, columns, total)
         removed = _bin_index(plan.base_rows[plan.pair_patient], pair_offset, membership, columns, total)
-        hist -= np.bincount(removed, minlength=total)
-        base_idx = _bin_index(plan.base_rows, cls * n_bins + n_seq, membership, columns, per_member)
-        base = np.bincount(base_idx, minlength=per_member)
-        hist = hist.reshape(n_members, per_member) + base[None, :]
-    return hist.reshape(n_members, n_sets, 2, n_bins)
+        for pairs in plan.rounds:               # within a round no two bins coincide
+            flat[added[pairs]] += 1
+            flat[removed[pairs]] -= 1
+    return hist
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -288,7 +311,7 @@ class CombinationSearch:
             mask = int(self.masks[k])
             row = {"rank": rank, "mask": mask, "sequences": " ".join(mask_codes(mask, self.codes)),
                    "n_sequences": int(self.sizes[k]), "coverage": int(self.coverage[k]),
-                   "coverage_percent": 100.0 * self.coverage[k] / self.n_patients}
+                   "coverage_percent": 100.0 * float(self.coverage[k]) / self.n_patients}
             for name, values in means.items():
                 row[f"{name}_percent"] = 100.0 * float(values[k])
             row["ss_avg_min_percent"] = 100.0 * float(ss[:, k].min())
@@ -305,14 +328,22 @@ class CombinationSearch:
 # ---------------------------------------------------------------------------------------------------------
 # Entry points.
 
+def _chunk_size(plan: _CountPlan, n_members: int, n_patients: int, n_bins: int) -> int:
+    """Sets per chunk: a power of two near CHUNK_CELLS / (rows counted + histogram cells) per set."""
+    rows = n_members * n_patients if plan.base_rows is None else n_patients + 2 * plan.pair_member.size
+    per_set = rows + 2 * n_members * n_bins
+    return int(np.clip(2 ** round(np.log2(CHUNK_CELLS / per_set)), 64, 4096))
+
+
 def evaluate_subsets(calls, truth, masks=None, *, codes: Sequence[str] = SEQUENCE_CODES,
-                     folds=None, honest_top: int = 10, chunk_size: int = DEFAULT_CHUNK) -> CombinationSearch:
+                     folds=None, honest_top: int = 10, chunk_size: int | None = None) -> CombinationSearch:
     """Evaluate the given sets (masks, default: all non-empty sets) for every member.
 
     calls ``(M, P, S)`` in {-1, 0, +1}; truth ``(P,)`` (bool / 0-1 / ±1 / class names, sarcoma positive);
     masks ``(K,)`` ints; codes: the S sequence codes (canonical order). With ``folds`` ``(P,)`` (each
     patient's cross-validation fold), the ``honest_top`` best sets also get the cross-validated-threshold
-    figures (``CombinationSearch.honest``).
+    figures (``CombinationSearch.honest``). ``chunk_size``: sets per chunk (default: sized to the work,
+    256 to 1,024 for the paper's size); it changes memory and speed, never the result.
     """
     codes = tuple(codes)
     array = _validate_calls(calls, len(codes))
@@ -326,27 +357,33 @@ def evaluate_subsets(calls, truth, masks=None, *, codes: Sequence[str] = SEQUENC
     masks = all_masks(n_seq) if masks is None else np.asarray(masks, dtype=np.int64).ravel()
     if masks.size == 0 or masks.min() < 1 or masks.max() >= (1 << n_seq):
         raise ValueError(f"masks: each set mask must lie in [1, {(1 << n_seq) - 1}]")
-    if chunk_size < 1:
+    if chunk_size is not None and chunk_size < 1:
         raise ValueError("chunk_size: must be at least 1")
     n_members, n_sets = array.shape[0], masks.size
     sizes = subset_sizes(masks)
     available = (array[0] != 0).astype(np.float32)
-    plan = _count_plan(array)
+    plan = _count_plan(array, positive)
+    if chunk_size is None:
+        chunk_size = _chunk_size(plan, n_members, array.shape[1], 2 * n_seq + 1)
 
     threshold = np.empty((n_members, n_sets), dtype=np.int8)
     tp = np.empty((n_members, n_sets), dtype=np.int32)
     tn = np.empty((n_members, n_sets), dtype=np.int32)
     twice_u = np.empty((n_members, n_sets), dtype=np.int64)
     coverage = np.empty(n_sets, dtype=np.int64)
-    for start in range(0, n_sets, chunk_size):
-        part = slice(start, min(start + chunk_size, n_sets))
-        membership = membership_matrix(masks[part], n_seq)
-        hist = _chunk_histograms(array, positive, plan, membership)
-        pos, neg = hist[:, :, 1], hist[:, :, 0]
-        threshold[:, part], tp[:, part], tn[:, part] = best_thresholds(
-            pos, neg, max_score=n_seq, set_size=sizes[part][None, :])
-        twice_u[:, part] = twice_mann_whitney(pos, neg)
-        coverage[part] = ((available @ membership) > 0).sum(axis=0)
+    # The products are small (≤ M·P × 17 × chunk): BLAS threads cost more than they give, and on a busy
+    # machine they spin; measured 2-5x slower with them. threadpoolctl comes with scikit-learn.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        for start in range(0, n_sets, chunk_size):
+            part = slice(start, min(start + chunk_size, n_sets))
+            membership = membership_matrix(masks[part], n_seq)
+            neg, pos = _chunk_histograms(array, positive, plan, membership)
+            threshold[:, part], tp[:, part], tn[:, part] = best_thresholds(
+                pos, neg, max_score=n_seq, set_size=sizes[part][None, :], n_positive=n_pos, n_negative=n_neg)
+            twice_u[:, part] = twice_mann_whitney(pos, neg, n_negative=n_neg)
+            coverage[part] = ((available @ membership) > 0).sum(axis=0)
 
     twice_ss = (tp.astype(np.int64) * n_neg + tn.astype(np.int64) * n_pos).sum(axis=0)
     order = np.lexsort((masks, sizes, -tp.sum(axis=0, dtype=np.int64), -twice_ss))
@@ -373,7 +410,7 @@ def evaluate_subsets(calls, truth, masks=None, *, codes: Sequence[str] = SEQUENC
 
 
 def search_combinations(calls, truth, *, codes: Sequence[str] = SEQUENCE_CODES, folds=None,
-                        honest_top: int = 10, chunk_size: int = DEFAULT_CHUNK) -> CombinationSearch:
+                        honest_top: int = 10, chunk_size: int | None = None) -> CombinationSearch:
     """The full METHOD §8 search: all ``2**S - 1`` non-empty sets (32,767 for the 15 codes)."""
     return evaluate_subsets(calls, truth, None, codes=codes, folds=folds, honest_top=honest_top,
                             chunk_size=chunk_size)

@@ -126,7 +126,7 @@ class SliceIndex:
         code_pos = {code: i for i, code in enumerate(codes)}
         patient_idx = np.empty(len(patient_labels), dtype=np.int64)
         sequence_idx = np.empty(len(patient_labels), dtype=np.int64)
-        for i, (label, code) in enumerate(zip(patient_labels, sequence_codes)):
+        for i, (label, code) in enumerate(zip(patient_labels, sequence_codes, strict=True)):
             if label not in patient_pos:
                 raise ValueError(f"slice {i}: patient {label!r} is not in the patient list")
             if code not in code_pos:
@@ -235,13 +235,16 @@ def sequence_probabilities(member_probs, index: SliceIndex) -> np.ndarray:
 
 
 def sarcoma_vote_shares(member_probs, index: SliceIndex, *, cutoff: float = DEFAULT_CUTOFF) -> np.ndarray:
-    """Share of a sequence's slices called sarcoma (probability >= ``cutoff``): ``(M, P, S)``, NaN if missing."""
+    """Share of a sequence's slices called sarcoma (probability >= ``cutoff``).
+
+    ``(M, N)`` → ``(M, P, S)``, NaN where the patient lacks the sequence.
+    """
     probs = _probabilities(member_probs, "slice predictions (members, slices)", 2)
     return _per_sequence_mean((probs >= cutoff).astype(np.float64), index)
 
 
 def calls_from_values(values, *, cutoff: float) -> np.ndarray:
-    """``(..., P, S)`` sequence values (NaN = missing) → calls int8: +1 if value >= cutoff, -1 below, 0 NaN."""
+    """Sequence values ``(..., P, S)`` (NaN = missing) → calls int8: +1 if >= cutoff, -1 below, 0 if NaN."""
     values = np.asarray(values, dtype=np.float64)
     missing = np.isnan(values)
     calls = np.where(values >= cutoff, 1, -1).astype(np.int8)
@@ -260,6 +263,19 @@ def sequence_calls(member_probs, index: SliceIndex, *, rule: str = "mean",
     if rule == "mean":
         return calls_from_values(sequence_probabilities(member_probs, index), cutoff=cutoff)
     return calls_from_values(sarcoma_vote_shares(member_probs, index, cutoff=cutoff), cutoff=0.5)
+
+
+def evaluation_calls(repeat_probs, index: SliceIndex, *, rule: str = "mean",
+                     cutoff: float = DEFAULT_CUTOFF) -> tuple[np.ndarray, np.ndarray]:
+    """Sequence calls of the cross-validation: ``(ensemble_calls, single_model_calls)``, each ``(R, P, S)``.
+
+    ``repeat_probs`` ``(R, N)`` out-of-fold slice probabilities (``out_of_fold_probs``). Row j of the first
+    is Ens_j (leave repeat j out), row r of the second is repeat r's single models. Both feed
+    ``inference.combinations.search_combinations``.
+    """
+    ensembles = leave_one_out_ensembles(repeat_probs)
+    return (sequence_calls(ensembles, index, rule=rule, cutoff=cutoff),
+            sequence_calls(repeat_probs, index, rule=rule, cutoff=cutoff))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -292,7 +308,7 @@ def subset_coverage(calls, subset: SubsetLike, codes: Sequence[str] = SEQUENCE_C
 
 
 def patient_calls(scores, thresholds) -> np.ndarray:
-    """Patient-level calls: sarcoma where ``score >= threshold`` of its member. ``(M, P)``, ``(M,)`` → bool."""
+    """Patient-level calls ``(M, P)`` bool: sarcoma where the score >= its member's threshold ``(M,)``."""
     scores = np.asarray(scores)
     thresholds = np.asarray(thresholds)
     if scores.ndim != 2 or thresholds.shape != (scores.shape[0],):

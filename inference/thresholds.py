@@ -66,7 +66,12 @@ def score_histograms(scores, truth, *, max_score: int,
     return out[0], out[1]
 
 
-def best_thresholds(pos_hist, neg_hist, *, max_score: int, set_size=None):
+def _count_dtype(bound: int):
+    return np.int32 if bound < 2**31 - 1 else np.int64
+
+
+def best_thresholds(pos_hist, neg_hist, *, max_score: int, set_size=None,
+                    n_positive: int | None = None, n_negative: int | None = None):
     """Apply the §7.4 rule to score histograms ``(..., B)``.
 
     Returns ``(threshold, tp, tn)``, each ``(...)`` int64: the chosen threshold (sarcoma when
@@ -74,50 +79,68 @@ def best_thresholds(pos_hist, neg_hist, *, max_score: int, set_size=None):
     ``set_size`` (scalar or broadcastable to ``(...)``) is the number of sequences of each set when the
     histograms span a wider range than the set can reach; the threshold is then reported within the set's
     own range ``[-set_size, set_size + 1]``, exactly what a histogram of width ``2 · set_size + 1`` gives.
+    ``n_positive`` / ``n_negative``: the class sizes when every histogram holds the same patients
+    (saves two passes); by default they are summed per histogram.
+
+    How: candidate c = 0 … B is the threshold ``c - max_score``. With n1 sarcoma and n0 leiomyoma
+    patients, rank the candidates by ``key = (TP·n0 + TN·n1)·(n1 + 1) + TP`` (SS-Avg first, then
+    sensitivity: TP ≤ n1 < n1 + 1). Raising the threshold past bin v changes the key by
+    ``neg[v]·n1·(n1+1) - pos[v]·(n0·(n1+1) + 1)``, so one cumulative sum gives every candidate's key, the
+    first maximum is the lowest threshold among equals, and TP and TN are read back from the key.
     """
-    pos = np.asarray(pos_hist, dtype=np.int64)
-    neg = np.asarray(neg_hist, dtype=np.int64)
+    pos = np.asarray(pos_hist)
+    neg = np.asarray(neg_hist)
     if pos.shape != neg.shape or pos.shape[-1] != 2 * max_score + 1:
         raise ValueError(f"score histograms: shapes {pos.shape} and {neg.shape} must match and have "
                          f"{2 * max_score + 1} bins")
-    n_pos = pos.sum(axis=-1, keepdims=True)
-    n_neg = neg.sum(axis=-1, keepdims=True)
-    if np.any(n_pos == 0) or np.any(n_neg == 0):
+    if pos.dtype.kind not in "iu" or neg.dtype.kind not in "iu":
+        raise ValueError("score histograms: expected integer counts")
+    n1 = pos.sum(axis=-1, dtype=np.int64) if n_positive is None else np.int64(n_positive)
+    n0 = neg.sum(axis=-1, dtype=np.int64) if n_negative is None else np.int64(n_negative)
+    if np.any(n1 == 0) or np.any(n0 == 0):
         raise ValueError("threshold: needs both sarcoma and leiomyoma patients to choose a threshold")
-    # Candidate c (0 … B) is the threshold t = c - max_score.
-    zero = np.zeros((*pos.shape[:-1], 1), dtype=np.int64)
-    tp = np.concatenate([np.cumsum(pos[..., ::-1], axis=-1)[..., ::-1], zero], axis=-1)   # score >= t
-    tn = np.concatenate([zero, np.cumsum(neg, axis=-1)], axis=-1)                          # score < t
-    key = (tp * n_neg + tn * n_pos) * (n_pos + 1) + tp       # SS-Avg first, then sensitivity
-    best = np.argmax(key, axis=-1)[..., None]                # first maximum = lowest threshold
-    threshold = best[..., 0] - max_score
+    dtype = _count_dtype(int(np.max(2 * n1 * n0 * (n1 + 1) + n1)))
+    n1k = np.asarray(n1)[..., None] if np.ndim(n1) else n1
+    n0k = np.asarray(n0)[..., None] if np.ndim(n0) else n0
+    steps = np.multiply(neg, (n1k * (n1k + 1)).astype(dtype), dtype=dtype)
+    steps -= np.multiply(pos, (n0k * (n1k + 1) + 1).astype(dtype), dtype=dtype)
+    np.cumsum(steps, axis=-1, out=steps)           # steps[..., c - 1] = key(c) - key(0), c = 1 … B
+    best = np.argmax(steps, axis=-1)
+    gain = np.take_along_axis(steps, best[..., None], axis=-1)[..., 0].astype(np.int64)
+    above = gain > 0                               # otherwise candidate 0 wins (it is the lowest)
+    candidate = np.where(above, best + 1, 0)
+    key = n1 * n0 * (n1 + 1) + n1 + np.where(above, gain, 0)
+    tp = key % (n1 + 1)
+    tn = (key // (n1 + 1) - tp * n0) // n1
+    threshold = candidate - max_score
     if set_size is not None:
         threshold = np.maximum(threshold, -np.asarray(set_size, dtype=np.int64))
-    return (threshold, np.take_along_axis(tp, best, axis=-1)[..., 0],
-            np.take_along_axis(tn, best, axis=-1)[..., 0])
+    return threshold, tp, tn
 
 
-def twice_mann_whitney(pos_hist, neg_hist) -> np.ndarray:
+def twice_mann_whitney(pos_hist, neg_hist, *, n_negative: int | None = None) -> np.ndarray:
     """``2 · U`` from score histograms ``(..., B)`` → ``(...)`` int64; AUC = 2U / (2 · n1 · n0).
 
     U counts (sarcoma, leiomyoma) pairs where the sarcoma patient scores higher, ties counting one half:
     the area under the empirical ROC curve with ties joined by straight lines.
+    ``2U = Σ_v pos[v] · (2 · #leiomyoma below v + #leiomyoma at v)``. ``n_negative``: the number of
+    leiomyoma patients when all histograms hold the same patients (saves a pass).
     """
-    pos = np.asarray(pos_hist, dtype=np.int64)
-    neg = np.asarray(neg_hist, dtype=np.int64)
-    below = np.cumsum(neg, axis=-1) - neg
-    return (pos * (2 * below + neg)).sum(axis=-1)
+    pos = np.asarray(pos_hist)
+    neg = np.asarray(neg_hist)
+    if n_negative is not None:
+        n_neg = int(n_negative)
+    else:
+        n_neg = int(neg.sum(axis=-1).max()) if neg.size else 0
+    dtype = np.int16 if 2 * n_neg + 1 < 2**15 else _count_dtype(2 * n_neg + 1)   # less memory traffic
+    weight = np.cumsum(neg, axis=-1, dtype=dtype)
+    weight *= 2
+    weight -= neg                                  # 2 · below + at
+    return np.einsum("...v,...v->...", pos, weight, dtype=np.int64, casting="safe")
 
 
-@dataclass(frozen=True)
-class ThresholdChoice:
-    """Confusion counts at chosen thresholds; arrays share the leading shape of the scores (``(...)``)."""
-
-    threshold: np.ndarray
-    tp: np.ndarray
-    tn: np.ndarray
-    n_positive: int
-    n_negative: int
+class _ConfusionFigures:
+    """Metrics (fractions, METHOD §10) of a dataclass with ``tp``, ``tn``, ``n_positive``, ``n_negative``."""
 
     @property
     def sensitivity(self) -> np.ndarray:
@@ -129,11 +152,23 @@ class ThresholdChoice:
 
     @property
     def ss_avg(self) -> np.ndarray:
-        return (self.tp * self.n_negative + self.tn * self.n_positive) / (2 * self.n_positive * self.n_negative)
+        twice = self.tp * self.n_negative + self.tn * self.n_positive
+        return twice / (2 * self.n_positive * self.n_negative)
 
     @property
     def accuracy(self) -> np.ndarray:
         return (self.tp + self.tn) / (self.n_positive + self.n_negative)
+
+
+@dataclass(frozen=True)
+class ThresholdChoice(_ConfusionFigures):
+    """Confusion counts at chosen thresholds; arrays share the leading shape of the scores (``(...)``)."""
+
+    threshold: np.ndarray
+    tp: np.ndarray
+    tn: np.ndarray
+    n_positive: int
+    n_negative: int
 
 
 def choose_threshold(scores, truth, *, max_score: int) -> ThresholdChoice:
@@ -156,7 +191,7 @@ def roc_auc(scores, truth, *, max_score: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CrossValidatedThreshold:
+class CrossValidatedThreshold(_ConfusionFigures):
     """The honest figure: thresholds chosen on the training folds, confusion counts pooled over folds.
 
     fold_threshold ``(..., F)``: threshold used for fold f's patients; tp, tn ``(...)``: pooled counts.
@@ -168,21 +203,6 @@ class CrossValidatedThreshold:
     n_positive: int
     n_negative: int
 
-    @property
-    def sensitivity(self) -> np.ndarray:
-        return self.tp / self.n_positive
-
-    @property
-    def specificity(self) -> np.ndarray:
-        return self.tn / self.n_negative
-
-    @property
-    def ss_avg(self) -> np.ndarray:
-        return (self.tp * self.n_negative + self.tn * self.n_positive) / (2 * self.n_positive * self.n_negative)
-
-    @property
-    def accuracy(self) -> np.ndarray:
-        return (self.tp + self.tn) / (self.n_positive + self.n_negative)
 
 
 def cross_validated_threshold(scores, truth, folds, *, max_score: int) -> CrossValidatedThreshold:

@@ -90,7 +90,7 @@ def _my_study(user, pk: int) -> Study:
         raise NotFound(f"no study {pk} in your studies") from None
 
 
-@extend_schema(responses=None)
+@extend_schema(responses=None, operation_id="reading_studies_list")
 @api_view(["GET"])
 def reader_studies_api(request):
     """The studies the reader is enrolled in, with their own progress per exam."""

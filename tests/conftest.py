@@ -1,17 +1,10 @@
 """Shared fixtures: users per role, a real Celery worker process, database auto-marking."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from testsupport import WorkerProcess
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,97 +47,6 @@ def admin_user(make_user):
     return make_user("admin")
 
 
-def redis_available(url: str = "redis://127.0.0.1:6379/15") -> bool:
-    try:
-        import redis
-
-        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-        return True
-    except Exception:
-        return False
-
-
-def database_url_for_worker() -> str:
-    """The URL of the *test* database, so a worker process sees what the test wrote."""
-    from django.db import connection
-
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    return f"postgres://{s['USER'] or 'postgres'}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
-
-
-@contextmanager
-def broker(url: str, folder: Path | None = None):
-    """Point this process's Celery app at a broker for the duration of a test."""
-    from config.celery import app
-
-    old = (app.conf.broker_url, app.conf.broker_transport_options)
-    options = {}
-    if url.startswith("filesystem"):
-        for sub in ("queue", "control"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
-        options = {"data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
-                   "control_folder": str(folder / "control"), "store_processed": False}
-    else:
-        import redis
-
-        redis.Redis.from_url(url).flushdb()
-    _reset_pool(app)
-    app.conf.broker_url, app.conf.broker_transport_options = url, options
-    try:
-        yield
-    finally:
-        _reset_pool(app)
-        app.conf.broker_url, app.conf.broker_transport_options = old
-
-
-def _reset_pool(app):
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
-    app.amqp._producer_pool = None
-
-
-class WorkerProcess:
-    """A real `celery worker` subprocess on the test database and the given broker."""
-
-    def __init__(self, *, broker_url: str, broker_folder: Path | None, nodename: str, log: Path, env: dict):
-        self.log = log
-        environment = {**os.environ, **env, "DATABASE_URL": database_url_for_worker(),
-                       "CELERY_BROKER_URL": broker_url, "PYTHONUNBUFFERED": "1"}
-        if broker_folder:
-            environment["CELERY_BROKER_FOLDER"] = str(broker_folder)
-        cmd = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,gpu", "--pool=solo",
-               "-n", nodename, "--without-mingle", "--without-gossip", "-l", "info"]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=environment, stdout=open(log, "ab"),
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 60) -> None:
-        until = time.monotonic() + timeout
-        while time.monotonic() < until:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.log.read_text()[-3000:]}")
-            if " ready." in self.log.read_text():
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"worker not ready in {timeout}s:\n{self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL: the worker dies mid-task without any cleanup, like a crashed machine."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
 def start_worker(tmp_path):
     """Start real worker processes; each is stopped at the end of the test."""
@@ -162,11 +64,3 @@ def start_worker(tmp_path):
         w.stop()
 
 
-def wait_for(predicate, timeout: float = 60, every: float = 0.2, what: str = "condition"):
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

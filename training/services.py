@@ -140,7 +140,8 @@ def models_requeue_orphans(*, worker: str) -> list[int]:
 
 def _claim_model(model_pk: int, worker: str) -> TrainedModel | None:
     with transaction.atomic():
-        model = TrainedModel.objects.select_for_update().select_related("run__cohort", "run__job").get(pk=model_pk)
+        model = TrainedModel.objects.select_for_update(of=("self",)).select_related("run__cohort", "run__job").get(
+            pk=model_pk)
         if model.status == Status.DONE:
             return None
         alive = model.heartbeat_at and timezone.now() - model.heartbeat_at < timedelta(

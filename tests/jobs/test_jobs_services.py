@@ -58,7 +58,7 @@ def test_cancel_of_a_running_job_stops_at_the_next_safe_point():
     job = services.job_create(kind="worker_check", params={"seconds": 20, "keras": False}, enqueue=False)
 
     def cancel_when_measuring():
-        from conftest import wait_for
+        from testsupport import wait_for
 
         wait_for(lambda: Job.objects.get(pk=job.pk).step.startswith("throughput"), 30, what="throughput step")
         services.job_cancel(job=Job.objects.get(pk=job.pk))

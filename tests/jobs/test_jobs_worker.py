@@ -6,9 +6,9 @@ import os
 import pytest
 from django.core.management import call_command
 
-from conftest import broker, redis_available, wait_for
 from jobs import services
 from jobs.models import Job, JobStatus
+from testsupport import broker, redis_available, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 

@@ -1,5 +1,6 @@
 """A tiny synthetic cohort (SYNTHETIC: bright vs dark blobs) with a real array store, for training tests."""
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ def make_tiny_cohort(name: str = "tiny", patients_per_class: int = 6, slices: in
     images, case_ids, seq, slice_no, labels = [], [], [], [], []
     for i in range(2 * patients_per_class):
         truth = SARCOMA if i % 2 == 0 else LEIOMYOMA
-        case = Case.objects.create(pseudonym=f"SYN-{name}-{i:03d}", source_key_hash=f"{name}-{i:060d}",
+        case = Case.objects.create(pseudonym=f"SYN-{name}-{i:03d}", source_key_hash=hashlib.sha256(f"{name}-{i}".encode()).hexdigest(),
                                    truth=truth, is_synthetic=True)
         CohortCase.objects.create(cohort=cohort, case=case, truth=truth, n_slices=slices)
         for s in range(slices):

@@ -3,10 +3,10 @@
 import pytest
 from django.utils import timezone
 
-from conftest import broker, wait_for
 from factories_training import TINY_CONFIG, make_tiny_cohort
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
+from testsupport import broker, wait_for
 from training import services
 from training.models import TrainedModel
 

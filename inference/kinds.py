@@ -1,0 +1,8 @@
+"""Job kinds of the inference app (both on the gpu queue: they load the trained models)."""
+
+from jobs import registry
+
+registry.register("evaluation", "inference.services_evaluation:evaluation_run", queue="gpu",
+                  label="evaluation (out-of-fold predictions, ensembles, the 32,767-set search, likelihoods)")
+registry.register("case_prediction", "inference.services_prediction:case_prediction_run", queue="gpu",
+                  label="new-patient prediction (every model of a run on one case)")

@@ -1,0 +1,52 @@
+"""`manage.py predict --case CODE (--training-job ID | --run ID | --evaluation ID) [--wait|--inline]`.
+
+A case imported after training gets its sarcoma likelihood from every model of the run (METHOD §9). The
+thresholds and sequence set come from an evaluation of the run: the one named by --evaluation, else the
+run's latest finished evaluation. --training-job / --run name the run as in `manage.py evaluate`.
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from imaging.models import Case
+from inference import services, services_prediction
+from inference.management.commands.evaluate import validation_message
+from inference.models import CaseAIResult, Evaluation
+from jobs import cli
+from jobs.models import JobStatus
+
+
+class Command(BaseCommand):
+    help = "Predict a case imported after training with every model of a trained, evaluated run (gpu queue)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--case", required=True, metavar="CODE", help="the case's pseudonym")
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--training-job", type=int, metavar="ID",
+                           help="the run's training job id (or, if no run has that job, a run id)")
+        which.add_argument("--run", type=int, metavar="ID", help="the training run id")
+        which.add_argument("--evaluation", type=int, metavar="ID", help="the evaluation id")
+        cli.add_job_arguments(parser)
+
+    def handle(self, *args, **o):
+        case = Case.objects.filter(pseudonym=o["case"]).first()
+        if case is None:
+            raise CommandError(f"no case with pseudonym {o['case']!r}")
+        try:
+            if o["evaluation"] is not None:
+                evaluation = Evaluation.objects.filter(pk=o["evaluation"]).first()
+                if evaluation is None:
+                    raise CommandError(f"no evaluation {o['evaluation']}")
+            else:
+                run = services.training_run_for(training_job=o["training_job"], run=o["run"])
+                evaluation = services.latest_evaluation_of(run)
+            job = services_prediction.case_prediction_start(case=case, evaluation=evaluation, enqueue=False)
+        except ValidationError as exc:
+            raise CommandError(validation_message(exc)) from None
+        self.stdout.write(f"case {case.pseudonym} with the models of evaluation {evaluation.pk} ({evaluation.name})")
+        job = cli.follow(self, job, {**o, "_enqueued": False})
+        if job.status == JobStatus.SUCCEEDED:
+            result = CaseAIResult.objects.get(evaluation=evaluation, case=case)
+            per_sequence = ", ".join(f"{k} {v:.0f}%" for k, v in result.per_sequence.items())
+            self.stdout.write(f"{case.pseudonym}: sarcoma likelihood {result.likelihood:.1f}% "
+                              f"({' '.join(result.subset)}); per sequence: {per_sequence}")

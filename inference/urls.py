@@ -1,0 +1,18 @@
+from django.urls import path
+
+from inference import api, views
+
+urlpatterns = [
+    path("inference/evaluations/", views.evaluation_list, name="inference_evaluations"),
+    path("inference/evaluations/new/", views.evaluation_start, name="inference_evaluation_start"),
+    path("inference/evaluations/<int:pk>/", views.evaluation_detail, name="inference_evaluation"),
+    path("inference/evaluations/<int:pk>/subset/", views.evaluation_subset, name="inference_evaluation_subset"),
+    path("inference/evaluations/<int:pk>/subsets.csv", views.evaluation_csv, name="inference_evaluation_csv"),
+    path("inference/evaluations/<int:pk>/figures/<slug:name>.svg", views.evaluation_figure,
+         name="inference_evaluation_figure"),
+    path("inference/predict/", views.case_predict, name="inference_predict"),
+    path("api/inference/evaluations/", api.EvaluationListApi.as_view(), name="inference_api_evaluations"),
+    path("api/inference/evaluations/<int:pk>/", api.EvaluationApi.as_view(), name="inference_api_evaluation"),
+    path("api/inference/evaluations/<int:pk>/cases/", api.EvaluationCaseResultsApi.as_view(),
+         name="inference_api_evaluation_cases"),
+]

@@ -1,0 +1,165 @@
+"""Inference pages (coordinators and admins): evaluations with their charts and tables, the CSV of every
+sequence set, the choice of set, and a new patient's prediction."""
+
+import csv
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from accounts.roles import is_admin, is_coordinator
+from core.constants import SEQUENCE_CODES
+from inference import selectors, services_evaluation, services_prediction
+from inference.forms import CasePredictionForm, EvaluationStartForm, SubsetChoiceForm
+from inference.models import Evaluation
+
+FIGURES = ("per-sequence", "roc", "coverage")
+
+
+def _errors_to_form(form, exc: ValidationError) -> None:
+    for field, errors in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
+def _evaluation(request, pk: int) -> Evaluation:
+    try:
+        return selectors.evaluation_for_user(request.user, pk)
+    except Evaluation.DoesNotExist:
+        raise Http404("no such evaluation") from None
+
+
+@login_required
+def evaluation_list(request):
+    if not is_coordinator(request.user):
+        raise PermissionDenied("evaluations are for coordinators and admins")
+    return render(request, "inference/evaluation_list.html", {
+        "evaluations": selectors.evaluations_visible_to(request.user)[:200],
+        "can_start": selectors.can_start_evaluation(request.user)})
+
+
+@login_required
+def evaluation_start(request):
+    if not selectors.can_start_evaluation(request.user):
+        raise PermissionDenied("starting an evaluation is for admins")
+    form = EvaluationStartForm(request.POST or None, initial={"run": request.GET.get("run")})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            evaluation = services_evaluation.evaluation_start(
+                run=data["run"], rule=data["rule"], cutoff=data["cutoff"], repredict=data["repredict"],
+                name=data["name"], user=request.user)
+        except ValidationError as exc:
+            _errors_to_form(form, exc)
+        else:
+            messages.success(request, f"evaluation {evaluation.name} queued on the gpu queue")
+            return redirect("inference_evaluation", pk=evaluation.pk)
+    return render(request, "inference/evaluation_start.html", {"form": form})
+
+
+@login_required
+def evaluation_detail(request, pk: int):
+    evaluation = _evaluation(request, pk)
+    results = evaluation.results or {}
+    chosen = results.get("chosen") or {}
+    job = evaluation.job
+    return render(request, "inference/evaluation_detail.html", {
+        "evaluation": evaluation, "results": results, "chosen": chosen, "codes": SEQUENCE_CODES,
+        "ensemble_top": selectors.top_table(evaluation, "ensemble"),
+        "single_top": selectors.top_table(evaluation, "single"),
+        "case_table": selectors.case_result_table(evaluation),
+        "subset_form": SubsetChoiceForm(initial={"subset": evaluation.chosen_subset}),
+        "can_choose": selectors.can_choose_subset(request.user) and evaluation.status == Evaluation.Status.DONE,
+        "has_table": selectors.has_subset_table(evaluation),
+        "show_job": job is not None and (is_admin(request.user) or job.created_by_id == request.user.pk),
+    })
+
+
+@login_required
+@require_POST
+def evaluation_subset(request, pk: int):
+    evaluation = _evaluation(request, pk)
+    if not selectors.can_choose_subset(request.user):
+        raise PermissionDenied("choosing the sequence set is for coordinators and admins")
+    form = SubsetChoiceForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "choose at least one sequence")
+        return redirect("inference_evaluation", pk=pk)
+    try:
+        services_evaluation.evaluation_choose_subset(evaluation=evaluation, subset=form.cleaned_data["subset"],
+                                                     user=request.user)
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, f"likelihoods now combine {' '.join(evaluation.chosen_subset)}")
+    return redirect("inference_evaluation", pk=pk)
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@login_required
+def evaluation_csv(request, pk: int):
+    """Every sequence set's figures (32,767 rows for the 15 codes), streamed."""
+    evaluation = _evaluation(request, pk)
+    if not selectors.has_subset_table(evaluation):
+        raise Http404("this evaluation has no subset table yet")
+    writer = csv.writer(_Echo())
+    response = StreamingHttpResponse((writer.writerow(row) for row in selectors.subset_csv_rows(evaluation)),
+                                     content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="evaluation-{evaluation.pk}-subsets.csv"'
+    return response
+
+
+@login_required
+def evaluation_figure(request, pk: int, name: str):
+    evaluation = _evaluation(request, pk)
+    results = evaluation.results or {}
+    if name not in FIGURES or not results.get("chosen"):
+        raise Http404("no such figure")
+    from inference import figures
+
+    synthetic = bool(results.get("synthetic"))
+    if name == "per-sequence":
+        svg = figures.per_sequence_chart(results.get("per_sequence", []), synthetic=synthetic)
+    elif name == "roc":
+        svg = figures.roc_chart(results["chosen"]["roc"], synthetic=synthetic)
+    else:
+        svg = figures.coverage_chart(results.get("per_sequence", []), results.get("n_patients", 0),
+                                     synthetic=synthetic)
+    response = HttpResponse(svg, content_type="image/svg+xml")
+    response["Cache-Control"] = "private, max-age=60"
+    return response
+
+
+@login_required
+def case_predict(request):
+    """A new patient's sarcoma likelihood: pick an evaluation (its models and set) and start the job."""
+    if not selectors.can_predict_case(request.user):
+        raise PermissionDenied("predicting a case is for coordinators and admins")
+    from imaging.models import Case
+
+    try:
+        case_pk = int(request.POST.get("case") or request.GET.get("case") or 0)
+    except ValueError:
+        raise Http404("case must be a case id") from None
+    case = get_object_or_404(Case, pk=case_pk)
+    evaluations = selectors.finished_evaluations(request.user)
+    form = CasePredictionForm(request.POST or None, evaluations=evaluations)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = services_prediction.case_prediction_start(case=case, evaluation=form.cleaned_data["evaluation"],
+                                                            user=request.user)
+        except ValidationError as exc:
+            _errors_to_form(form, exc)
+        else:
+            messages.success(request, f"prediction of {case.pseudonym} queued on the gpu queue")
+            return redirect("job_detail", pk=job.pk)
+    return render(request, "inference/predict.html", {
+        "case": case, "form": form,
+        "results": selectors.case_results_visible_to(request.user).filter(case=case).order_by("-created_at")})

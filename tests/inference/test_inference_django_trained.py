@@ -1,0 +1,105 @@
+"""End to end with real Keras models (SLOW): a tiny SYNTHETIC two-sequence cohort, 2 repeats × 2 folds trained
+inline, then `manage.py evaluate --inline` (reusing the models' held-out predictions), the same with
+`--repredict`, and `manage.py predict --inline` for a case imported after training.
+
+Everything heavy runs once, in a module fixture whose rows are committed (django_db_blocker) and deleted at
+the end; the tests only read them (each in a rolled-back transaction)."""
+
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+
+from factories_inference import TINY_CONFIG, make_cohort, make_new_case
+from inference import services, services_prediction
+from inference.models import CaseAIResult, Evaluation
+from jobs.models import JobStatus
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+
+# Eager mode: compiling MobileNetV2's train step costs more than these few steps (training.network docs);
+# batchnorm_momentum 0: with a handful of steps the moving averages would otherwise stay at their start.
+CONFIG = {**TINY_CONFIG, "epochs": 1, "run_eagerly": True, "batchnorm_momentum": 0.0}
+
+
+@pytest.fixture(scope="module")
+def trained(django_db_setup, django_db_blocker, tmp_path_factory):
+    from imaging.models import Case, Cohort
+    from jobs.models import Job
+    from jobs.services import job_run
+    from training import services as training
+    from training.models import TrainingRun
+
+    override = override_settings(MEDIA_ROOT=tmp_path_factory.mktemp("inference-trained") / "media")
+    override.enable()
+    try:
+        with django_db_blocker.unblock():
+            cohort = make_cohort("tt", n_folds=2)
+            run = training.training_run_start(cohort=cohort, config=CONFIG, repeats=2, enqueue=False)
+            training_job = job_run(job_pk=run.job.pk, worker="inline:test")
+            outputs = {}
+            for key, extra in (("evaluate", []), ("repredict", ["--repredict"])):
+                outputs[key] = io.StringIO()
+                call_command("evaluate", "--run", str(run.pk), *extra, "--inline", stdout=outputs[key])
+            reused, repredicted = Evaluation.objects.filter(training_run=run).order_by("pk")
+            case = make_new_case("SYN-NEW-T01")
+            outputs["predict"] = io.StringIO()
+            call_command("predict", "--case", case.pseudonym, "--training-job", str(run.job_id), "--inline",
+                         stdout=outputs["predict"])
+            yield SimpleNamespace(run=run, training_job=training_job, reused=reused, repredicted=repredicted,
+                                  case=case, outputs={k: v.getvalue() for k, v in outputs.items()})
+            for model in (CaseAIResult, Evaluation, TrainingRun, Cohort, Case, Job):
+                model.objects.all().delete()
+    finally:
+        override.disable()
+
+
+def test_a_trained_run_is_evaluated_end_to_end_and_every_case_gets_its_likelihood(trained):
+    assert trained.training_job.status == JobStatus.SUCCEEDED, trained.training_job.error
+    assert set(trained.run.models.values_list("status", flat=True)) == {"done"}
+    evaluation = Evaluation.objects.get(pk=trained.reused.pk)
+    assert evaluation.status == Evaluation.Status.DONE, evaluation.job.error
+    assert evaluation.job.result["predictions"] == {"reused": 4, "predicted": 0}
+    assert "top-10 sets, ensembles" in trained.outputs["evaluate"]
+    results = evaluation.results
+    assert results["n_patients"] == 12 and results["n_subsets"] == 32767 and results["synthetic"]
+    data = services.evaluation_probs(evaluation)
+    assert data.probs.shape == (2, 36) and np.all((data.probs >= 0) & (data.probs <= 1))
+    sequences_of = {int(c): {("T2axi", "DWI")[int(s == 1)] for s in data.sequence_idx[data.case_id == c]}
+                    for c in np.unique(data.case_id)}
+    rows = CaseAIResult.objects.filter(evaluation=evaluation)
+    assert set(rows.values_list("case_id", flat=True)) == set(trained.run.cohort.cases.values_list("pk", flat=True))
+    for row in rows:
+        assert 0.0 <= row.likelihood <= 100.0 and row.likelihood in (0.0, 50.0, 100.0)  # 2 ensembles
+        assert set(row.per_sequence) == sequences_of[row.case_id]
+        assert row.subset == evaluation.chosen_subset and row.n_ensembles == 2 and not row.is_deployment
+
+
+def test_repredicting_with_the_model_files_gives_the_saved_held_out_predictions(trained):
+    again = Evaluation.objects.get(pk=trained.repredicted.pk)
+    assert again.status == Evaluation.Status.DONE, again.job.error
+    assert again.job.result["predictions"] == {"reused": 0, "predicted": 4}
+    first, second = services.evaluation_probs(trained.reused), services.evaluation_probs(again)
+    # the saved ones came from the in-memory model (eager), these from the .keras file (traced graph): float32
+    # round-off differs (measured up to 2.4e-5 with oneDNN on), nothing more
+    np.testing.assert_allclose(second.probs, first.probs, atol=1e-4)
+
+
+def test_a_case_imported_after_training_gets_a_prediction(trained):
+    evaluation = Evaluation.objects.filter(training_run=trained.run).order_by("-pk").first()
+    result = CaseAIResult.objects.get(evaluation=evaluation, case=trained.case)
+    assert result.is_deployment and result.n_ensembles == 2 and result.likelihood in (0.0, 50.0, 100.0)
+    assert set(result.per_sequence) == {"T2axi", "DWI"} and result.subset == evaluation.chosen_subset
+    stored = np.load(services_prediction.case_prediction_path(evaluation, trained.case.pk))
+    assert stored["fold_probs"].shape == (2, 2, 6) and np.all((stored["fold_probs"] >= 0) & (stored["fold_probs"] <= 1))
+    assert f"{trained.case.pseudonym}: sarcoma likelihood" in trained.outputs["predict"]
+
+
+def test_the_evaluation_page_shows_the_trained_run(trained, client, coordinator):
+    client.force_login(coordinator)
+    html = client.get(f"/inference/evaluations/{trained.reused.pk}/").content.decode()
+    assert all(case.pseudonym in html for case in trained.run.cohort.cases.all())
+    assert client.get(f"/inference/evaluations/{trained.reused.pk}/figures/roc.svg").status_code == 200
