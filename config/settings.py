@@ -14,6 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise in worker logs and commands.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 DATA_DIR = Path(env_str("DATA_DIR") or BASE_DIR / "var")
 
 DEBUG = env_bool("DEBUG", False)

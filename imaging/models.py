@@ -37,7 +37,8 @@ class SequenceRuleSet(models.Model):
 class ImportBatch(models.Model):
     """One import (a folder, zip or upload) and what became of each file."""
 
-    job = models.OneToOneField("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="import_batch")
+    job = models.OneToOneField("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="import_batch")
     source_label = models.CharField(max_length=255, help_text="what was imported (an upload's name, never paths)")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -48,6 +49,9 @@ class ImportBatch(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk}: {self.files_imported}/{self.files_seen} files"
 
 
 class Case(models.Model):
@@ -62,7 +66,8 @@ class Case(models.Model):
     degeneration = models.BooleanField(null=True, blank=True)
     irregular_margin = models.BooleanField(null=True, blank=True)
     is_synthetic = models.BooleanField(default=False, help_text="a generated phantom, not a patient")
-    import_batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="cases")
+    import_batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="cases")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -138,6 +143,9 @@ class TumourBox(models.Model):
                        models.CheckConstraint(condition=models.Q(x1__gt=models.F("x0"), y1__gt=models.F("y0")),
                                               name="box_not_empty")]
 
+    def __str__(self) -> str:
+        return f"box on slice {self.slice_index} of {self.series_id}: ({self.x0},{self.y0})-({self.x1},{self.y1})"
+
 
 class Cohort(models.Model):
     """A named, frozen set of cases with ground truth, and its training array store."""
@@ -170,3 +178,6 @@ class CohortCase(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["cohort", "case"], name="case_once_per_cohort")]
+
+    def __str__(self) -> str:
+        return f"{self.case} in {self.cohort}"

@@ -6,8 +6,11 @@ class InferenceConfig(AppConfig):
     verbose_name = "Inference"
 
     def ready(self) -> None:
-        from core import navigation
+        from core import demo, navigation
         from inference import kinds  # noqa: F401  registers the evaluation and case_prediction job kinds
+        from inference.demo import demo_ensemble
+
+        demo.register_step(50, "demo ensemble (tiny, synthetic), trained and evaluated", demo_ensemble)
 
         navigation.register("Admin", "Evaluations", "inference_evaluations",
                             "Evaluate a trained run: ensembles, the 32,767-set search, sarcoma likelihoods.", 22)

@@ -13,6 +13,9 @@ class FoldSplit(models.Model):
     assignment = models.JSONField(help_text="{case pk: fold index}")
     created_at = models.DateTimeField(auto_now_add=True)
 
+    def __str__(self) -> str:
+        return f"{self.n_folds} folds of {self.cohort} (seed {self.seed})"
+
 
 class TrainingRun(models.Model):
     """One training job: cohort + configuration → repeats × folds models on the gpu queue."""

@@ -77,7 +77,10 @@ def training_run_start(*, cohort: Cohort, config: dict | None = None, repeats: i
         raise ValidationError({"repeats": "between 1 and 100"})
     if not cohort.content_hash:
         raise ValidationError({"cohort": f"cohort {cohort.name} has not been built (no array store)"})
-    cfg = training_config(config or {})
+    cfg = training_config({"input_size": cohort.input_size, **(config or {})})
+    if cfg.input_size != cohort.input_size:
+        raise ValidationError({"input_size": f"cohort {cohort.name} holds {cohort.input_size}-pixel crops; "
+                                             f"train at input size {cohort.input_size} or rebuild the cohort"})
     split = fold_split_for(cohort=cohort, seed=seed)
     run = TrainingRun.objects.create(name=name or f"{cohort.name} ×{repeats}", cohort=cohort, config=cfg.to_dict(),
                                      repeats=repeats, seed=seed, created_by=user)

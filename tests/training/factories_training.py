@@ -26,7 +26,8 @@ def make_tiny_cohort(name: str = "tiny", patients_per_class: int = 6, slices: in
     images, case_ids, seq, slice_no, labels = [], [], [], [], []
     for i in range(2 * patients_per_class):
         truth = SARCOMA if i % 2 == 0 else LEIOMYOMA
-        case = Case.objects.create(pseudonym=f"SYN-{name}-{i:03d}", source_key_hash=hashlib.sha256(f"{name}-{i}".encode()).hexdigest(),
+        case = Case.objects.create(pseudonym=f"SYN-{name}-{i:03d}",
+                                   source_key_hash=hashlib.sha256(f"{name}-{i}".encode()).hexdigest(),
                                    truth=truth, is_synthetic=True)
         CohortCase.objects.create(cohort=cohort, case=case, truth=truth, n_slices=slices)
         for s in range(slices):
