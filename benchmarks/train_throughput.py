@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,6 +90,9 @@ def measure(args) -> dict:
         report["real_warmup_seconds"] = round(time.perf_counter() - began, 1)
         report["real_samples_per_s"] = timed_fit(
             model, {"x": as_keras_dataset(sampler, workers=args.workers)}, n)
+        if args.real_only:
+            report["real_samples_per_s"] = round(report["real_samples_per_s"], 1)
+            return report
 
         rng = np.random.default_rng(0)
         x = rng.integers(0, 256, (n, config.input_size, config.input_size, 1), dtype=np.uint8)
@@ -111,6 +115,25 @@ def measure(args) -> dict:
     return report
 
 
+def concurrent(args) -> dict:
+    """N models trained at once (N processes sharing the device) against one at a time.
+
+    Each process runs the real path (`--real-only`); the aggregate rate is the sum of their rates. The
+    processes start together but compile separately, so their timed windows overlap only approximately
+    (use enough --steps that compilation is small against the timed part).
+    """
+    base = [sys.executable, __file__, "--real-only", "--json-only", "--input-size", str(args.input_size),
+            "--width", str(args.width), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+            "--warmup-steps", str(args.warmup_steps), "--workers", str(args.workers)] + (["--eager"] * args.eager)
+    one = json.loads(subprocess.run(base, capture_output=True, text=True, check=True).stdout)
+    procs = [subprocess.Popen(base, stdout=subprocess.PIPE, text=True) for _ in range(args.concurrent)]
+    rates = [json.loads(p.communicate()[0])["real_samples_per_s"] for p in procs]
+    return {"backend": one["backend"], "devices": one["devices"], "one_model_samples_per_s": one["real_samples_per_s"],
+            "concurrent_models": args.concurrent, "per_model_samples_per_s": rates,
+            "aggregate_samples_per_s": round(sum(rates), 1),
+            "aggregate_over_one": round(sum(rates) / one["real_samples_per_s"], 3)}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input-size", type=int, default=96)
@@ -121,10 +144,24 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="PyDataset loader threads")
     parser.add_argument("--full", action="store_true", help="the paper's size: --input-size 224 --width 1.0")
     parser.add_argument("--eager", action="store_true", help="run_eagerly=True (no compilation)")
+    parser.add_argument("--concurrent", type=int, default=0,
+                        help="also train N models at once (N processes on one device) and compare with one")
+    parser.add_argument("--real-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.full:
         args.input_size, args.width = 224, 1.0
+    if args.concurrent:
+        result = concurrent(args)
+        print(json.dumps(result, indent=1))
+        print(f"{result['concurrent_models']} models at once: {result['aggregate_samples_per_s']} samples/s in all "
+              f"against {result['one_model_samples_per_s']} for one model alone "
+              f"(x{result['aggregate_over_one']})")
+        return 0
     report = measure(args)
+    if args.json_only:
+        print(json.dumps(report))
+        return 0
     print(json.dumps(report, indent=1))
     print(f"backend {report['backend']} on {', '.join(report['devices'])}: "
           f"real {report['real_samples_per_s']} samples/s, in-memory {report['in_memory_samples_per_s']}, "
