@@ -70,35 +70,10 @@ class SeriesInline(CoordinatorInline):
 
 @admin.register(Case)
 class CaseAdmin(CoordinatorAdmin):
-    list_display = (
-        "pseudonym",
-        "truth",
-        "subtype",
-        "institution",
-        "length_mm",
-        "width_mm",
-        "height_mm",
-        "volume",
-        "degeneration",
-        "irregular_margin",
-        "is_synthetic",
-    )
+    list_display = ("pseudonym", *services.CASE_FIELDS[:6], "volume", *services.CASE_FIELDS[6:], "is_synthetic")
     list_filter = ("truth", "institution", "is_synthetic", "degeneration", "irregular_margin")
     search_fields = ("pseudonym", "subtype")
-    fields = (
-        "pseudonym",
-        "is_synthetic",
-        "truth",
-        "subtype",
-        "institution",
-        "length_mm",
-        "width_mm",
-        "height_mm",
-        "degeneration",
-        "irregular_margin",
-        "import_batch",
-        "created_at",
-    )
+    fields = ("pseudonym", "is_synthetic", *services.CASE_FIELDS, "import_batch", "created_at")
     readonly_fields = ("pseudonym", "is_synthetic", "import_batch", "created_at")
     inlines = [SeriesInline]
 
