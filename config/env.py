@@ -39,3 +39,15 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def missing_secrets_message(missing: list[str]) -> str:
+    return "; ".join(f"{name} must be set when DEBUG is off (set DEBUG=1 for development)" for name in missing)
+
+
+def require_secrets() -> None:
+    """Refuse to serve or run jobs without the production secrets (wsgi.py, the Celery worker)."""
+    from django.conf import settings
+
+    if settings.MISSING_SECRETS:
+        raise ImproperlyConfigured(missing_secrets_message(settings.MISSING_SECRETS))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
+from config.env import require_secrets
 from jobs import registry
 from jobs.models import FINISHED, Job, JobStatus
 
@@ -211,6 +212,7 @@ def worker_name() -> str:
 
 def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], None] | None = None) -> Job | None:
     """Run a job's runner to its end (success, failure, cancel). Safe to call twice: see `_claim`."""
+    require_secrets()  # jobs key UIDs and case links with PSEUDONYM_KEY: never run with a missing one
     close_old_connections()
     job = _claim(job_pk, worker or worker_name())
     if job is None:
