@@ -49,18 +49,18 @@ def start(command, *, kind: str, params: dict, options: dict, user=None) -> Job:
 
 
 def follow(command, job: Job, options: dict) -> Job:
-    """Run a created job here (--inline), or enqueue it and wait for it (--wait) or not; then report."""
+    """Run a created job here (--inline), or wait for the queued job (--wait) or not; then report.
+
+    Create the job with `enqueue=not options["inline"]`: an inline job must not also go to a worker.
+    """
     bar = ProgressBar(command.stdout)
     if options.get("inline"):
         try:
             services.job_run(job_pk=job.pk, worker=f"inline:{services.worker_name()}", echo=bar)
         finally:
             bar.close()
-    else:
-        if job.status == JobStatus.QUEUED and not options.get("_enqueued", True):
-            services.job_enqueue(job=job)
-        if options.get("wait"):
-            wait(job, bar)
+    elif options.get("wait"):
+        wait(job, bar)
     return report(command, job)
 
 

@@ -37,11 +37,12 @@ class Command(BaseCommand):
         try:
             run = services.training_run_for(training_job=o["training_job"], run=o["run"])
             evaluation = services_evaluation.evaluation_start(
-                run=run, rule=o["rule"], cutoff=o["cutoff"], repredict=o["repredict"], name=o["name"], enqueue=False)
+                run=run, rule=o["rule"], cutoff=o["cutoff"], repredict=o["repredict"], name=o["name"],
+                enqueue=not o["inline"])
         except ValidationError as exc:
             raise CommandError(validation_message(exc)) from None
         self.stdout.write(f"evaluation {evaluation.pk} of training run {run.pk} ({run.name})")
-        job = cli.follow(self, evaluation.job, {**o, "_enqueued": False})
+        job = cli.follow(self, evaluation.job, o)
         if job.status == JobStatus.SUCCEEDED:
             evaluation.refresh_from_db()
             results = evaluation.results

@@ -40,11 +40,12 @@ class Command(BaseCommand):
             else:
                 run = services.training_run_for(training_job=o["training_job"], run=o["run"])
                 evaluation = services.latest_evaluation_of(run)
-            job = services_prediction.case_prediction_start(case=case, evaluation=evaluation, enqueue=False)
+            job = services_prediction.case_prediction_start(case=case, evaluation=evaluation,
+                                                                 enqueue=not o["inline"])
         except ValidationError as exc:
             raise CommandError(validation_message(exc)) from None
         self.stdout.write(f"case {case.pseudonym} with the models of evaluation {evaluation.pk} ({evaluation.name})")
-        job = cli.follow(self, job, {**o, "_enqueued": False})
+        job = cli.follow(self, job, o)
         if job.status == JobStatus.SUCCEEDED:
             result = CaseAIResult.objects.get(evaluation=evaluation, case=case)
             per_sequence = ", ".join(f"{k} {v:.0f}%" for k, v in result.per_sequence.items())

@@ -37,8 +37,8 @@ class Command(BaseCommand):
                   "run_eagerly": o["run_eagerly"], "batchnorm_momentum": o["batchnorm_momentum"]}
         try:
             run = services.training_run_start(cohort=cohort, config=config, repeats=o["repeats"], seed=o["seed"],
-                                              name=o["name"], enqueue=False)
+                                              name=o["name"], enqueue=not o["inline"])
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         self.stdout.write(f"training run {run.pk}: {run.models.count()} models")
-        cli.follow(self, run.job, {**o, "_enqueued": False})
+        cli.follow(self, run.job, o)
