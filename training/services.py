@@ -24,6 +24,9 @@ from training.models import FoldSplit, TrainedModel, TrainingRun
 
 log = logging.getLogger(__name__)
 Status = TrainedModel.Status
+# What the job's step line shows after each epoch (job page and command-line bar).
+EPOCH_FIGURES = (("loss", "loss"), ("accuracy", "acc"), ("heldout_accuracy", "held-out acc"),
+                 ("heldout_auc", "held-out AUC"))
 
 
 # --- folds ------------------------------------------------------------------------------------------
@@ -206,9 +209,8 @@ def _fit(model: TrainedModel, ctx=None) -> None:
         TrainedModel.objects.filter(pk=model.pk).update(
             epochs_done=epoch, history=[*TrainedModel.objects.get(pk=model.pk).history[: epoch - 1], logs],
             heartbeat_at=timezone.now())
-        loss = logs.get("loss")
-        step = (f"repeat {model.repeat + 1} fold {model.fold + 1}: epoch {epoch}/{config.epochs}"
-                + (f", loss {loss:.3f}" if loss is not None else ""))
+        step = f"repeat {model.repeat + 1} fold {model.fold + 1}: epoch {epoch}/{config.epochs}" + "".join(
+            f", {label} {logs[key]:.3f}" for key, label in EPOCH_FIGURES if logs.get(key) is not None)
         if ctx is not None:
             ctx.progress(step=step, force=True)
         elif job_pk:

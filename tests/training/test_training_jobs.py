@@ -72,6 +72,7 @@ def test_an_inline_tiny_run_trains_every_model_and_never_retrains_a_finished_one
     model.refresh_from_db()
     assert model.finished_at == finished_at
     assert "100.0% 6/6" in out.getvalue()
+    assert "epoch 1/1, loss " in out.getvalue() and ", held-out AUC " in out.getvalue()  # per-epoch progress
 
 
 def test_cancel_before_training_cancels_every_unstarted_model_and_the_job(media):
