@@ -17,10 +17,10 @@ DEMO_COHORT = "demo-phantoms"
 
 
 def _run_inline(kind: str, params: dict):
-    from jobs.services import job_create, job_run
+    from jobs.services import job_create, job_run_inline
 
     job = job_create(kind=kind, params=params, enqueue=False)
-    return job_run(job_pk=job.pk, worker="demo-setup")
+    return job_run_inline(job_pk=job.pk)
 
 
 def demo_phantoms_import(say) -> None:

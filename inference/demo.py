@@ -22,7 +22,7 @@ def _run_job_inline(job_pk: int, say, what: str) -> bool:
 
     if Job.objects.get(pk=job_pk).can_resume:  # an earlier `make demo` was interrupted or failed
         jobs.job_resume(job=Job.objects.get(pk=job_pk))
-    job = jobs.job_run(job_pk=job_pk, worker=f"inline:{jobs.worker_name()}")
+    job = jobs.job_run_inline(job_pk=job_pk)
     job.refresh_from_db()
     if job.status != "succeeded":
         say(f"{what} did not finish ({job.display_status}): {job.error}")

@@ -56,7 +56,7 @@ def follow(command, job: Job, options: dict) -> Job:
     bar = ProgressBar(command.stdout)
     if options.get("inline"):
         try:
-            services.job_run(job_pk=job.pk, worker=f"inline:{services.worker_name()}", echo=bar)
+            services.job_run_inline(job_pk=job.pk, echo=bar)
         finally:
             bar.close()
     elif options.get("wait"):

@@ -210,8 +210,12 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], None] | None = None) -> Job | None:
-    """Run a job's runner to its end (success, failure, cancel). Safe to call twice: see `_claim`."""
+def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], None] | None = None,
+            inline: bool = False) -> Job | None:
+    """Run a job's runner to its end (success, failure, cancel). Safe to call twice: see `_claim`.
+
+    inline: this process does all the work (`job_run_inline`); runners hand nothing to other tasks.
+    """
     require_secrets()  # jobs key UIDs and case links with PSEUDONYM_KEY: never run with a missing one
     close_old_connections()
     job = _claim(job_pk, worker or worker_name())
@@ -219,7 +223,7 @@ def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], Non
         return Job.objects.filter(pk=job_pk).first()
     heartbeat = _Heartbeat(job.pk)
     heartbeat.start()
-    ctx = JobContext(job, echo=echo, inline=bool(worker and worker.startswith("inline:")))
+    ctx = JobContext(job, echo=echo, inline=inline)
     try:
         registry.get(job.kind).runner()(job, ctx)
     except JobDetached:
@@ -242,6 +246,11 @@ def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], Non
     if echo:
         echo(job)
     return job
+
+
+def job_run_inline(*, job_pk: int, echo: Callable[[Job], None] | None = None) -> Job | None:
+    """Run a job in this process (`--inline`, the demo set-up): same progress and cancel, no worker."""
+    return job_run(job_pk=job_pk, worker=f"inline:{worker_name()}", echo=echo, inline=True)
 
 
 def _end(job: Job, status: str, *, step: str = "", error: str = "") -> None:

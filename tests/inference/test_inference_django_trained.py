@@ -29,7 +29,7 @@ CONFIG = {**TINY_CONFIG, "epochs": 1, "run_eagerly": True, "batchnorm_momentum":
 def trained(django_db_setup, django_db_blocker, tmp_path_factory):
     from imaging.models import Case, Cohort
     from jobs.models import Job
-    from jobs.services import job_run
+    from jobs.services import job_run_inline
     from training import services as training
     from training.models import TrainingRun
 
@@ -39,7 +39,7 @@ def trained(django_db_setup, django_db_blocker, tmp_path_factory):
         with django_db_blocker.unblock():
             cohort = make_cohort("tt", n_folds=2)
             run = training.training_run_start(cohort=cohort, config=CONFIG, repeats=2, enqueue=False)
-            training_job = job_run(job_pk=run.job.pk, worker="inline:test")
+            training_job = job_run_inline(job_pk=run.job.pk)
             outputs = {}
             for key, extra in (("evaluate", []), ("repredict", ["--repredict"])):
                 outputs[key] = io.StringIO()
