@@ -8,12 +8,14 @@ RUN apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -r
 COPY pyproject.toml requirements.lock ./
 RUN pip install -r requirements.lock
 COPY . .
-RUN pip install --no-deps . && DEBUG=1 python manage.py collectstatic --noinput
+# Static files are collected here, in production mode (hashed names + manifest + compressed copies), into
+# /app/staticfiles: part of the image, never of the /data volume. serve.sh is the one start-up script.
+RUN pip install --no-deps . && scripts/serve.sh collectstatic
 RUN useradd --create-home app && mkdir -p /data && chown app /data
 USER app
-ENV DATA_DIR=/data MEDIA_ROOT=/data/media
+ENV DATA_DIR=/data MEDIA_ROOT=/data/media STATIC_ROOT=/app/staticfiles SERVE_COLLECTSTATIC=0 PYTHON=python
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120"]
+CMD ["scripts/serve.sh", "web"]
 
 # GPU worker: TensorFlow's GPU build (CUDA, cuDNN) instead of tensorflow-cpu; same project code.
 ARG TF_VERSION=2.21.0
@@ -24,5 +26,5 @@ COPY pyproject.toml requirements.lock ./
 RUN grep -v -E '^(tensorflow-cpu|tensorflow_cpu)==' requirements.lock > /tmp/req.txt && pip install -r /tmp/req.txt
 COPY . .
 RUN pip install --no-deps .
-ENV DATA_DIR=/data MEDIA_ROOT=/data/media
-CMD ["celery", "-A", "config", "worker", "-Q", "gpu", "--concurrency", "1", "--prefetch-multiplier", "1", "-l", "info"]
+ENV DATA_DIR=/data MEDIA_ROOT=/data/media STATIC_ROOT=/app/staticfiles PYTHON=python
+CMD ["scripts/serve.sh", "gpu-worker"]

@@ -140,8 +140,13 @@ USE_TZ = True
 
 # --- files ----------------------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env_str("STATIC_ROOT") or DATA_DIR / "static")
+# Collected static files belong to the code, not to the data: they are collected once per release (in the
+# image build, or by `scripts/serve.sh collectstatic` on bare metal) next to the code, so a data volume
+# mounted at DATA_DIR never hides them. Production collects with the manifest + compressed storage below.
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing folder
+# WhiteNoise: hashed names (manifest storage) are cached for good ("immutable"); anything else briefly.
+WHITENOISE_MAX_AGE = env_int("WHITENOISE_MAX_AGE", 0 if DEBUG else 3600)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or DATA_DIR / "media")
 MEDIA_URL = "media/"  # never served directly: series are streamed by permission-checked views
