@@ -17,3 +17,6 @@ for app in ("imaging", "training", "inference", "reader_study", "analysis"):
     except ModuleNotFoundError as exc:
         if exc.name != f"{app}.urls":
             raise
+
+# A lost database connection answers 503 + Retry-After (retryable); anything else a plain 500 page.
+handler500 = "config.errors.server_error"

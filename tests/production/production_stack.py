@@ -254,6 +254,22 @@ class ProductionStack:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
         return result
 
+    def shell(self, code: str) -> str:
+        """Run Python with Django set up in the stack's environment (as an admin's `manage.py shell -c`)."""
+        return self.manage("shell", "-c", code).stdout
+
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        """Read the stack's database directly (assertions of the fault tests: what was really stored)."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.postgres.url, connect_timeout=5)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(query, params)
+                return cursor.fetchall()
+        finally:
+            conn.close()
+
     def logs(self) -> dict[str, str]:
         return {role: process.text() for role, process in self.processes.items()}
 
@@ -272,6 +288,65 @@ class ProductionStack:
 
 
 _SERVER_ERROR = re.compile(r'HTTP/1\.[01]" 5\d\d ')
+
+
+READER_PASSWORD = "stack-reader-pass-2026"  # noqa: S105 - throw-away users of a throw-away database
+
+_SEED = """
+import json, tempfile
+from pathlib import Path
+from accounts.services import user_create
+from imaging.models import Case
+from imaging.phantoms import write_phantom_cohort
+from imaging.services import import_params
+from jobs.services import job_create, job_run
+from reader_study import services
+
+work = Path(tempfile.mkdtemp(prefix="seed-"))
+summary = write_phantom_cohort(work / "cohort", patients={patients}, sarcoma_fraction=0.34, seed=2026,
+                               slice_size={size}, slices_per_series={slices})
+params = import_params(source=summary.dicom_dir, manifest=summary.manifest_path, boxes=summary.boxes_path,
+                       label="production stack seed (synthetic phantoms)")
+job = job_run(job_pk=job_create(kind="import_dicom", params=params, enqueue=False).pk, worker="seed")
+assert job.status == "succeeded", job.error
+cases = list(Case.objects.filter(is_synthetic=True).order_by("pk"))
+coordinator = user_create(username="seed-coordinator", password={password!r}, role="coordinator")
+readers = [user_create(username=f"reader{{i:03d}}", password={password!r}, role="reader",
+                       reader_group="specialist", years_experience=10) for i in range({readers})]
+study = services.study_create(name="Production stack study (synthetic)", created_by=coordinator, cases=cases,
+                              readers=readers)
+services.study_open(study=study, by=coordinator)
+print(json.dumps({{"study": study.pk, "readers": [r.username for r in readers], "cases": len(cases)}}))
+"""
+
+
+def seed_reading_study(stack: ProductionStack, *, readers: int, patients: int, size: int = 64,
+                       slices: int = 8) -> dict:
+    """An open study on SYNTHETIC phantoms imported by the real importer: readers reader000…, one password.
+
+    Returns {"study": id, "readers": [usernames], "cases": n}.
+    """
+    import json
+
+    code = _SEED.format(patients=patients, size=size, slices=slices, readers=readers, password=READER_PASSWORD)
+    return json.loads(stack.shell(code).strip().splitlines()[-1])
+
+
+def login(base_url: str, username: str, password: str = READER_PASSWORD):
+    """A requests session logged in through the login form, with CSRF set up for API posts."""
+    import requests
+
+    session = requests.Session()
+    session.headers["Referer"] = base_url + "/"
+    session.get(base_url + "/login/", timeout=30).raise_for_status()
+    token = session.cookies["csrftoken"]
+    response = session.post(base_url + "/login/", timeout=30, data={
+        "username": username, "password": password, "csrfmiddlewaretoken": token})
+    response.raise_for_status()
+    if "sessionid" not in session.cookies:
+        raise RuntimeError(f"login as {username} failed (status {response.status_code})")
+    session.headers["X-CSRFToken"] = session.cookies["csrftoken"]
+    return session
 
 
 def log_problems(text: str) -> list[str]:
