@@ -53,11 +53,30 @@ def job_create(*, kind: str, params: dict | None = None, user=None, total: int =
     return job
 
 
+BROKER_DOWN = ("could not be queued: the task broker was unreachable ({reason}). Nothing ran; resume the job "
+               "once the broker is back.")
+
+
 def job_enqueue(*, job: Job) -> None:
+    """Queue the job once the transaction commits. A broker that cannot be reached does not fail the request
+    that created the job (it is committed by then): the job is marked failed with the reason, so its page says
+    so and Resume (button, API, `manage.py job resume`) queues it again."""
+    from kombu.exceptions import OperationalError as BrokerError
+
     from jobs.tasks import run_job
 
     queue = registry.get(job.kind).queue
-    transaction.on_commit(lambda: run_job.apply_async(kwargs={"job_pk": job.pk}, queue=queue))
+
+    def send() -> None:
+        try:
+            run_job.apply_async(kwargs={"job_pk": job.pk}, queue=queue)
+        except BrokerError as exc:
+            log.warning("job %s: broker unreachable, marked failed (resumable): %s", job.pk, type(exc).__name__)
+            Job.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+                status=JobStatus.FAILED, finished_at=timezone.now(), step="not queued",
+                error=BROKER_DOWN.format(reason=type(exc.__cause__ or exc).__name__))
+
+    transaction.on_commit(send)
 
 
 def job_cancel(*, job: Job) -> Job:

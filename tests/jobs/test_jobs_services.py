@@ -3,14 +3,17 @@
 import io
 import threading
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from jobs import cli, registry, services
 from jobs.models import Job, JobStatus
+from jobs.tasks import run_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,3 +136,18 @@ def test_progress_bar_renders_percent_and_step():
     bar = cli.ProgressBar(out)
     bar(Job(kind="x", done=5, total=10, step="reading files", status=JobStatus.RUNNING, heartbeat_at=timezone.now()))
     assert "50.0% 5/10 running: reading files" in out.getvalue()
+
+
+def test_a_job_whose_broker_is_unreachable_fails_with_a_reason_and_can_be_resumed(admin_user,
+                                                                                 django_capture_on_commit_callbacks):
+    with mock.patch.object(run_job, "apply_async", side_effect=BrokerError("Error 111 connecting")) as send:
+        with django_capture_on_commit_callbacks(execute=True):
+            job = services.job_create(kind="worker_check", user=admin_user)
+    job.refresh_from_db()
+    assert send.call_count == 1
+    assert job.status == JobStatus.FAILED and "broker was unreachable" in job.error and job.can_resume
+    with mock.patch.object(run_job, "apply_async") as send:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.job_resume(job=job)
+    job.refresh_from_db()
+    assert send.call_count == 1 and job.status == JobStatus.QUEUED and job.error == ""

@@ -162,9 +162,9 @@ class PrivateRedis:
 class Process:
     """One `scripts/serve.sh ROLE` process with its own log file; stopped with its whole process group."""
 
-    def __init__(self, role: str, env: dict, log: Path):
+    def __init__(self, role: str, env: dict, log: Path, *, cmd: list[str] | None = None, cwd: Path = REPO):
         self.role, self.env, self.log = role, env, log
-        self.proc = subprocess.Popen([str(SERVE), role], cwd=REPO, env=env, stdout=open(log, "ab"),
+        self.proc = subprocess.Popen(cmd or [str(SERVE), role], cwd=cwd, env=env, stdout=open(log, "ab"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
     def alive(self) -> bool:

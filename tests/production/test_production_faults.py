@@ -2,7 +2,7 @@
 Redis that this test starts itself on spare ports, so the machine's shared servers are never restarted):
 
 * the broker (Redis) restarted while jobs are queued and running: every job finishes, none is lost or run
-  twice;
+  twice; a job created while it is down fails at once with the reason and runs when resumed;
 * the database restarted while readers submit: each submit either succeeds or gets a clear retryable error
   (503 + Retry-After), and every acknowledged read is stored;
 * a gpu worker SIGKILLed mid-training and started again under its node name: the run finishes without
@@ -46,11 +46,16 @@ def test_a_broker_restart_loses_no_job_and_runs_none_twice(stack):
     states = _jobs(stack, ids)
     assert any(s == "queued" for s, _ in states.values()), f"nothing was still queued: {states}"
     stack.redis.stop()
-    time.sleep(2)
+    [unsent] = _start_checks(stack, 1, gpu=False, seconds=1)  # created while the broker is down
+    assert stack.sql("SELECT status, error FROM jobs_job WHERE id = %s", (unsent,))[0][0] == "failed"
     stack.redis.start()
     wait_until(lambda: all(s in ("succeeded", "failed", "cancelled") for s, _ in _jobs(stack, ids).values()),
                240, "every job to finish after the broker restart", every=0.5)
     assert _jobs(stack, ids) == {pk: ("succeeded", 1) for pk in ids}
+    error = stack.sql("SELECT error FROM jobs_job WHERE id = %s", (unsent,))[0][0]
+    assert "broker was unreachable" in error and "resume" in error
+    stack.manage("job", "resume", str(unsent))
+    wait_until(lambda: _jobs(stack, [unsent])[unsent][0] == "succeeded", 60, "the resumed job", every=0.5)
 
 
 def _reader_loop(base_url: str, username: str, study: int, until: float, outcomes: list) -> None:
