@@ -241,13 +241,25 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600)
 
 # --- logging --------------------------------------------------------------------------------------
+def _client_error_without_traceback(record) -> bool:
+    """django.request logs a 403 raised as PermissionDenied (a reader opening the admin console) with the
+    exception's traceback. A 4xx is the client's error, not the server's: keep the warning line, drop the
+    traceback, so that a traceback in the log always means a server error."""
+    if getattr(record, "status_code", 500) < 500:
+        record.exc_info = record.exc_text = None
+    return True
+
+
 # Log lines never carry patient identifiers: the code logs pseudonyms and primary keys only.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"client_errors_without_traceback": {"()": "django.utils.log.CallbackFilter",
+                                                    "callback": _client_error_without_traceback}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # pydicom's own warnings quote header values (names, IDs): keep them out of every log.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "pydicom": {"level": "ERROR"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "pydicom": {"level": "ERROR"},
+                "django.request": {"filters": ["client_errors_without_traceback"]}},
 }

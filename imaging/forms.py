@@ -65,3 +65,7 @@ class CohortForm(forms.Form):
     selection = forms.ChoiceField(choices=SELECTIONS, initial="all")
     institution = forms.CharField(required=False, help_text="only cases of this institution (optional)")
     crop_margin = forms.FloatField(min_value=0, max_value=2, initial=0.15)
+    input_size = forms.IntegerField(
+        min_value=32, max_value=1024, initial=224,
+        help_text="crop side in pixels (METHOD: 224); a smaller size makes a quick trial cohort",
+    )

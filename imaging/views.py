@@ -241,6 +241,7 @@ def cohort_list(request):
                 description=data["description"],
                 cases=cases,
                 crop_margin=data["crop_margin"],
+                input_size=data["input_size"],
                 user=request.user,
             )
         except ValidationError as error:

@@ -125,6 +125,26 @@ def test_build_cohort_command(phantom_dir):
     assert cohort.content_hash and f"content hash {cohort.content_hash}" in out.getvalue()
 
 
+def test_build_cohort_command_sets_the_input_size(phantom_dir, settings):
+    _import(phantom_dir)
+    call_command("build_cohort", "small", "--cases", "synthetic", "--input-size", "48", "--inline",
+                 stdout=io.StringIO())
+    cohort = Cohort.objects.get(name="small")
+    store = open_array_store(settings.MEDIA_ROOT / cohort.store_path, verify=True)
+    assert cohort.input_size == store.input_size == 48
+
+
+def test_the_cohort_form_sets_the_input_size_and_refuses_a_bad_one(phantom_dir, client, coordinator):
+    _import(phantom_dir)
+    client.force_login(coordinator)
+    form = {"name": "form-small", "selection": "synthetic", "crop_margin": "0.15", "input_size": "64"}
+    response = client.post("/imaging/cohorts/", form)
+    assert response.status_code == 302 and Cohort.objects.get(name="form-small").input_size == 64
+    page = client.post("/imaging/cohorts/", {**form, "name": "form-tiny", "input_size": "8"}).content.decode()
+    assert "greater than or equal to 32" in page and not Cohort.objects.filter(name="form-tiny").exists()
+    assert "64 px" in client.get("/imaging/cohorts/").content.decode()
+
+
 def test_the_demo_step_imports_once_and_builds_the_demo_cohort(monkeypatch):
     small = functools.partial(phantoms.write_phantom_cohort, slice_size=32, slices_per_series=3)
     monkeypatch.setattr(phantoms, "write_phantom_cohort", small)

@@ -1,4 +1,4 @@
-"""`manage.py build_cohort NAME [--cases all|PSEUDONYM,...] [--margin 0.15] [--wait] [--inline]`."""
+"""`manage.py build_cohort NAME [--cases all|PSEUDONYM,...] [--margin 0.15] [--input-size 224] [--wait] [--inline]`."""
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -24,6 +24,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--margin", type=float, default=0.15, help="crop margin, fraction of the box side"
         )
+        parser.add_argument(
+            "--input-size", type=int, default=224, help="crop side in pixels (METHOD: 224); train at the same size"
+        )
         parser.add_argument("--description", default="")
         cli.add_job_arguments(parser)
 
@@ -42,7 +45,8 @@ class Command(BaseCommand):
                     raise CommandError(f"no case with pseudonym {', '.join(missing)}")
             try:
                 cohort = cohort_create(
-                    name=o["name"], cases=cases, crop_margin=o["margin"], description=o["description"]
+                    name=o["name"], cases=cases, crop_margin=o["margin"], input_size=o["input_size"],
+                    description=o["description"],
                 )
             except ValidationError as error:
                 raise CommandError(
