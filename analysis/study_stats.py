@@ -33,8 +33,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import stats as sp_stats
 
-from analysis import metrics, mrmc, ttests
+from analysis import mrmc, ttests
 from analysis.mrmc_io import analysis_to_dict
+from core import metrics
 from core.constants import LEIOMYOMA, SARCOMA
 
 EXAMS: tuple[int, ...] = (1, 2)

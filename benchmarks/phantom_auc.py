@@ -35,7 +35,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.arraystore import ArrayStore, open_array_store, write_array_store  # noqa: E402
+from imaging.arraystore import ArrayStore, open_array_store, write_array_store  # noqa: E402
 from training.fit import model_seed, roc_auc, train_one_model  # noqa: E402
 from training.folds import make_folds, train_heldout_split  # noqa: E402
 from training.network import TrainingConfig  # noqa: E402

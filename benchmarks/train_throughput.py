@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from core.constants import N_FOLDS, N_REPEATS  # noqa: E402
-from training.arraystore import open_array_store, write_array_store  # noqa: E402
+from imaging.arraystore import open_array_store, write_array_store  # noqa: E402
 from training.network import TrainingConfig  # noqa: E402
 
 PAPER_SAMPLES_PER_MODEL = 50 * 35_000

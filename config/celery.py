@@ -17,6 +17,6 @@ app.autodiscover_tasks()
 
 @worker_init.connect
 def _refuse_to_work_without_secrets(**_kwargs) -> None:
-    from config.env import require_secrets
+    from core.env import require_secrets
 
     require_secrets()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_int, env_list, env_str
+from core.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise in worker logs and commands.
@@ -22,7 +22,7 @@ DEBUG = env_bool("DEBUG", False)
 
 # Secrets are required whenever DEBUG is off, but they are enforced where the platform serves or works
 # (the `config.E001` system check that every serving/working command runs, wsgi.py and the Celery worker:
-# config.env.require_secrets), not while settings load, so commands that need no secret —
+# core.env.require_secrets), not while settings load, so commands that need no secret —
 # `makemigrations --check`, `collectstatic` in an image build — run on a machine without them.
 _DEV_SECRET = "dev-only-secret-key-not-for-production-5d1c1b0e0f9b4a4f8a5b7e2a9c3d6f10"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY") or (_DEV_SECRET if DEBUG else None)

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.checks import Error, Tags, register
 
-from config.env import missing_secrets_message
+from core.env import missing_secrets_message
 
 
 @register(Tags.security, deploy=True)

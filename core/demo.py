@@ -39,15 +39,3 @@ def register_step(order: int, name: str, func) -> None:
 
 def steps() -> list[DemoStep]:
     return sorted(_STEPS, key=lambda s: s.order)
-
-
-def create_demo_users() -> list[str]:
-    from accounts.services import user_create
-
-    made = []
-    for username, role, group, years in DEMO_USERS:
-        user_create(username=username, password=DEMO_PASSWORD, role=role, reader_group=group,
-                    years_experience=years, reader_code=f"R{username[-1]:0>2}" if role == "reader" else None,
-                    update=True)
-        made.append(f"{username:<12} {role:<12} {DEMO_PASSWORD}")
-    return made

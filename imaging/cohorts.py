@@ -4,7 +4,7 @@ For every member case, every series mapped to one of the 15 sequence codes, and 
 tumour box: window the slice to 8 bits (the series' VOI, else its 0.5–99.5 percentiles;
 ``imaging.volumes``), crop a square around the box with the cohort's margin and resize it to
 ``input_size`` (``imaging.crops``), then write all crops with their indexes (case, sequence, slice,
-label) through ``training.arraystore.write_array_store``, which records a content hash for model cards.
+label) through ``imaging.arraystore.write_array_store``, which records a content hash for model cards.
 
 Crops are gathered in a memory-mapped temporary file, so a large cohort never sits in memory.
 A build is one unit of work: a rerun after a crash starts it again (the store is written atomically),
@@ -21,6 +21,7 @@ from django.conf import settings
 
 from core.constants import SARCOMA, SEQUENCE_CODES
 from imaging import crops, importer_store, volumes
+from imaging.arraystore import LABEL_LEIOMYOMA, LABEL_SARCOMA, open_array_store, write_array_store
 from imaging.models import Cohort, CohortCase, Series, TumourBox
 
 STORE_ROOT = "cohorts"
@@ -68,8 +69,6 @@ def _store_is_current(cohort: Cohort) -> bool:
     if not (cohort.store_path and cohort.content_hash):
         return False
     try:
-        from training.arraystore import open_array_store
-
         return (
             open_array_store(Path(settings.MEDIA_ROOT) / cohort.store_path).content_hash
             == cohort.content_hash
@@ -80,7 +79,6 @@ def _store_is_current(cohort: Cohort) -> bool:
 
 def run(job, ctx) -> None:
     from jobs.services import JobError
-    from training.arraystore import LABEL_LEIOMYOMA, LABEL_SARCOMA, write_array_store
 
     cohort = Cohort.objects.filter(pk=job.params.get("cohort")).first()
     if cohort is None:

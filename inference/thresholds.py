@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.metrics import positive_mask
+from core.metrics import positive_mask
 
 
 def truth_mask(truth) -> np.ndarray:

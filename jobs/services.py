@@ -16,7 +16,7 @@ from collections.abc import Callable
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from config.env import require_secrets
+from core.env import require_secrets
 from jobs import registry
 from jobs.models import FINISHED, Job, JobStatus
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.arraystore import ArrayStore
+from imaging.arraystore import ArrayStore
 from training.network import TrainingConfig
 
 STATE_FILE = "state.json"

@@ -3,7 +3,7 @@
 One builder, `build_model(config)`, makes the whole network from a `TrainingConfig`: grey slice in
 (values 0..255), augmentation (active only while training), grey -> 3-channel and scaling to
 [-1, 1], `keras.applications.MobileNetV2(weights=None)`, global average pooling and a 2-class
-softmax (column 1 = sarcoma, training.arraystore.LABEL_SARCOMA). Pure Keras 3 API, so TensorFlow,
+softmax (column 1 = sarcoma, imaging.arraystore.LABEL_SARCOMA). Pure Keras 3 API, so TensorFlow,
 JAX and PyTorch backends all run it. Keras is imported inside the functions only.
 
 Parameter count: the paper's 3,538,984 is MobileNetV2 with its 1000-class ImageNet head; with our

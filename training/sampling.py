@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from training.arraystore import LABEL_LEIOMYOMA, LABEL_SARCOMA, ArrayStore
+from imaging.arraystore import LABEL_LEIOMYOMA, LABEL_SARCOMA, ArrayStore
 
 
 class ClassBalancedSampler:

@@ -53,7 +53,7 @@ def fold_split_for(*, cohort: Cohort, seed: int = 0, n_folds: int = 6) -> FoldSp
 
 
 def open_cohort_store(cohort: Cohort):
-    from training.arraystore import open_array_store
+    from imaging.arraystore import open_array_store
 
     if not cohort.store_path:
         raise ValidationError({"cohort": f"cohort {cohort.name} has no array store yet: build it first"})

@@ -12,7 +12,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from analysis import exports, metrics, mrmc_io, services, study_stats, ttests
+from analysis import exports, mrmc_io, services, study_stats, ttests
+from core import metrics
 from factories_analysis import EXPECTED_MISSED, build_study
 
 pytestmark = pytest.mark.django_db

@@ -79,15 +79,20 @@ class TestDockerCompose:
         assert any(v.endswith(":/var/lib/postgresql/data") for v in pg["volumes"])
         assert "pgdata" in self.compose["volumes"]
 
-    def test_web_migrates_then_runs_gunicorn(self):
-        command = " ".join(self.compose["services"]["web"]["command"])
-        assert command.index("migrate") < command.index("gunicorn config.wsgi")
+    def test_every_process_is_started_by_the_one_start_up_script(self):
+        """compose, the image and the production tests share scripts/serve.sh (tests/production run it)."""
+        for service, role in (("web", "web"), ("worker", "worker"), ("gpu-worker", "gpu-worker")):
+            assert self.compose["services"][service]["command"] == ["scripts/serve.sh", role]
+        dockerfile = (REPO / "Dockerfile").read_text()
+        assert 'CMD ["scripts/serve.sh", "web"]' in dockerfile and 'CMD ["scripts/serve.sh", "gpu-worker"]' in dockerfile
 
-    def test_workers_consume_their_queues(self):
-        worker = self.compose["services"]["worker"]["command"]
-        gpu = self.compose["services"]["gpu-worker"]["command"]
-        assert worker[worker.index("-Q") + 1] == "default"
-        assert gpu[gpu.index("-Q") + 1] == "gpu" and gpu[gpu.index("--prefetch-multiplier") + 1] == "1"
+    def test_the_script_migrates_before_gunicorn_and_workers_consume_their_queues(self):
+        script = (REPO / "scripts" / "serve.sh").read_text()
+        web = script[script.index("web() {"):script.index("worker() {")]
+        assert web.index("migrate") < web.index("gunicorn config.wsgi")
+        assert "-Q default " in script[script.index("worker() {"):script.index("gpu_worker() {")]
+        gpu = script[script.index("gpu_worker() {"):]
+        assert "-Q gpu " in gpu and "--prefetch-multiplier 1" in gpu and "--concurrency 1" in gpu
 
     def test_the_gpu_worker_reserves_an_nvidia_gpu_and_builds_the_gpu_image(self):
         gpu = self.compose["services"]["gpu-worker"]

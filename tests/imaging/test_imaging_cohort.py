@@ -12,13 +12,13 @@ from django.core.management import call_command
 
 from core.constants import SARCOMA, SEQUENCE_CODES
 from imaging import cohorts, phantoms, services, services_demo
+from imaging.arraystore import LABEL_LEIOMYOMA, LABEL_SARCOMA, open_array_store
 from imaging.models import Case, Cohort, Series, TumourBox
 from imaging.phantoms import write_phantom_cohort
 from imaging.services_cohorts import cohort_build_start, cohort_create
 from jobs.models import Job, JobStatus
 from jobs.services import job_create, job_run
 from testsupport import broker, wait_for
-from training.arraystore import LABEL_LEIOMYOMA, LABEL_SARCOMA, open_array_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

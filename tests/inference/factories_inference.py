@@ -15,10 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 
 from core.constants import SARCOMA, SEQUENCE_CODES  # noqa: E402
 from factories_training import TINY_CONFIG, make_tiny_cohort  # noqa: E402
+from imaging.arraystore import open_array_store, write_array_store  # noqa: E402
 from imaging.importer_store import write_volume  # noqa: E402
 from imaging.models import Case, Cohort, Series, TumourBox  # noqa: E402
 from imaging.volumes import encode_volume  # noqa: E402
-from training.arraystore import open_array_store, write_array_store  # noqa: E402
 from training.models import FoldSplit, TrainedModel  # noqa: E402
 
 T2AXI, DWI = SEQUENCE_CODES.index("T2axi"), SEQUENCE_CODES.index("DWI")

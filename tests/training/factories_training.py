@@ -19,7 +19,7 @@ TINY_CONFIG = {"epochs": 2, "samples_per_epoch": 16, "batch_size": 8, "input_siz
 def make_tiny_cohort(name: str = "tiny", patients_per_class: int = 6, slices: int = 3, size: int = 32,
                      seed: int = 0) -> Cohort:
     """Sarcoma slices carry a bright blob, leiomyoma slices a dark one: learnable in a few steps."""
-    from training.arraystore import write_array_store
+    from imaging.arraystore import write_array_store
 
     rng = np.random.default_rng(seed)
     cohort = Cohort.objects.create(name=name, input_size=size)

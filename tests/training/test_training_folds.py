@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.arraystore import ArrayStore
+from imaging.arraystore import ArrayStore
 from training.folds import fold_slice_table, make_folds, train_heldout_split
 from training.sampling import ClassBalancedSampler
 

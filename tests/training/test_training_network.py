@@ -92,7 +92,7 @@ def test_no_keras_import_at_module_level_of_training_modules():
     import subprocess
     import sys
     from pathlib import Path
-    code = ("import sys; import training.folds, training.arraystore, training.network, training.augment, "
+    code = ("import sys; import training.folds, imaging.arraystore, training.network, training.augment, "
             "training.sampling, training.fit; print('keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])

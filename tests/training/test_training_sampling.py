@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from training.arraystore import ArrayStore
+from imaging.arraystore import ArrayStore
 from training.sampling import ClassBalancedSampler, as_keras_dataset
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis import metrics
+from core import metrics
 from core.constants import LEIOMYOMA, SARCOMA
 
 # 4 sarcomas, 6 leiomyomas. Calls: 3 of 4 sarcomas caught (TP 3, FN 1); 5 of 6 leiomyomas right (TN 5, FP 1).

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from training.arraystore import ArrayStoreError, open_array_store, write_array_store
+from imaging.arraystore import ArrayStoreError, open_array_store, write_array_store
 
 
 def small_arrays(n=10, size=32, seed=0):

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from accounts.demo import create_demo_users
 from core import demo
 
 
@@ -15,7 +16,7 @@ class Command(BaseCommand):
     def handle(self, *args, users_only=False, **options):
         if not settings.DEBUG:
             raise CommandError("demo_setup creates users with a published password: run it with DEBUG=1 only")
-        logins = demo.create_demo_users()
+        logins = create_demo_users()
         if not users_only:
             for step in demo.steps():
                 self.stdout.write(f"demo: {step.name}")
