@@ -17,12 +17,17 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO / "tests") not in sys.path:  # benchmarks import this module from outside pytest
+    sys.path.insert(0, str(REPO / "tests"))
+
+from testsupport import wait_for  # noqa: E402
+
 SERVE = REPO / "scripts" / "serve.sh"
 PYTHON = REPO / ".venv" / "bin" / "python"
 
@@ -56,16 +61,6 @@ def missing() -> str | None:
         except KeyError:
             return "running as root and there is no 'postgres' user to run a private PostgreSQL as"
     return None
-
-
-def wait_until(predicate, timeout: float, what: str, every: float = 0.1):
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def _port_open(port: int) -> bool:
@@ -144,7 +139,7 @@ class PrivateRedis:
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.root),
              "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
             stdout=open(self.root / "redis.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: _port_open(self.port), 20, f"redis on port {self.port}")
+        wait_for(lambda: _port_open(self.port), 20, what=f"redis on port {self.port}")
 
     def stop(self) -> None:
         """SIGTERM: Redis writes its append-only file and exits, as on `docker restart`."""
@@ -209,7 +204,7 @@ class ProductionStack:
         self._stack.callback(self._stop_all)
         self.manage("migrate", "--noinput")
         self.start("web")
-        wait_until(lambda: _port_open(self.port) or self._died("web"), 120, "gunicorn to listen")
+        wait_for(lambda: _port_open(self.port) or self._died("web"), 120, what="gunicorn to listen")
         if workers:
             self.start("worker")
             self.start("gpu-worker")
@@ -240,7 +235,7 @@ class ProductionStack:
         process = Process(role, self.env, self.root / f"{role}.log")
         self.processes[role] = process
         if role.endswith("worker"):
-            wait_until(lambda: " ready." in process.text() or self._died(role), 120, f"{role} to be ready")
+            wait_for(lambda: " ready." in process.text() or self._died(role), 120, what=f"{role} to be ready")
         return process
 
     def restart(self, role: str) -> Process:

@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from production_stack import ProductionStack, log_problems, login, missing, seed_reading_study, wait_until
+from production_stack import ProductionStack, log_problems, login, missing, seed_reading_study, wait_for
 
 pytestmark = [pytest.mark.production, pytest.mark.slow]
 if reason := missing():
@@ -42,20 +42,20 @@ def _start_checks(stack, n: int, *, gpu: bool, seconds: int) -> list[int]:
 
 def test_a_broker_restart_loses_no_job_and_runs_none_twice(stack):
     ids = _start_checks(stack, 3, gpu=False, seconds=6) + _start_checks(stack, 2, gpu=True, seconds=6)
-    wait_until(lambda: any(s == "running" for s, _ in _jobs(stack, ids).values()), 60, "a running job")
+    wait_for(lambda: any(s == "running" for s, _ in _jobs(stack, ids).values()), 60, what="a running job")
     states = _jobs(stack, ids)
     assert any(s == "queued" for s, _ in states.values()), f"nothing was still queued: {states}"
     stack.redis.stop()
     [unsent] = _start_checks(stack, 1, gpu=False, seconds=1)  # created while the broker is down
     assert stack.sql("SELECT status, error FROM jobs_job WHERE id = %s", (unsent,))[0][0] == "failed"
     stack.redis.start()
-    wait_until(lambda: all(s in ("succeeded", "failed", "cancelled") for s, _ in _jobs(stack, ids).values()),
-               240, "every job to finish after the broker restart", every=0.5)
+    wait_for(lambda: all(s in ("succeeded", "failed", "cancelled") for s, _ in _jobs(stack, ids).values()),
+             240, what="every job to finish after the broker restart", every=0.5)
     assert _jobs(stack, ids) == {pk: ("succeeded", 1) for pk in ids}
     error = stack.sql("SELECT error FROM jobs_job WHERE id = %s", (unsent,))[0][0]
     assert "broker was unreachable" in error and "resume" in error
     stack.manage("job", "resume", str(unsent))
-    wait_until(lambda: _jobs(stack, [unsent])[unsent][0] == "succeeded", 60, "the resumed job", every=0.5)
+    wait_for(lambda: _jobs(stack, [unsent])[unsent][0] == "succeeded", 60, what="the resumed job", every=0.5)
 
 
 def _reader_loop(base_url: str, username: str, study: int, until: float, outcomes: list) -> None:
@@ -128,14 +128,14 @@ print(run.pk, run.job_id)
         return stack.sql("SELECT id, finished_at FROM training_trainedmodel WHERE run_id = %s AND status = %s",
                          (run, status))
 
-    wait_until(lambda: models("done"), 600, "a first finished model", every=0.5)
-    wait_until(lambda: models("training"), 120, "the next model in training", every=0.2)
+    wait_for(lambda: models("done"), 600, what="a first finished model", every=0.5)
+    wait_for(lambda: models("training"), 120, what="the next model in training", every=0.2)
     stack.processes["gpu-worker"].kill()
     finished_before = dict(models("done"))
     assert _jobs(stack, [job])[job][0] == "running"
     stack.start("gpu-worker")
-    wait_until(lambda: _jobs(stack, [job])[job][0] in ("succeeded", "failed", "cancelled"), 900,
-               "the resumed training job", every=1)
+    wait_for(lambda: _jobs(stack, [job])[job][0] in ("succeeded", "failed", "cancelled"), 900,
+             what="the resumed training job", every=1)
     assert _jobs(stack, [job])[job][0] == "succeeded"
     done = dict(models("done"))
     assert len(done) == 6 and all(done[pk] == at for pk, at in finished_before.items())

@@ -10,7 +10,7 @@ import secrets
 import pytest
 import requests
 from image_tree import build
-from production_stack import Process, free_port, log_problems, wait_until
+from production_stack import Process, free_port, log_problems, wait_for
 
 pytestmark = [pytest.mark.production]
 
@@ -40,7 +40,7 @@ def test_the_image_command_serves_the_login_page_and_its_assets_with_debug_off(i
     web = Process("web", env, log, cmd=image.cmd, cwd=image.app)
     base = f"http://127.0.0.1:{port}"
     try:
-        page = wait_until(lambda: _get(base + "/login/") or (not web.alive() and _fail(web)), 120, "the login page")
+        page = wait_for(lambda: _get(base + "/login/") or (not web.alive() and _fail(web)), 120, what="the login page")
         assert page.status_code == 200, page.text[:500]
         assets = sorted(set(ASSET.findall(page.text)))
         assert assets, "the login page links no static asset"
