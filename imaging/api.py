@@ -3,9 +3,11 @@
 ``GET /api/series/<pk>/volume``: the uint16 little-endian volume, sent as the gzip file written at
 import with ``Content-Encoding: gzip`` (the browser inflates it; no CPU spent here), an ETag from the
 volume's SHA-256 and ``Cache-Control: private``; a client that does not accept gzip gets it inflated.
+A request whose ``?v=`` names the volume's content (the reader payload's URLs) is cached as immutable.
 ``GET /api/series/<pk>/meta``: shape, spacing, positions, orientation, rescale, default window.
-Both only for users who may see the series (``selectors.series_visible_to``): coordinators and admins
-all, readers those of cases a study lets them read; anyone else gets 404, as if it did not exist.
+Both only for coordinators and admins (``selectors.series_visible_to``); anyone else gets 404, as if it did
+not exist. Readers get volumes from reader_study (``/api/reading/series/<pk>/volume``), which uses
+``volume_response`` here with its own permission rule (the cases of their open studies).
 Never a DICOM header, never a source UID.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from types import SimpleNamespace
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.http import FileResponse, HttpResponseNotModified, StreamingHttpResponse
@@ -31,6 +34,9 @@ from imaging import importer_store, selectors, services
 from imaging.models import Case, Series
 
 VOLUME_CACHE_SECONDS = 7 * 24 * 3600  # a stored volume never changes: its ETag is its content hash
+# A URL that names the content (?v=<first 16 hex digits of its SHA-256>, as the reader payload builds it)
+# can never point at other bytes: the browser keeps it for a year and never asks again, not even to revalidate.
+VERSIONED_CACHE_CONTROL = "private, max-age=31536000, immutable"
 _CHUNK = 512 * 1024
 
 
@@ -58,27 +64,42 @@ def _etag_matches(request, etag: str) -> bool:
 
 @extend_schema(
     responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-    description="The series volume: uint16 little-endian, frames × rows × cols (see /meta), "
-    "gzip content-encoded.",
+    description="The series volume (coordinators and admins; readers use /api/reading/series/<pk>/volume): "
+    "uint16 little-endian, frames × rows × cols (see /meta), gzip content-encoded.",
 )
 @api_view(["GET"])
 @renderer_classes([OctetStreamRenderer, JSONRenderer])
 def series_volume(request, pk: int):
-    series = _series_or_404(request.user, pk)
+    return volume_response(request, selectors.series_visible_to(request.user).filter(pk=pk))
+
+
+VOLUME_FIELDS = ("volume_path", "volume_sha256", "n_slices", "rows", "cols")
+
+
+def volume_response(request, series_qs):
+    """The volume of the one series in ``series_qs`` (already filtered by the caller's permission rule), or
+    404. Only the columns the file needs, as a plain row: the viewer asks for several volumes per case, so no
+    Case join and no JSON decoded. Used by this API and by reader_study's volume endpoint for readers."""
+    series = series_qs.values(*VOLUME_FIELDS).first()
+    if series is None:
+        raise NotFound("no such series")
+    series = SimpleNamespace(**series)
     path = importer_store.volume_file(series)
     if not series.volume_path or not path.exists():
         raise NotFound("the volume of this series is missing from the store")
     gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "").lower()
     etag = f'"{series.volume_sha256[:32]}{"-gz" if gzip_ok else ""}"'
+    version = request.GET.get("v")
+    versioned = bool(version) and bool(series.volume_sha256) and version == series.volume_sha256[:16]
     headers = {
         "ETag": etag,
-        "Cache-Control": f"private, max-age={VOLUME_CACHE_SECONDS}",
+        "Cache-Control": VERSIONED_CACHE_CONTROL if versioned else f"private, max-age={VOLUME_CACHE_SECONDS}",
         "Vary": "Cookie, Accept-Encoding",
         "X-Content-Type-Options": "nosniff",
     }
     if _etag_matches(request, etag):
         response = HttpResponseNotModified()
-    elif gzip_ok:
+    elif gzip_ok:  # the stored file as it is: gunicorn sends it with sendfile(2) (wsgi.file_wrapper)
         response = FileResponse(open(path, "rb"), content_type="application/octet-stream")
         response.headers["Content-Encoding"] = "gzip"
     else:

@@ -1,27 +1,18 @@
 """Reads on imaging, with the permission filter built in.
 
-Coordinators and admins see every case and series. A reader sees only the series of cases that a
-study lets them read (``reader_study.selectors.case_ids_readable_by``), and never a case's ground
-truth or import details (the API and views serialise only what readers may see).
+Coordinators and admins see every case and series; nobody else sees anything here. Readers reach images
+only through reader_study (``/api/reading/series/<pk>/volume``), which knows their assignments: imaging
+imports no app above it (docs/architecture.md).
 """
 
 from __future__ import annotations
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from accounts.roles import is_coordinator, is_reader
+from accounts.roles import is_coordinator
 from core.constants import SEQUENCE_CODES
 from imaging import sequences
 from imaging.models import Case, Cohort, ImportBatch, SequenceRuleSet, Series, TumourBox
-
-
-def _readable_case_ids(user):
-    """Case ids a reader may open; none when the reader-study app does not provide the function yet."""
-    try:
-        from reader_study.selectors import case_ids_readable_by
-    except ImportError:
-        return None
-    return case_ids_readable_by(user)
 
 
 def cases_visible_to(user) -> QuerySet[Case]:
@@ -72,17 +63,10 @@ def case_for_user(user, pk: int) -> Case:
 
 
 def series_visible_to(user) -> QuerySet[Series]:
-    """Coordinators and admins: every series. Readers: series of cases they may read. Others: none."""
-    if not getattr(user, "is_authenticated", False):
+    """Coordinators and admins: every series. Everyone else, readers included: none (see the module doc)."""
+    if not getattr(user, "is_authenticated", False) or not is_coordinator(user):
         return Series.objects.none()
-    if is_coordinator(user):
-        return Series.objects.select_related("case")
-    if is_reader(user):
-        ids = _readable_case_ids(user)
-        if ids is None:
-            return Series.objects.none()
-        return Series.objects.select_related("case").filter(case_id__in=ids)
-    return Series.objects.none()
+    return Series.objects.select_related("case")
 
 
 def series_for_user(user, pk: int) -> Series:

@@ -9,13 +9,16 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, renderer_classes
 from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from accounts.roles import is_coordinator, is_reader
+from imaging.api import OctetStreamRenderer, volume_response
 from reader_study import payloads, selectors, services
 from reader_study.models import Study
 
@@ -141,8 +144,26 @@ def _my_assignment(request, pk: int):
 def reading_case_api(request, pk: int):
     """One case as the reader sees it: display code, series, their answer, and in exam 2 only the AI."""
     assignment = _my_assignment(request, pk)
-    return _run(lambda: Response(payloads.reading_payload(
-        services.assignment_open(reader=request.user, assignment=assignment))))
+    state = selectors.reading_state(assignment)      # the exam's status once, for the check and the payload
+
+    def open_case():
+        services.assignment_open(reader=request.user, assignment=assignment, status=state.status)
+        return Response(payloads.reading_payload(assignment, state))
+
+    return _run(open_case)
+
+
+@extend_schema(
+    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    description="A series volume of a case in one of the reader's open studies: uint16 little-endian, "
+    "frames × rows × cols (shape in the case payload), gzip content-encoded; immutable when ?v= names it.",
+)
+@api_view(["GET"])
+@renderer_classes([OctetStreamRenderer, JSONRenderer])
+def series_volume_api(request, pk: int):
+    """Readers' images come from here, not from imaging: reader_study knows which cases a reader may see."""
+    _reader_only(request.user)
+    return volume_response(request, selectors.series_readable_by(request.user).filter(pk=pk))
 
 
 @extend_schema(request=AnswerSerializer, responses=None)

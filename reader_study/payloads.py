@@ -6,7 +6,10 @@ pseudonym, no UID, no series number, no ground truth — and nothing of the AI o
 
 from __future__ import annotations
 
-from django.urls import reverse
+import functools
+
+from django.conf import settings
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 from core.constants import SEQUENCE_CODES
 from imaging.models import Series
@@ -17,16 +20,25 @@ AI_EXPLANATION = ("Share of the model ensembles whose patient-level call is sarc
                   "below; per sequence: the share calling sarcoma from that sequence alone.")
 
 
-def volume_url(series: Series) -> str:
-    """Imaging's series-volume endpoint (the one canonical place; it asks `case_ids_readable_by` for readers).
+@functools.lru_cache(maxsize=32)
+def _volume_url_parts(script_prefix: str, urlconf: str | None, root_urlconf: str) -> tuple[str, str]:
+    """The volume endpoint's path around its pk, reversed once per URL configuration (a payload holds a
+    dozen volume URLs: reversing each costs more than the rest of building them)."""
+    head, _, tail = reverse("reader_study:api_series_volume", args=[0], urlconf=urlconf).rpartition("/0/")
+    return f"{head}/", f"/{tail}"
+
+
+def volume_url(series: Series | selectors.ViewerSeries) -> str:
+    """The readers' series-volume endpoint (reader_study's; it serves the cases of the reader's open studies).
 
     The content hash rides along as a version, so the browser may cache a volume for good yet sees a new one.
     """
-    url = reverse("imaging_api_series_volume", args=[series.pk])
+    head, tail = _volume_url_parts(get_script_prefix(), get_urlconf(), settings.ROOT_URLCONF)
+    url = f"{head}{series.pk}{tail}"
     return f"{url}?v={series.volume_sha256[:16]}" if series.volume_sha256 else url
 
 
-def series_payload(series: Series) -> dict:
+def series_payload(series: selectors.ViewerSeries) -> dict:
     """What the viewer needs to show a series: shape, geometry, rescale, default window, where to load it."""
     meta = series.meta or {}
     code = series.sequence_code
@@ -46,20 +58,23 @@ def series_payload(series: Series) -> dict:
     }
 
 
-def case_images_payload(case_id: int) -> dict:
-    """The case's series and the ones the first viewports open; ``preload``: the page's first request."""
-    series = selectors.case_series(case_id)
+def case_images_payload(case_id: int, series: list[selectors.ViewerSeries] | None = None) -> dict:
+    """The case's series and the ones the first viewports open; ``preload``: the page's first request.
+
+    ``series``: the case's ``selectors.case_series`` where the caller fetched them already.
+    """
+    series = selectors.case_series(case_id) if series is None else series
     shown = selectors.default_viewports(series)
     first = next((s for s in series if shown and s.pk == shown[0]), None)
     return {"series": [series_payload(s) for s in series], "default_series": shown,
             "preload": volume_url(first) if first else None}
 
 
-def _prefetch_urls(case_id: int | None) -> list[str]:
+def _prefetch_urls(case_id: int | None, series: list[selectors.ViewerSeries] | None = None) -> list[str]:
     """The next case's first series, fetched in idle time so that "submit and next" shows images at once."""
     if case_id is None:
         return []
-    series = selectors.case_series(case_id)
+    series = selectors.case_series(case_id) if series is None else series
     by_pk = {s.pk: s for s in series}
     return [volume_url(by_pk[pk]) for pk in selectors.default_viewports(series)]
 
@@ -84,20 +99,24 @@ def _read_payload(assignment: Assignment) -> dict | None:
     return {"call": read.call, "confidence": read.confidence, "note": read.note, "revision": read.revision}
 
 
-def reading_payload(assignment: Assignment) -> dict:
-    """A reader's view of one case of one exam. The key "ai" exists only in exam 2."""
-    status = selectors.exam_status(assignment.study, assignment.reader, assignment.exam)
-    previous, following = selectors.neighbours(assignment)
-    upcoming = selectors.next_assignment(assignment)
+def reading_payload(assignment: Assignment, state: selectors.ReadingState | None = None) -> dict:
+    """A reader's view of one case of one exam. The key "ai" exists only in exam 2.
+
+    ``state``: the case's ``selectors.reading_state`` where the caller computed it for this request. The
+    number of queries does not grow with the worklist: its rows come in one query, both cases' series in one.
+    """
+    state = selectors.reading_state(assignment) if state is None else state
+    status, upcoming_case = state.status, state.next_unread_case
+    series = selectors.cases_series([assignment.case_id, upcoming_case], meta_for=[assignment.case_id])
     payload = {
         "assignment": assignment.pk, "exam": assignment.exam, "display_code": assignment.display_code,
         "position": assignment.position + 1, "total": status.total, "done": status.done,
         "study": {"id": assignment.study_id, "name": assignment.study.name},
-        **case_images_payload(assignment.case_id),
+        **case_images_payload(assignment.case_id, series.get(assignment.case_id, [])),
         "read": _read_payload(assignment),
-        "previous": previous.pk if previous else None, "following": following.pk if following else None,
-        "next_unread": upcoming.pk if upcoming else None,
-        "prefetch": _prefetch_urls(upcoming.case_id if upcoming else None),
+        "previous": state.previous, "following": state.following,
+        "next_unread": state.next_unread,
+        "prefetch": _prefetch_urls(upcoming_case, series.get(upcoming_case, [])),
         "urls": {
             "submit": reverse("reader_study:api_read_submit", args=[assignment.pk]),
             "time": reverse("reader_study:api_active_time", args=[assignment.pk]),

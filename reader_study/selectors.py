@@ -6,11 +6,13 @@ and nothing of the AI outside exam 2: `ai_result_for` is the one path by which A
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import Count, Max, OuterRef, QuerySet, Subquery, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from accounts.roles import is_coordinator, is_reader
@@ -36,11 +38,19 @@ def case_ids_readable_by(user) -> QuerySet:
         return Case.objects.none().values_list("pk", flat=True)
     if is_coordinator(user):
         return Case.objects.values_list("pk", flat=True)
-    if is_reader(user):
-        return (Case.objects.filter(reader_studies__status=Study.Status.OPEN,
-                                    reader_studies__enrollments__reader=user)
-                .values_list("pk", flat=True).distinct())
+    if is_reader(user):   # the study-case link table itself: one join fewer than from Case (asked per volume)
+        return (Study.cases.through.objects.filter(study__status=Study.Status.OPEN,
+                                                   study__enrollments__reader=user)
+                .values_list("case_id", flat=True).distinct())
     return Case.objects.none().values_list("pk", flat=True)
+
+
+def series_readable_by(user) -> QuerySet[Series]:
+    """The series whose images ``user`` may view as a reader: those of the cases of their open studies (the
+    one rule, ``case_ids_readable_by``). The readers' volume endpoint is built on it."""
+    if not is_reader(user):
+        return Series.objects.none()
+    return Series.objects.filter(case_id__in=case_ids_readable_by(user))
 
 
 def studies_for_reader(user) -> QuerySet[Study]:
@@ -91,6 +101,7 @@ class ExamStatus:
     opens_at: datetime | None = None
     overridden: bool = False
     seconds_per_case: list[float] = field(default_factory=list)
+    started_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -105,22 +116,44 @@ class ExamStatus:
         return statistics.median(self.seconds_per_case) if self.seconds_per_case else None
 
 
+def _exam1_reads(study_id, reader_id) -> QuerySet[Read]:
+    return Read.objects.filter(assignment__study_id=study_id, assignment__reader_id=reader_id,
+                               assignment__exam=1)
+
+
 def last_exam1_read_at(study: Study, reader) -> datetime | None:
     """When the reader last created or changed an exam-1 answer: the washout runs from here."""
-    return Read.objects.filter(assignment__study=study, assignment__reader=reader,
-                               assignment__exam=1).aggregate(at=Max("updated_at"))["at"]
+    return _exam1_reads(study.pk, reader.pk).aggregate(at=Max("updated_at"))["at"]
 
 
-def _progress_rows(study: Study, reader) -> dict[int, ExamProgress]:
-    return {p.exam: p for p in ExamProgress.objects.filter(study=study, reader=reader)}
+def _progress_rows(study: Study, reader, *, with_last_exam1: bool = False) -> dict[int, ExamProgress]:
+    """The reader's ExamProgress rows by exam, in one query; ``with_last_exam1`` adds ``last_exam1_read_at``
+    (the washout's start) as a subquery, so exam 2's gate costs no query of its own."""
+    rows = ExamProgress.objects.filter(study_id=study.pk, reader_id=getattr(reader, "pk", reader)).order_by()
+    if with_last_exam1:
+        latest = (_exam1_reads(OuterRef("study_id"), OuterRef("reader_id")).order_by("-updated_at")
+                  .values("updated_at")[:1])
+        rows = rows.annotate(last_exam1_read_at=Subquery(latest))
+    return {p.exam: p for p in rows}
 
 
-def exam_status(study: Study, reader, exam: int, *, now: datetime | None = None) -> ExamStatus:
-    """The server's single answer to "may this reader answer in this exam now?" (and the counts)."""
-    progress = _progress_rows(study, reader)
+def _worklist_rows(study: Study, reader, exam: int) -> list[dict]:
+    """The reader's worklist for an exam as plain rows, in order: one query, a few fields per case."""
+    return list(Assignment.objects.filter(study_id=study.pk, reader_id=getattr(reader, "pk", reader), exam=exam)
+                .order_by("position").values("pk", "position", "case_id", "active_seconds", "read__pk"))
+
+
+def exam_status(study: Study, reader, exam: int, *, now: datetime | None = None, counts: bool = True,
+                rows: list[dict] | None = None) -> ExamStatus:
+    """The server's single answer to "may this reader answer in this exam now?" (and the counts).
+
+    ``counts=False`` skips the worklist (total, done and times stay 0) where only the state matters;
+    ``rows`` (from ``_worklist_rows``) spares the query where the caller has fetched the worklist already.
+    """
+    progress = _progress_rows(study, reader, with_last_exam1=exam == 2)
     mine = progress.get(exam)
-    rows = list(Assignment.objects.filter(study=study, reader=reader, exam=exam)
-                .values("active_seconds", "read__pk"))
+    if rows is None:
+        rows = _worklist_rows(study, reader, exam) if counts else []
     answered = [r["active_seconds"] for r in rows if r["read__pk"] is not None]
     status = ExamStatus(exam=exam, state="locked", total=len(rows), done=len(answered),
                         active_seconds=sum(r["active_seconds"] for r in rows), seconds_per_case=answered)
@@ -128,6 +161,7 @@ def exam_status(study: Study, reader, exam: int, *, now: datetime | None = None)
         status.reason = "the study has not been opened to you yet"
         return status
     status.finished_at = mine.finished_at
+    status.started_at = mine.started_at
     status.overridden = mine.washout_override_at is not None
     if mine.finished_at is not None:
         status.state, status.reason = "finished", "finished: answers are frozen"
@@ -138,14 +172,14 @@ def exam_status(study: Study, reader, exam: int, *, now: datetime | None = None)
     elif exam == 1:
         status.state = "open"
     else:
-        _apply_washout(status, study, reader, progress.get(1), now or timezone.now())
+        _apply_washout(status, study, mine, progress.get(1), now or timezone.now())
     return status
 
 
-def _apply_washout(status: ExamStatus, study: Study, reader, exam1: ExamProgress | None,
+def _apply_washout(status: ExamStatus, study: Study, exam2: ExamProgress, exam1: ExamProgress | None,
                    now: datetime) -> None:
     gate = exam2_gate(exam1_finished_at=exam1.finished_at if exam1 else None,
-                      last_exam1_read_at=last_exam1_read_at(study, reader), washout_days=study.washout_days,
+                      last_exam1_read_at=exam2.last_exam1_read_at, washout_days=study.washout_days,
                       now=now, overridden=status.overridden)
     status.state = "open" if gate.is_open else "locked"
     status.reason, status.opens_at = gate.reason, gate.opens_at
@@ -187,9 +221,15 @@ def descriptor_status(study: Study, reader, *, for_coordinator: bool = False) ->
 
 # --- worklists and reading ------------------------------------------------------------------------
 def assignment_for_reader(user, pk: int) -> Assignment:
-    """The reader's own assignment in a non-draft study; Assignment.DoesNotExist for anyone else's."""
-    return (Assignment.objects.select_related("study", "case").exclude(study__status=Study.Status.DRAFT)
-            .get(pk=pk, reader=user))
+    """The reader's own assignment in a non-draft study; Assignment.DoesNotExist for anyone else's.
+
+    Its study and read (if any) come in the same query, and its reader is ``user`` itself (no query).
+    """
+    assignment = Assignment.objects.select_related("study", "read").get(pk=pk, reader_id=user.pk)
+    if assignment.study.status == Study.Status.DRAFT:
+        raise Assignment.DoesNotExist(f"no assignment {pk} in the reader's non-draft studies")
+    assignment.reader = user
+    return assignment
 
 
 def worklist(study: Study, reader, exam: int) -> QuerySet[Assignment]:
@@ -204,16 +244,43 @@ def resume_assignment(study: Study, reader, exam: int) -> Assignment | None:
 
 def next_assignment(assignment: Assignment) -> Assignment | None:
     """The next unanswered case after this one in the reader's order, wrapping round to earlier ones."""
-    unread = worklist(assignment.study, assignment.reader, assignment.exam).filter(read__isnull=True).exclude(
-        pk=assignment.pk)
+    unread = worklist(assignment.study, assignment.reader_id, assignment.exam).filter(
+        read__isnull=True).exclude(pk=assignment.pk)
     return unread.filter(position__gt=assignment.position).first() or unread.first()
 
 
 def neighbours(assignment: Assignment) -> tuple[Assignment | None, Assignment | None]:
     """The previous and next case by position, for the reader's arrows."""
-    items = worklist(assignment.study, assignment.reader, assignment.exam)
+    items = worklist(assignment.study, assignment.reader_id, assignment.exam)
     previous = items.filter(position__lt=assignment.position).order_by("-position").first()
     return previous, items.filter(position__gt=assignment.position).first()
+
+
+@dataclass
+class ReadingState:
+    """Everything the reading page needs from the reader's worklist, from two queries whatever its length:
+    the exam's status and counts, the neighbours by position and the next unanswered case (pk, case)."""
+
+    status: ExamStatus
+    previous: int | None = None
+    following: int | None = None
+    next_unread: int | None = None
+    next_unread_case: int | None = None
+
+
+def reading_state(assignment: Assignment, *, now: datetime | None = None) -> ReadingState:
+    """One case's place in its worklist (same answers as exam_status, neighbours and next_assignment)."""
+    rows = _worklist_rows(assignment.study, assignment.reader_id, assignment.exam)
+    state = ReadingState(status=exam_status(assignment.study, assignment.reader_id, assignment.exam, now=now,
+                                            rows=rows))
+    before = [r for r in rows if r["position"] < assignment.position]
+    after = [r for r in rows if r["position"] > assignment.position]
+    state.previous = before[-1]["pk"] if before else None
+    state.following = after[0]["pk"] if after else None
+    unread = [r for r in after + before if r["read__pk"] is None and r["pk"] != assignment.pk]
+    if unread:
+        state.next_unread, state.next_unread_case = unread[0]["pk"], unread[0]["case_id"]
+    return state
 
 
 def ai_result_for(assignment: Assignment) -> CaseAIResult | None:
@@ -224,19 +291,66 @@ def ai_result_for(assignment: Assignment) -> CaseAIResult | None:
     return CaseAIResult.objects.filter(evaluation_id=evaluation_id, case_id=assignment.case_id).first()
 
 
-def _series_sort_key(series: Series) -> tuple[int, int, int]:
+def _series_sort_key(series) -> tuple[int, int, int]:
     code = series.sequence_code
     rank = SEQUENCE_CODES.index(code) if code in SEQUENCE_CODES else len(SEQUENCE_CODES)
     return rank, series.series_number or 0, series.pk
 
 
-def case_series(case_id: int) -> list[Series]:
+@dataclass(frozen=True)
+class ViewerSeries:
+    """What the viewer and the reading payload read of a series: a read-only row, never a UID or a path.
+
+    ``meta`` (shape, geometry per slice, rescale, window) is None where it was not asked for."""
+
+    pk: int
+    case_id: int
+    series_number: int | None
+    mapped_code: str
+    override_code: str
+    plane: str
+    n_slices: int
+    rows: int
+    cols: int
+    volume_sha256: str
+    meta: dict | None
+
+    @property
+    def sequence_code(self) -> str:
+        return self.override_code or self.mapped_code
+
+
+_VIEWER_FIELDS = ("pk", "case_id", "series_number", "mapped_code", "override_code", "plane", "n_slices", "rows",
+                  "cols", "volume_sha256")
+
+
+def case_series(case_id: int) -> list[ViewerSeries]:
     """The viewable series of a case (a stored volume), listed by sequence code in the paper's order."""
-    series = Series.objects.filter(case_id=case_id, n_slices__gt=0).exclude(volume_path="")
-    return sorted(series, key=_series_sort_key)
+    return cases_series([case_id]).get(case_id, [])
 
 
-def default_viewports(series: list[Series], n: int = 3) -> list[int]:
+def cases_series(case_ids, *, meta_for=None) -> dict[int, list[ViewerSeries]]:
+    """``case_series`` for several cases in one query: {case id: its viewable series in order}.
+
+    ``meta_for``: the cases whose series ``meta`` is wanted (default: all); for the others it stays None, e.g.
+    the next case, whose volume URLs alone the payload needs. Plain rows, and ``meta`` comes as text parsed
+    only where wanted: building model instances and decoding every JSON cost more than the query itself.
+    """
+    by_case: dict[int, list[ViewerSeries]] = {}
+    ids = [pk for pk in case_ids if pk is not None]
+    if not ids:
+        return by_case
+    meta_for = set(ids if meta_for is None else meta_for)
+    rows = (Series.objects.filter(case_id__in=ids, n_slices__gt=0).exclude(volume_path="").order_by()
+            .annotate(meta_text=Cast("meta", output_field=TextField())).values(*_VIEWER_FIELDS, "meta_text"))
+    for row in rows:
+        text = row.pop("meta_text")
+        meta = (json.loads(text) if text else {}) if row["case_id"] in meta_for else None
+        by_case.setdefault(row["case_id"], []).append(ViewerSeries(**row, meta=meta))
+    return {pk: sorted(items, key=_series_sort_key) for pk, items in by_case.items()}
+
+
+def default_viewports(series: list[ViewerSeries], n: int = 3) -> list[int]:
     """Series pks for the first viewports: T2axi, T2sag, DWI where present, then the others in order."""
     chosen: list[int] = []
     for code in DEFAULT_VIEWPORT_CODES:

@@ -204,12 +204,20 @@ def _draw_worklists(study: Study, reader) -> None:
 
 
 # --- reading ----------------------------------------------------------------------------------------
-def _assert_can_answer(reader, assignment: Assignment) -> None:
+def _assert_can_answer(reader, assignment: Assignment,
+                       status: selectors.ExamStatus | None = None) -> selectors.ExamStatus:
+    """The reader may answer this case now, or PermissionDenied with the reason; returns the exam's status.
+
+    ``status``: the exam's status the caller computed already for this request (``selectors.exam_status``
+    of the same study, reader and exam), so it is not asked twice; without it only the state is fetched.
+    """
     if assignment.reader_id != reader.pk:
         raise PermissionDenied("this case is not in your worklist")
-    status = selectors.exam_status(assignment.study, reader, assignment.exam)
+    if status is None or status.exam != assignment.exam:
+        status = selectors.exam_status(assignment.study, reader, assignment.exam, counts=False)
     if not status.is_open:
         raise PermissionDenied(f"exam {assignment.exam}: {status.reason}")
+    return status
 
 
 def _clean_answer(call: str, confidence, note: str) -> tuple[str, int, str]:
@@ -237,19 +245,25 @@ def _clean_seconds(seconds) -> float:
     return min(seconds, MAX_ACTIVE_SECONDS_PER_REPORT)
 
 
-def _mark_opened(assignment: Assignment) -> None:
+def _mark_opened(assignment: Assignment, status: selectors.ExamStatus) -> None:
+    """Note when the case and the exam were first opened (no write once both are noted)."""
     now = timezone.now()
     if assignment.first_opened_at is None:
         Assignment.objects.filter(pk=assignment.pk, first_opened_at__isnull=True).update(first_opened_at=now)
         assignment.first_opened_at = now
-    ExamProgress.objects.filter(study_id=assignment.study_id, reader_id=assignment.reader_id,
-                                exam=assignment.exam, started_at__isnull=True).update(started_at=now)
+    if status.started_at is None:
+        ExamProgress.objects.filter(study_id=assignment.study_id, reader_id=assignment.reader_id,
+                                    exam=assignment.exam, started_at__isnull=True).update(started_at=now)
+        status.started_at = now
 
 
-def assignment_open(*, reader, assignment: Assignment) -> Assignment:
-    """The reader opened a case: check the exam is open to them, note when the case and exam began."""
-    _assert_can_answer(reader, assignment)
-    _mark_opened(assignment)
+def assignment_open(*, reader, assignment: Assignment, status: selectors.ExamStatus | None = None) -> Assignment:
+    """The reader opened a case: check the exam is open to them, note when the case and exam began.
+
+    ``status``: the exam's status as the page computed it for this request (``selectors.reading_state``),
+    so that it is not fetched again.
+    """
+    _mark_opened(assignment, _assert_can_answer(reader, assignment, status))
     return assignment
 
 
@@ -287,10 +301,9 @@ def _read_submit_locked(reader, assignment_pk: int, call: str, confidence: int, 
                         seconds: float) -> Read:
     locked = Assignment.objects.select_for_update(of=("self",)).select_related("study")
     assignment = locked.get(pk=assignment_pk)
-    _assert_can_answer(reader, assignment)
-    _mark_opened(assignment)
+    _mark_opened(assignment, _assert_can_answer(reader, assignment))
     Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
-    assignment.refresh_from_db(fields=["active_seconds"])
+    assignment.active_seconds += seconds  # the row is locked: nobody else changed it since we read it
     ai = selectors.ai_result_for(assignment)
     values = {"call": call, "confidence": confidence, "note": note,
               "ai_likelihood_shown": ai.likelihood if ai is not None else None}

@@ -106,12 +106,13 @@ def reading(request, pk: int):
         assignment = selectors.assignment_for_reader(request.user, pk)
     except ObjectDoesNotExist:
         raise Http404("no such case in your worklists") from None
+    state = selectors.reading_state(assignment)      # the exam's status once, for the check and the payload
     try:
-        services.assignment_open(reader=request.user, assignment=assignment)
+        services.assignment_open(reader=request.user, assignment=assignment, status=state.status)
     except PermissionDenied as exc:
         messages.info(request, str(exc))
         return redirect("reader_study:study_home", pk=assignment.study_id)
-    payload = payloads.reading_payload(assignment)
+    payload = payloads.reading_payload(assignment, state)
     return render(request, "reader_study/reading.html", {
         "assignment": assignment, "study": assignment.study, "payload": payload, "ai": payload.get("ai"),
         "is_exam2": assignment.exam == 2})

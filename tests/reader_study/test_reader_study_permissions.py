@@ -92,9 +92,11 @@ MATRIX = [
      {**READER_API, "owner": 403, "other": 404, "outsider": 404}),
     ("api descriptor time (locked)", "post", "/api/reading/descriptors/{item}/time/", {"seconds": 3},
      {**READER_API, "owner": 403, "other": 404, "outsider": 404}),
-    # imaging's volume endpoint, which asks reader_study.selectors.case_ids_readable_by about readers
+    # the readers' volumes (reader_study, case_ids_readable_by) and imaging's, for coordinators and admins
+    ("series volume (reading)", "get", "/api/reading/series/{series}/volume", None,
+     {**READER_API, "owner": 200, "other": 200, "outsider": 404}),
     ("series volume (imaging)", "get", "/api/series/{series}/volume", None,
-     _codes(403, 200, 200, 404, 200, 200)),
+     _codes(403, 404, 404, 404, 200, 200)),
     # coordinator API
     ("api study list", "get", "/api/studies/", None, _codes(403, 403, 403, 403, 200, 200)),
     ("api progress", "get", "/api/studies/{study}/progress/", None, _codes(403, 403, 403, 403, 200, 200)),

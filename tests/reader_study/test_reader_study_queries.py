@@ -1,0 +1,198 @@
+"""The read path's cost: a bounded number of SQL queries per request, the same for a small and a larger
+worklist; volumes sent as the stored file (wsgi.file_wrapper, i.e. sendfile under gunicorn) and cached for
+good when their URL names their content. Timings are in benchmarks/ and docs/production.md, not here."""
+
+import pytest
+from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.test import RequestFactory
+
+from core.constants import LEIOMYOMA, SARCOMA
+from factories_reader_study import (
+    EvaluationFactory,
+    ai_result,
+    answer_all,
+    case_with_series,
+    move_washout,
+    open_study,
+)
+from imaging import importer_store
+from imaging.api import VERSIONED_CACHE_CONTROL, VOLUME_CACHE_SECONDS
+from imaging.models import Series
+from reader_study import payloads, selectors, services
+
+pytestmark = pytest.mark.django_db
+
+# Per request, whatever the number of cases: session, user and role (3, Django's middleware), then the
+# assignment with its study and read, the exam's progress rows, the worklist rows, the two cases' series;
+# exam 2 adds the AI result; a case's first opening adds two small UPDATEs (first_opened_at, started_at).
+CASE_MAX_QUERIES = 7
+CASE_EXAM2_MAX_QUERIES = 8
+FIRST_OPEN_EXTRA = 2
+TIME_MAX_QUERIES = 7
+READ_MAX_QUERIES = 14
+WORKLIST_MAX_QUERIES = 7
+VOLUME_MAX_QUERIES = 4
+
+SIZES = [4, 30]    # a small and a larger worklist: the bounds are the same
+
+
+def _study(coordinator, readers, n_cases: int):
+    cases = [case_with_series(truth=SARCOMA if i % 4 == 0 else LEIOMYOMA, seed=i, n_slices=4, size=16)
+             for i in range(n_cases)]
+    evaluation = EvaluationFactory()
+    for case in cases:
+        ai_result(evaluation, case, 40.0)
+    return open_study(coordinator=coordinator, readers=readers, cases=cases, evaluation=evaluation,
+                      name=f"Query study {n_cases} (synthetic)")
+
+
+@pytest.fixture
+def larger(request, coordinator, reader, other_reader):
+    return _study(coordinator, [reader, other_reader], request.param)
+
+
+@pytest.mark.parametrize("larger", SIZES, indirect=True)
+def test_case_api_and_reading_page_queries_do_not_grow_with_the_worklist(
+        client, larger, reader, django_assert_max_num_queries):
+    client.force_login(reader)
+    items = list(selectors.worklist(larger, reader, 1))
+    services.read_submit(reader=reader, assignment=items[0], call=SARCOMA, confidence=60)
+    middle = items[len(items) // 2]
+    with django_assert_max_num_queries(CASE_MAX_QUERIES + FIRST_OPEN_EXTRA):
+        assert client.get(f"/api/reading/{middle.pk}/").status_code == 200
+    with django_assert_max_num_queries(CASE_MAX_QUERIES):
+        assert client.get(f"/api/reading/{middle.pk}/").status_code == 200
+    with django_assert_max_num_queries(CASE_MAX_QUERIES):
+        assert client.get(f"/reading/{middle.pk}/").status_code == 200
+    with django_assert_max_num_queries(CASE_MAX_QUERIES + FIRST_OPEN_EXTRA):   # the last case: wraps round
+        assert client.get(f"/reading/{items[-1].pk}/").status_code == 200
+    with django_assert_max_num_queries(WORKLIST_MAX_QUERIES):
+        assert client.get(f"/api/reading/studies/{larger.pk}/exams/1/").status_code == 200
+
+
+@pytest.mark.parametrize("larger", SIZES, indirect=True)
+def test_exam2_case_queries_do_not_grow_with_the_worklist(client, larger, reader,
+                                                          django_assert_max_num_queries):
+    answer_all(reader, larger, 1)
+    services.exam_finish(reader=reader, study=larger, exam=1)
+    move_washout(larger, reader, days=29)
+    client.force_login(reader)
+    a = list(selectors.worklist(larger, reader, 2))[1]
+    client.get(f"/api/reading/{a.pk}/")
+    with django_assert_max_num_queries(CASE_EXAM2_MAX_QUERIES):
+        payload = client.get(f"/api/reading/{a.pk}/").json()
+    assert payload["ai"]["likelihood"] == 40.0
+    with django_assert_max_num_queries(CASE_EXAM2_MAX_QUERIES):
+        assert client.get(f"/reading/{a.pk}/").status_code == 200
+
+
+@pytest.mark.parametrize("larger", SIZES, indirect=True)
+def test_time_ping_read_submit_and_volume_queries_are_bounded(client, larger, reader,
+                                                              django_assert_max_num_queries):
+    client.force_login(reader)
+    a = list(selectors.worklist(larger, reader, 1))[2]
+    payload = client.get(f"/api/reading/{a.pk}/").json()
+    with django_assert_max_num_queries(TIME_MAX_QUERIES):
+        assert client.post(f"/api/reading/{a.pk}/time/", {"seconds": 5},
+                           content_type="application/json").status_code == 200
+    for confidence in (70, 80):             # the first submit creates the read, the second changes it
+        with django_assert_max_num_queries(READ_MAX_QUERIES):
+            assert client.post(f"/api/reading/{a.pk}/read/", {"call": SARCOMA, "confidence": confidence},
+                               content_type="application/json").status_code == 200
+    with django_assert_max_num_queries(VOLUME_MAX_QUERIES):
+        response = client.get(payload["series"][0]["volume_url"], HTTP_ACCEPT_ENCODING="gzip")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("larger", SIZES, indirect=True)
+def test_reading_state_agrees_with_the_single_selectors(larger, reader):
+    """The one-query reading state gives what exam_status, neighbours and next_assignment give."""
+    items = list(selectors.worklist(larger, reader, 1))
+    for i in (0, 2, len(items) - 1):
+        services.read_submit(reader=reader, assignment=items[i], call=LEIOMYOMA, confidence=20,
+                             active_seconds=3 + i)
+    for a in selectors.worklist(larger, reader, 1):
+        a.study = larger
+        state = selectors.reading_state(a)
+        status = selectors.exam_status(larger, reader, 1)
+        previous, following = selectors.neighbours(a)
+        upcoming = selectors.next_assignment(a)
+        assert (state.status.total, state.status.done, state.status.state) == (status.total, status.done,
+                                                                              status.state)
+        assert state.status.seconds_per_case == status.seconds_per_case
+        assert state.previous == (previous.pk if previous else None)
+        assert state.following == (following.pk if following else None)
+        assert state.next_unread == (upcoming.pk if upcoming else None)
+        assert state.next_unread_case == (upcoming.case_id if upcoming else None)
+
+
+# --- volumes ------------------------------------------------------------------------------------------
+def _first_volume(client, study_setup, reader):
+    client.force_login(reader)
+    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    series = Series.objects.get(pk=client.get(f"/api/reading/{a.pk}/").json()["series"][0]["id"])
+    return series, payloads.volume_url(series)
+
+
+def test_versioned_volume_urls_are_cached_as_immutable(client, study_setup, reader):
+    series, url = _first_volume(client, study_setup, reader)
+    assert url.endswith(f"?v={series.volume_sha256[:16]}")
+    response = client.get(url, HTTP_ACCEPT_ENCODING="gzip")
+    assert response.status_code == 200 and response["Cache-Control"] == VERSIONED_CACHE_CONTROL
+    assert VERSIONED_CACHE_CONTROL == "private, max-age=31536000, immutable"
+    assert response["ETag"] and response["Content-Encoding"] == "gzip"
+    again = client.get(url, HTTP_ACCEPT_ENCODING="gzip", HTTP_IF_NONE_MATCH=response["ETag"])
+    assert again.status_code == 304 and again["Cache-Control"] == VERSIONED_CACHE_CONTROL
+    inflated = client.get(url, HTTP_ACCEPT_ENCODING="identity")
+    assert inflated.status_code == 200 and inflated["Cache-Control"] == VERSIONED_CACHE_CONTROL
+
+
+@pytest.mark.parametrize("query", ["", "?v=", "?v=0123456789abcdef"])
+def test_unversioned_or_stale_volume_urls_keep_the_revalidating_policy(client, study_setup, reader, query):
+    series, _ = _first_volume(client, study_setup, reader)
+    response = client.get(f"/api/reading/series/{series.pk}/volume{query}", HTTP_ACCEPT_ENCODING="gzip")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == f"private, max-age={VOLUME_CACHE_SECONDS}"
+    assert "immutable" not in response["Cache-Control"]
+
+
+def test_the_volume_goes_to_the_servers_file_wrapper_without_python_copying(client, study_setup, reader):
+    """Under a WSGI server the stored gzip file is handed to ``wsgi.file_wrapper`` as an open file (gunicorn
+    then sends it with sendfile(2)); Django never reads it into memory."""
+    series, url = _first_volume(client, study_setup, reader)
+    path, query = url.split("?")
+    wrapped = []
+
+    class FileWrapper:
+        def __init__(self, filelike, block_size=8192):
+            wrapped.append(filelike)
+            self.filelike = filelike
+
+        def __iter__(self):
+            return iter(())
+
+        def close(self):
+            self.filelike.close()
+
+    environ = RequestFactory()._base_environ(
+        PATH_INFO=path, QUERY_STRING=query, REQUEST_METHOD="GET", HTTP_ACCEPT_ENCODING="gzip",
+        HTTP_COOKIE=f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}")
+    environ["wsgi.file_wrapper"] = FileWrapper
+    statuses = []
+    # as Django's test client does: keep the test's transaction (and connection) across the request
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        result = WSGIHandler()(environ, lambda status, headers: statuses.append((status, dict(headers))))
+        result.close()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    status, headers = statuses[0]
+    assert status.startswith("200") and isinstance(result, FileWrapper)
+    assert wrapped[0].name == str(importer_store.volume_file(series))
+    assert headers["Content-Length"] == str(importer_store.volume_file(series).stat().st_size)
+    assert headers["Content-Encoding"] == "gzip"
