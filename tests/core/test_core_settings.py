@@ -84,7 +84,8 @@ class TestDockerCompose:
         for service, role in (("web", "web"), ("worker", "worker"), ("gpu-worker", "gpu-worker")):
             assert self.compose["services"][service]["command"] == ["scripts/serve.sh", role]
         dockerfile = (REPO / "Dockerfile").read_text()
-        assert 'CMD ["scripts/serve.sh", "web"]' in dockerfile and 'CMD ["scripts/serve.sh", "gpu-worker"]' in dockerfile
+        assert 'CMD ["scripts/serve.sh", "web"]' in dockerfile
+        assert 'CMD ["scripts/serve.sh", "gpu-worker"]' in dockerfile
 
     def test_the_script_migrates_before_gunicorn_and_workers_consume_their_queues(self):
         script = (REPO / "scripts" / "serve.sh").read_text()
