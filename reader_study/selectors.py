@@ -15,7 +15,7 @@ from django.db.models import Count, Max, OuterRef, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
-from accounts.roles import is_coordinator, is_reader
+from accounts.roles import READER, is_coordinator, is_reader
 from core.constants import LEIOMYOMA, SEQUENCE_CODES, UNUSED_SEQUENCE
 from imaging.models import Case, Series
 from inference.models import CaseAIResult
@@ -220,12 +220,15 @@ def descriptor_status(study: Study, reader, *, for_coordinator: bool = False) ->
 
 
 # --- worklists and reading ------------------------------------------------------------------------
-def assignment_for_reader(user, pk: int) -> Assignment:
+def assignment_for_reader(user, pk: int, *, in_reader_role: bool = False) -> Assignment:
     """The reader's own assignment in a non-draft study; Assignment.DoesNotExist for anyone else's.
 
     Its study and read (if any) come in the same query, and its reader is ``user`` itself (no query).
+    ``in_reader_role``: also require the Reader role, in the same query (the API checks the role this way
+    instead of asking for the user's groups first).
     """
-    assignment = Assignment.objects.select_related("study", "read").get(pk=pk, reader_id=user.pk)
+    role = {"reader__groups__name": READER} if in_reader_role else {}
+    assignment = Assignment.objects.select_related("study", "read").get(pk=pk, reader_id=user.pk, **role)
     if assignment.study.status == Study.Status.DRAFT:
         raise Assignment.DoesNotExist(f"no assignment {pk} in the reader's non-draft studies")
     assignment.reader = user
