@@ -122,7 +122,13 @@ CACHES = {
     )
 }
 
+# The signed-in user and its roles come from the cache where every process shares it (Redis): one cache
+# read instead of two queries per request (accounts/backends.py, docs/production.md *Read path*). A
+# per-process cache could not be cleared from another process, so without Redis the user is read each time.
+USER_CACHE = env_bool("USER_CACHE", bool(REDIS_URL))
+
 # --- auth -----------------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = ["accounts.backends.CachedUserBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -48,6 +48,21 @@ def admin_user(make_user):
 
 
 @pytest.fixture
+def shared_cache(settings):
+    """What production has with Redis, in one process: a cache every request sees and the cached user on (a
+    local-memory cache stands in for Redis; it is emptied before and after)."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "shared-cache-test"}}
+    settings.USER_CACHE = True
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    from django.core.cache import cache
+
+    cache.clear()
+    yield cache
+    cache.clear()
+
+
+@pytest.fixture
 def start_worker(tmp_path):
     """Start real worker processes; each is stopped at the end of the test."""
     workers: list[WorkerProcess] = []

@@ -199,3 +199,23 @@ def test_the_volume_goes_to_the_servers_file_wrapper_without_python_copying(clie
     assert wrapped[0].name == str(importer_store.volume_file(series))
     assert headers["Content-Length"] == str(importer_store.volume_file(series).stat().st_size)
     assert headers["Content-Encoding"] == "gzip"
+
+
+# With the shared cache (Redis in production): the user with its roles comes from the cache.
+USER = 1
+
+
+def test_with_the_shared_cache_the_user_and_roles_cost_no_query(client, study_setup, reader, shared_cache,
+                                                                   django_assert_max_num_queries):
+    client.force_login(reader)
+    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    payload = client.get(f"/api/reading/{a.pk}/").json()         # first opening; fills the cache
+    with django_assert_max_num_queries(CASE_MAX_QUERIES - USER):
+        assert client.get(f"/api/reading/{a.pk}/").status_code == 200
+    with django_assert_max_num_queries(PAGE_MAX_QUERIES - USER - 1):    # and no role query
+        assert client.get(f"/reading/{a.pk}/").status_code == 200
+    with django_assert_max_num_queries(VOLUME_MAX_QUERIES - USER - 1):
+        assert client.get(payload["series"][0]["volume_url"], HTTP_ACCEPT_ENCODING="gzip").status_code == 200
+    with django_assert_max_num_queries(TIME_MAX_QUERIES - USER):
+        assert client.post(f"/api/reading/{a.pk}/time/", {"seconds": 5},
+                           content_type="application/json").status_code == 200
