@@ -6,10 +6,11 @@ from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
-from accounts.roles import is_coordinator
+from accounts.permissions import require_role
+from accounts.roles import COORDINATOR
 from analysis import exports, selectors, services
 
 
@@ -21,8 +22,7 @@ def study_statistics_api(request, pk: int):
     Table values are the export CSVs' text cells (percent with 2 decimals, AUC 4 decimals, empty when
     undefined); ``mrmc`` is the mrmc.json document with full precision.
     """
-    if not is_coordinator(request.user):
-        raise PermissionDenied("study statistics are for coordinators")
+    require_role(request.user, COORDINATOR, "study statistics are for coordinators")
     try:
         study = selectors.study_for_analysis(request.user, pk)
     except ObjectDoesNotExist:

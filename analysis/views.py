@@ -4,12 +4,13 @@ in gets 403, an unknown study 404. Thin: selectors decide what a user may see, s
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.text import slugify
 
-from accounts.roles import is_coordinator
+from accounts.permissions import require_role, role_required
+from accounts.roles import COORDINATOR
 from analysis import exports, figures, selectors, services
 from analysis import study_stats as ss
 
@@ -28,8 +29,7 @@ CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json",
 
 
 def _study(request, pk: int):
-    if not is_coordinator(request.user):
-        raise PermissionDenied("study statistics are for coordinators")
+    require_role(request.user, COORDINATOR, "study statistics are for coordinators")
     try:
         return selectors.study_for_analysis(request.user, pk)
     except ObjectDoesNotExist:
@@ -41,10 +41,8 @@ def _attachment(response, study, filename: str):
     return response
 
 
-@login_required
+@role_required(COORDINATOR, "study statistics are for coordinators")
 def study_list(request):
-    if not is_coordinator(request.user):
-        raise PermissionDenied("study statistics are for coordinators")
     studies = selectors.studies_for_analysis(request.user).order_by("-created_at")
     return render(request, "analysis/study_list.html", {"studies": studies})
 

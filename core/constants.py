@@ -15,6 +15,12 @@ N_SEQUENCES = len(SEQUENCE_CODES)
 SARCOMA = "sarcoma"
 LEIOMYOMA = "leiomyoma"
 CLASS_CHOICES = ((SARCOMA, "Sarcoma"), (LEIOMYOMA, "Leiomyoma"))
+
+# A case's clinical attributes besides its class, in one order for the manifest, the model form, the admin
+# and the API (METHOD §2: subtype and institution for the tables, size and the two descriptors).
+CASE_ATTRIBUTES: tuple[str, ...] = (
+    "subtype", "institution", "length_mm", "width_mm", "height_mm", "degeneration", "irregular_margin",
+)
 POSITIVE_CLASS = SARCOMA
 
 SARCOMA_SUBTYPES: tuple[str, ...] = (

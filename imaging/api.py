@@ -24,12 +24,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, renderer_classes
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 
-from accounts.roles import is_coordinator
+from accounts.permissions import require_role
+from accounts.roles import COORDINATOR, is_coordinator
+from core.constants import CASE_ATTRIBUTES
 from imaging import importer_store, selectors, services
 from imaging.models import Case, Series
 
@@ -185,8 +187,7 @@ class BoxSerializer(serializers.Serializer):
 
 
 def _coordinator_series(request, pk: int) -> Series:
-    if not is_coordinator(request.user):
-        raise PermissionDenied("tumour boxes are edited by coordinators")
+    require_role(request.user, COORDINATOR, "tumour boxes are edited by coordinators")
     return _series_or_404(request.user, pk)
 
 
@@ -228,14 +229,8 @@ class CaseSerializer(serializers.ModelSerializer):
             "id",
             "pseudonym",
             "truth",
-            "subtype",
-            "institution",
-            "length_mm",
-            "width_mm",
-            "height_mm",
+            *CASE_ATTRIBUTES,
             "volume_ml",
-            "degeneration",
-            "irregular_margin",
             "is_synthetic",
             "series",
         )

@@ -33,6 +33,8 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
+from imaging.dicom_values import finite_float, first_float
+
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 LEGACY_CONVERTED_ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.4"
@@ -500,8 +502,8 @@ def frame_geometries(ds: Dataset) -> tuple[SliceGeometry, ...]:
         def find(macro: str, keyword: str, groups=groups):
             return _functional_value(ds, groups, macro, keyword)
 
-        slope = _float_or_none(find("PixelValueTransformationSequence", "RescaleSlope"))
-        intercept = _float_or_none(find("PixelValueTransformationSequence", "RescaleIntercept"))
+        slope = finite_float(find("PixelValueTransformationSequence", "RescaleSlope"))
+        intercept = finite_float(find("PixelValueTransformationSequence", "RescaleIntercept"))
         temporal = find("FrameContentSequence", "TemporalPositionIndex")
         if temporal is None:
             temporal = _value(ds, "TemporalPositionIdentifier")
@@ -511,13 +513,13 @@ def frame_geometries(ds: Dataset) -> tuple[SliceGeometry, ...]:
             position_mm=_floats(find("PlanePositionSequence", "ImagePositionPatient"), 3),
             orientation=_floats(find("PlaneOrientationSequence", "ImageOrientationPatient"), 6),
             pixel_spacing_mm=_floats(find("PixelMeasuresSequence", "PixelSpacing"), 2),
-            slice_thickness_mm=_float_or_none(find("PixelMeasuresSequence", "SliceThickness")),
-            window_center=_float_or_none(_first(find("FrameVOILUTSequence", "WindowCenter"))),
-            window_width=_float_or_none(_first(find("FrameVOILUTSequence", "WindowWidth"))),
+            slice_thickness_mm=finite_float(find("PixelMeasuresSequence", "SliceThickness")),
+            window_center=first_float(find("FrameVOILUTSequence", "WindowCenter")),
+            window_width=first_float(find("FrameVOILUTSequence", "WindowWidth")),
             rescale_slope=1.0 if slope is None or slope == 0 else slope,
             rescale_intercept=0.0 if intercept is None else intercept,
             temporal_position=_int_value(temporal),
-            b_value=_float_or_none(find("MRDiffusionSequence", "DiffusionBValue")),
+            b_value=finite_float(find("MRDiffusionSequence", "DiffusionBValue")),
         ))
     return tuple(geometries)
 
@@ -547,23 +549,6 @@ def _functional_value(ds: Dataset, groups: list[Dataset | None], macro: str, key
             if value is not None:
                 return value
     return _value(ds, keyword)
-
-
-def _first(value):
-    if value is None or isinstance(value, (str, bytes)):
-        return value
-    try:
-        return value[0] if len(value) else None
-    except TypeError:
-        return value
-
-
-def _float_or_none(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
 
 
 def _int_value(value) -> int | None:

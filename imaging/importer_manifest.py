@@ -28,20 +28,10 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.constants import CLASS_CHOICES
+from core.constants import CASE_ATTRIBUTES, CLASS_CHOICES
 
 CLASSES = tuple(value for value, _ in CLASS_CHOICES)
-MANIFEST_COLUMNS = (
-    "patient_key",
-    "class",
-    "subtype",
-    "institution",
-    "length_mm",
-    "width_mm",
-    "height_mm",
-    "degeneration",
-    "irregular_margin",
-)
+MANIFEST_COLUMNS = ("patient_key", "class", *CASE_ATTRIBUTES)
 BOX_COLUMNS = ("patient_key", "series_number", "instance_number", "slice_index", "x0", "y0", "x1", "y1")
 _ALIASES = {"truth": "class", "label": "class", "patient_id": "patient_key", "site": "institution"}
 _TRUE = {"1", "yes", "y", "true", "t"}

@@ -16,12 +16,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from core.files import atomic_write_bytes
 from imaging import volumes
 from imaging.dicom_read import SliceGeometry
 
@@ -131,15 +131,9 @@ def write_volume(series_uid: str, encoded: volumes.EncodedVolume) -> tuple[str, 
     target = _media_root() / folder
     target.mkdir(parents=True, exist_ok=True)
     compressed = gzip.compress(encoded.data, compresslevel=1, mtime=0)
-    _atomic_write(target / VOLUME_FILE, compressed)
-    _atomic_write(target / META_FILE, json.dumps(encoded.meta, sort_keys=True).encode())
+    atomic_write_bytes(target / VOLUME_FILE, compressed)
+    atomic_write_bytes(target / META_FILE, json.dumps(encoded.meta, sort_keys=True).encode())
     return f"{folder}/{VOLUME_FILE}", hashlib.sha256(encoded.data).hexdigest()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def volume_file(series) -> Path:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from core.constants import SEQUENCE_CODES, UNUSED_SEQUENCE
+from imaging.dicom_values import first_float
 
 DEFAULT_RULES_PATH = Path(__file__).with_name("default_sequence_rules.json")
 
@@ -221,30 +222,15 @@ def _multi(value: Any) -> tuple[str, ...]:
         return (str(value).strip(),)
 
 
-def _number(value: Any) -> float | None:
-    """First number of a DICOM value (DS, IS, FD or a multi-value), or None when it is not a number."""
-    if value is None or isinstance(value, bytes):
-        return None
-    if not isinstance(value, str) and hasattr(value, "__getitem__"):
-        if len(value) == 0:
-            return None
-        value = value[0]
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _b_values(ds: Any) -> tuple[float, ...]:
     """DiffusionBValue (0018,9087), else the usual vendor private tags (guarded by their creator)."""
     found: list[float] = []
-    standard = _number(_get(ds, "DiffusionBValue"))
+    standard = first_float(_get(ds, "DiffusionBValue"))
     if standard is not None:
         found.append(standard)
     for sequence_keyword in ("MRDiffusionSequence",):  # enhanced MR keeps it in a sequence
         for item in _get(ds, sequence_keyword) or []:
-            value = _number(_get(item, "DiffusionBValue"))
+            value = first_float(_get(item, "DiffusionBValue"))
             if value is not None:
                 found.append(value)
     if not found:
@@ -256,7 +242,7 @@ def _b_values(ds: Any) -> tuple[float, ...]:
             raw = element.value
             if isinstance(raw, bytes):
                 continue  # undecoded private value: do not guess its binary layout
-            value = _number(raw)
+            value = first_float(raw)
             if value is not None:
                 found.append(value % 1e9 if value >= 1e9 else value)  # GE adds 1e9 to the b-value
     return tuple(sorted({round(v, 3) for v in found if v >= 0}))
@@ -283,7 +269,7 @@ def extract_attributes(ds: Any) -> SeriesAttributes:
             orientation_tuple = None
     except (TypeError, ValueError):
         orientation_tuple = None
-    n_temporal = _number(_get(ds, "NumberOfTemporalPositions"))
+    n_temporal = first_float(_get(ds, "NumberOfTemporalPositions"))
     return SeriesAttributes(
         series_description=str(_get(ds, "SeriesDescription") or ""),
         protocol_name=str(_get(ds, "ProtocolName") or ""),
@@ -295,8 +281,8 @@ def extract_attributes(ds: Any) -> SeriesAttributes:
         contrast_agent=str(_get(ds, "ContrastBolusAgent") or ""),
         b_values=_b_values(ds),
         temporal_positions=max(1, int(n_temporal)) if n_temporal else 1,
-        repetition_time=_number(_get(ds, "RepetitionTime")),
-        echo_time=_number(_get(ds, "EchoTime")),
+        repetition_time=first_float(_get(ds, "RepetitionTime")),
+        echo_time=first_float(_get(ds, "EchoTime")),
         modality=str(_get(ds, "Modality") or ""),
         manufacturer=str(_get(ds, "Manufacturer") or ""),
         instances=1,
@@ -304,7 +290,7 @@ def extract_attributes(ds: Any) -> SeriesAttributes:
 
 
 def _temporal_identifier(ds: Any) -> int | None:
-    value = _number(_get(ds, "TemporalPositionIdentifier"))
+    value = first_float(_get(ds, "TemporalPositionIdentifier"))
     return int(value) if value is not None else None
 
 

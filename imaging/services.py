@@ -15,23 +15,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from core.constants import SEQUENCE_CODES, UNUSED_SEQUENCE
+from core.constants import CASE_ATTRIBUTES, SEQUENCE_CODES, UNUSED_SEQUENCE
 from imaging import importer_manifest, sequences
 from imaging.models import Case, ImportBatch, SequenceRuleSet, Series, TumourBox
 from imaging.uids import patient_key_hash
 
 PSEUDONYM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud without mistakes
 PSEUDONYM_LENGTH = 8
-CASE_FIELDS = (
-    "truth",
-    "subtype",
-    "institution",
-    "length_mm",
-    "width_mm",
-    "height_mm",
-    "degeneration",
-    "irregular_margin",
-)
+CASE_FIELDS = ("truth", *CASE_ATTRIBUTES)
 
 
 # --- cases ------------------------------------------------------------------------------------------

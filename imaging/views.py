@@ -4,32 +4,21 @@ through services. The upload page is in views_upload.py."""
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.roles import is_coordinator
+from accounts.permissions import role_required
+from accounts.roles import COORDINATOR
 from core.constants import CLASS_CHOICES, SEQUENCE_CODES
 from imaging import selectors, services, services_cohorts
 from imaging.forms import CaseTruthForm, CohortForm, OverrideForm, RulesForm
 from imaging.models import Case, ImportBatch
 
-
-def coordinator_required(view):
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not is_coordinator(request.user):
-            raise PermissionDenied("this page is for coordinators")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+coordinator_required = role_required(COORDINATOR, "this page is for coordinators")
 
 
 def _errors(error: ValidationError) -> list[str]:

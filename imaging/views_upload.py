@@ -19,13 +19,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.files.uploadhandler import FileUploadHandler, StopFutureHandlers, StopUpload
 from django.shortcuts import redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from accounts.roles import is_coordinator
+from accounts.permissions import role_required
+from accounts.roles import COORDINATOR
 from imaging import services
 from imaging.forms import UploadOptionsForm
 from imaging.importer_sources import looks_like_zip, sanitised_name
@@ -95,11 +95,8 @@ class DiskUploadHandler(FileUploadHandler):
 
 
 @csrf_exempt
+@role_required(COORDINATOR, "importing DICOM is for coordinators")
 def upload(request):
-    if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
-    if not is_coordinator(request.user):
-        raise PermissionDenied("importing DICOM is for coordinators")
     if request.method != "POST":
         return render(request, "imaging/upload.html", {"form": UploadOptionsForm()})
     dest = services.upload_dir_new()

@@ -15,12 +15,13 @@ No Django import.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from imaging.dicom_values import first_float
 
 FORMAT = "uint16-le"
 PERCENTILES = (0.5, 99.5)
@@ -66,20 +67,7 @@ def voi_window(center: Any, width: Any) -> Window | None:
     """The first VOI window from WindowCenter/WindowWidth values (possibly multi-valued), or None
     when absent or unusable (missing, not a number, width <= 0)."""
 
-    def first(value: Any) -> float | None:
-        if value is None:
-            return None
-        if not isinstance(value, (str, bytes)) and hasattr(value, "__getitem__"):
-            if len(value) == 0:
-                return None
-            value = value[0]
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return None
-        return number if math.isfinite(number) else None
-
-    c, w = first(center), first(width)
+    c, w = first_float(center), first_float(width)
     if c is None or w is None or w <= 0:
         return None
     return Window(center=c, width=w, source="voi")

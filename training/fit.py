@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.files import atomic_path, atomic_write_json
 from imaging.arraystore import ArrayStore
 from training.network import TrainingConfig
 
@@ -305,43 +306,35 @@ def _read_state(checkpoint_dir: Path) -> dict | None:
     return state
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
-    os.replace(tmp, path)
-
-
 def _save_checkpoint(model, checkpoint_dir: Path, epochs_completed: int, history, identity) -> None:
     name = f"epoch-{epochs_completed:04d}.keras"
-    tmp = checkpoint_dir / f".partial-{name}"
-    model.save(tmp)
-    os.replace(tmp, checkpoint_dir / name)
-    _write_json_atomic(checkpoint_dir / STATE_FILE, {
+    with atomic_path(checkpoint_dir / name, suffix=".keras") as tmp:
+        model.save(tmp)
+    atomic_write_json(checkpoint_dir / STATE_FILE, {
         **identity, "epochs_completed": epochs_completed, "checkpoint": name,
-        "history": _json_safe(history), "finished": False})
+        "history": _json_safe(history), "finished": False}, indent=1)
     for old in checkpoint_dir.glob("epoch-*.keras"):
         if old.name != name:
             old.unlink(missing_ok=True)
 
 
 def _finish(model, store, heldout_rows, checkpoint_dir, history, identity, seed, start, batch_size):
-    final_path = checkpoint_dir / FINAL_MODEL_FILE
-    tmp = checkpoint_dir / f".partial-{FINAL_MODEL_FILE}"
-    model.save(tmp)
-    os.replace(tmp, final_path)
+    with atomic_path(checkpoint_dir / FINAL_MODEL_FILE, suffix=".keras") as tmp:
+        model.save(tmp)
     p = predict_store_rows(model, store, heldout_rows, batch_size=batch_size)
-    np.savez(checkpoint_dir / PREDICTIONS_FILE, rows=heldout_rows, case_id=store.case_ids[heldout_rows],
-             sequence_idx=store.sequence_idx[heldout_rows], slice_no=store.slice_no[heldout_rows],
-             label=store.labels[heldout_rows], p_sarcoma=p)
+    with atomic_path(checkpoint_dir / PREDICTIONS_FILE, suffix=".npz") as tmp:
+        np.savez(tmp, rows=heldout_rows, case_id=store.case_ids[heldout_rows],
+                 sequence_idx=store.sequence_idx[heldout_rows], slice_no=store.slice_no[heldout_rows],
+                 label=store.labels[heldout_rows], p_sarcoma=p)
     heldout = slice_metrics(store.labels[heldout_rows], p)
     state = _read_state(checkpoint_dir) or {**identity, "checkpoint": None}
     n_params = int(model.count_params())
     state.update({"epochs_completed": len(history), "history": _json_safe(history), "finished": True,
                   "heldout": _json_safe(heldout), "n_params": n_params})
-    _write_json_atomic(checkpoint_dir / STATE_FILE, state)
-    return FitResult(model_path=final_path, epochs_completed=len(history), history=history, heldout=heldout,
-                     heldout_rows=heldout_rows, heldout_p_sarcoma=p, seed=seed, resumed_from_epoch=start,
-                     extra={"n_params": n_params})
+    atomic_write_json(checkpoint_dir / STATE_FILE, state, indent=1)
+    return FitResult(model_path=checkpoint_dir / FINAL_MODEL_FILE, epochs_completed=len(history), history=history,
+                     heldout=heldout, heldout_rows=heldout_rows, heldout_p_sarcoma=p, seed=seed,
+                     resumed_from_epoch=start, extra={"n_params": n_params})
 
 
 def _stored_result(checkpoint_dir: Path, state: dict, seed: int) -> FitResult:

@@ -2,28 +2,23 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 
-from accounts.roles import is_admin
+from accounts.permissions import role_required
+from accounts.roles import ADMIN, COORDINATOR, is_admin
 from training import selectors, services
 from training.forms import TrainingStartForm
 
 
-@login_required
+@role_required(COORDINATOR, "training runs are for coordinators and admins")
 def run_list(request):
-    from accounts.roles import is_coordinator
-
-    if not is_coordinator(request.user):
-        raise PermissionDenied("training runs are for coordinators and admins")
     runs = selectors.runs_visible_to(request.user)
     return render(request, "training/run_list.html", {"runs": runs[:100], "can_start": is_admin(request.user)})
 
 
-@login_required
+@role_required(ADMIN, "starting training is for admins")
 def run_start(request):
-    if not is_admin(request.user):
-        raise PermissionDenied("starting training is for admins")
     form = TrainingStartForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
