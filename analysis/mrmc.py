@@ -317,24 +317,30 @@ class CovarianceTerms:
 
 
 @dataclass(frozen=True)
-class ORResult:
-    """Obuchowski-Rockette analysis. fom (t, r); fom_mean (t,); covariance (t*r, t*r) modality-major."""
+class _MRMCResult:
+    """What both analyses report: the figure of merit per modality and reader, and the three tests."""
 
     metric: str
-    covariance_method: str
     modality_ids: tuple[str, ...]
     reader_ids: tuple[str, ...]
     n_cases: int
     fom: np.ndarray
     fom_mean: np.ndarray
+    rrrc: ModalityTest
+    frrc: ModalityTest
+    rrfc: ModalityTest
+
+
+@dataclass(frozen=True)
+class ORResult(_MRMCResult):
+    """Obuchowski-Rockette analysis. fom (t, r); fom_mean (t,); covariance (t*r, t*r) modality-major."""
+
+    covariance_method: str
     covariance: np.ndarray
     anova: ORAnova
     terms: CovarianceTerms
     var_r: float   # reader variance component (ANOVA estimate; may be negative)
     var_tr: float  # modality x reader variance component (may be negative)
-    rrrc: ModalityTest
-    frrc: ModalityTest
-    rrfc: ModalityTest
 
 
 @dataclass(frozen=True)
@@ -348,20 +354,11 @@ class DBMAnova:
 
 
 @dataclass(frozen=True)
-class DBMResult:
+class DBMResult(_MRMCResult):
     """Dorfman-Berbaum-Metz analysis on jackknife pseudovalues (Hillis-improved RRRC ddf)."""
 
-    metric: str
-    modality_ids: tuple[str, ...]
-    reader_ids: tuple[str, ...]
-    n_cases: int
-    fom: np.ndarray
-    fom_mean: np.ndarray
     anova: DBMAnova
     variance_components: dict[str, float]   # var_R, var_C, var_TR, var_TC, var_RC, var_TRC_err
-    rrrc: ModalityTest
-    frrc: ModalityTest
-    rrfc: ModalityTest
 
 
 # --------------------------------------------------------------------------------------------------

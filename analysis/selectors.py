@@ -78,9 +78,9 @@ class StudyRecords:
 
 
 def _degeneration_votes(study: Study) -> dict[int, tuple[int, int]]:
-    rows = (DescriptorScore.objects.filter(study=study).values("case_id")
+    rows = (DescriptorScore.objects.filter(assignment__study=study).values("assignment__case_id")
             .annotate(yes=Count("pk", filter=Q(degeneration=True)), n=Count("pk")))
-    return {r["case_id"]: (r["yes"], r["n"]) for r in rows}
+    return {r["assignment__case_id"]: (r["yes"], r["n"]) for r in rows}
 
 
 def study_records(study: Study) -> StudyRecords:
@@ -158,7 +158,7 @@ def _as_figures(candidate, prefix: str = "") -> dict | None:
 def evaluation_reported_figures(evaluation) -> dict:
     """What the evaluation stored for its whole cohort (not only a study's cases), as fractions.
 
-    From ``Evaluation.results`` as ``inference.services_evaluation.analyse`` writes it: ``top10`` = the
+    From ``Evaluation.results`` as ``inference.runners.analyse`` writes it: ``top10`` = the
     ensembles' mean over the 10 best sequence sets (``results["ensemble"]["top_mean"]``, the paper's
     headline), ``top10_honest`` = the same with thresholds chosen on the training folds, ``single_top10``
     = single models, ``chosen_subset`` = the chosen set's ensemble row (``results["chosen"]["ensemble"]``)

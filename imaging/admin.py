@@ -48,20 +48,14 @@ class CoordinatorInline(admin.TabularInline):
     def has_delete_permission(self, request, obj=None):
         return is_coordinator(request.user)
 
+# The series columns a coordinator checks: how it was mapped, what overrides it, and its shape.
+SERIES_FIELDS = ("series_number", "mapped_code", "mapped_rule", "override_code", "plane", "n_slices", "rows", "cols")
+
 
 class SeriesInline(CoordinatorInline):
     model = Series
-    fields = (
-        "series_number",
-        "mapped_code",
-        "mapped_rule",
-        "override_code",
-        "plane",
-        "n_slices",
-        "rows",
-        "cols",
-    )
-    readonly_fields = ("series_number", "mapped_code", "mapped_rule", "plane", "n_slices", "rows", "cols")
+    fields = SERIES_FIELDS
+    readonly_fields = tuple(f for f in SERIES_FIELDS if f != "override_code")
     show_change_link = True
 
     def has_delete_permission(self, request, obj=None):
@@ -122,14 +116,7 @@ class SeriesAdmin(CoordinatorAdmin):
     search_fields = ("case__pseudonym", "mapped_rule")
     fields = (
         "case",
-        "series_number",
-        "mapped_code",
-        "mapped_rule",
-        "override_code",
-        "plane",
-        "n_slices",
-        "rows",
-        "cols",
+        *SERIES_FIELDS,
         "attributes",
         "meta_summary",
         "volume_path",

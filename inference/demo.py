@@ -32,7 +32,7 @@ def _run_job_inline(job_pk: int, say, what: str) -> bool:
 
 def demo_ensemble(say) -> None:
     """Train the demo ensemble and evaluate it, once; skipped until the demo cohort is built."""
-    from inference.services_evaluation import evaluation_start
+    from inference.services import evaluation_start
     from training.services import training_run_start
 
     cohort = Cohort.objects.filter(name=DEMO_COHORT).exclude(content_hash="").first()

@@ -2,7 +2,7 @@
 
 from jobs import registry
 
-registry.register("evaluation", "inference.services_evaluation:evaluation_run", queue="gpu",
+registry.register("evaluation", "inference.runners:evaluation_run", queue="gpu",
                   label="evaluation (out-of-fold predictions, ensembles, the 32,767-set search, likelihoods)")
-registry.register("case_prediction", "inference.services_prediction:case_prediction_run", queue="gpu",
+registry.register("case_prediction", "inference.runners:case_prediction_run", queue="gpu",
                   label="new-patient prediction (every model of a run on one case)")

@@ -1,16 +1,24 @@
 """Reads of the inference app. Evaluations and AI results per case are for coordinators and admins only;
-readers see an AI result only through the reader study, in exam 2 (reader_study.selectors.ai_result_for)."""
+readers see an AI result only through the reader study, in exam 2 (reader_study.selectors.ai_result_for).
+
+Besides the tables: which files an evaluation has (``inference.store`` reads them; these functions say where,
+from MEDIA_ROOT), its sequence calls from those files, which training run or evaluation an ID on the command
+line names, and which of a case's series a new-patient prediction uses. Nothing here writes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from accounts.roles import is_admin, is_coordinator
 from core.constants import SEQUENCE_CODES
-from inference import services
+from inference import store
 from inference.models import CaseAIResult, Evaluation
 
 
@@ -99,9 +107,7 @@ def subset_csv_rows(evaluation: Evaluation, chunk: int = 2048) -> Iterator[list]
 
     Percentages with 4 decimals; a sequence column holds 1 where the set uses that sequence.
     """
-    path = services.evaluation_dir(evaluation) / services.SUBSETS_FILE
-    with np.load(path) as saved:
-        table = {name: saved[name] for name in saved.files}
+    table = store.read_subset_table(evaluation_dir(evaluation) / store.SUBSETS_FILE)
     yield subset_csv_header()
     order = np.argsort(table["ensemble_rank"], kind="stable")
     n_codes = len(SEQUENCE_CODES)
@@ -124,4 +130,83 @@ def subset_csv_rows(evaluation: Evaluation, chunk: int = 2048) -> Iterator[list]
 
 
 def has_subset_table(evaluation: Evaluation) -> bool:
-    return (services.evaluation_dir(evaluation) / services.SUBSETS_FILE).is_file()
+    return (evaluation_dir(evaluation) / store.SUBSETS_FILE).is_file()
+
+
+def subset_rank(evaluation: Evaluation, mask: int) -> int | None:
+    """1-based rank of a set among the ensembles' 32,767 (None if the table is missing)."""
+    return store.subset_rank(evaluation_dir(evaluation) / store.SUBSETS_FILE, mask)
+
+
+# --- an evaluation's files and what they give ------------------------------------------------------------
+
+def evaluation_dir(evaluation: Evaluation) -> Path:
+    return store.evaluation_folder(settings.MEDIA_ROOT, evaluation.pk)
+
+
+def evaluation_probs(evaluation: Evaluation) -> store.SliceProbabilities:
+    """The evaluation's slice-probability store; ValueError (naming the file) when it is missing or malformed."""
+    relative = evaluation.store_path or store.probs_relative_path(evaluation.pk)
+    return store.read_probs(Path(settings.MEDIA_ROOT) / relative)
+
+
+def member_calls(evaluation: Evaluation, data: store.SliceProbabilities, patients: store.Patients):
+    """(ensemble calls, single-model calls) of every patient's sequences under the evaluation's rule and cutoff."""
+    from inference.predictions import evaluation_calls
+
+    cfg = evaluation.config or {}
+    return evaluation_calls(data.probs, patients.index, rule=cfg.get("rule", "mean"), cutoff=cfg.get("cutoff", 0.5))
+
+
+def case_prediction_path(evaluation: Evaluation, case_pk: int) -> Path:
+    """Where a new patient's predictions by the evaluation's models are kept (``store.write_case_predictions``)."""
+    return store.case_predictions_path(evaluation_dir(evaluation), case_pk)
+
+
+def mapped_series_with_boxes(case) -> list[tuple]:
+    """(series, boxes) of the case's series mapped to a sequence code that have tumour boxes on stored slices.
+
+    The same selection as the cohort build (``imaging.cohorts._plan``), for one case.
+    """
+    plan = []
+    for series in case.series.prefetch_related("boxes").order_by("series_number", "pk"):
+        if series.sequence_code not in SEQUENCE_CODES:
+            continue
+        boxes = [b for b in sorted(series.boxes.all(), key=lambda b: b.slice_index) if b.slice_index < series.n_slices]
+        if boxes:
+            plan.append((series, boxes))
+    return plan
+
+
+# --- which run or evaluation an ID names ----------------------------------------------------------------
+
+def training_run_for(*, training_job: int | None = None, run: int | None = None):
+    """The training run named on the command line.
+
+    ``run``: the TrainingRun's pk. ``training_job``: the pk of the run's training *job* (what ``manage.py
+    train`` prints as "job N"); when no run has that job, it is taken as a run pk, so either number works.
+    """
+    from training.models import TrainingRun
+
+    if (training_job is None) == (run is None):
+        raise ValidationError({"training_run": "name the training run: --training-job ID or --run ID"})
+    if run is not None:
+        found = TrainingRun.objects.filter(pk=run).select_related("cohort").first()
+        if found is None:
+            raise ValidationError({"training_run": f"no training run {run}"})
+        return found
+    found = (TrainingRun.objects.filter(job_id=training_job).select_related("cohort").first()
+             or TrainingRun.objects.filter(pk=training_job).select_related("cohort").first())
+    if found is None:
+        raise ValidationError({"training_run": f"no training run has job {training_job}, and no run has id "
+                                               f"{training_job}"})
+    return found
+
+
+def latest_evaluation_of(run) -> Evaluation:
+    """The run's most recent finished evaluation (its thresholds and subset serve new patients)."""
+    evaluation = run.evaluations.filter(status=Evaluation.Status.DONE).order_by("-created_at", "-pk").first()
+    if evaluation is None:
+        raise ValidationError({"evaluation": f"training run {run.name!r} has no finished evaluation; run "
+                                             f"`manage.py evaluate --run {run.pk}` first"})
+    return evaluation

@@ -1,177 +1,306 @@
-"""Shared pieces of the inference Django layer: where an evaluation keeps its files, the slice-probability
-store, and which training run an ID on the command line names.
+"""Writes of the inference app, one function per use case: start an evaluation, finish it with its analysis,
+choose another sequence set, start and store a new patient's prediction (METHOD §6–§9).
 
-An evaluation's folder is ``MEDIA_ROOT/evaluations/<pk>/``:
+Why they are kept apart from the job runners (``inference.runners``) and the files (``inference.store``): a
+use case takes the row lock first and checks its guards on the locked row, inside one transaction, so two
+requests (or a request and a worker) cannot both pass a guard that only one of them should; the runners do the
+long work outside any transaction and call in here to save. The science is in ``inference.predictions`` /
+``combinations`` / ``thresholds``; these functions only move data between the database, the files and those
+functions.
 
-- ``probs.npz`` — the slice-probability store (``write_probs``): ``probs`` (R, N) float32, the out-of-fold
-  P(sarcoma) of every tumour slice of the cohort by each repeat's model of the fold that held the slice's
-  patient out (METHOD §6), and per slice ``rows`` (the cohort array-store row), ``case_id`` (Case pk),
-  ``sequence_idx`` (position in ``SEQUENCE_CODES``), ``fold`` and ``label`` (1 = sarcoma); ``store_hash``
-  the cohort store's content hash, ``n_folds``. One file of R·N·4 bytes: 24 repeats × 100,000 slices is
-  9.6 MB, never one database row per slice.
-- ``parts/`` — one file per finished model while predictions are being collected (resume skips them).
-- ``subsets.npz`` — the full search table for the CSV download (``services_evaluation``).
-- ``cases/case-<pk>.npz`` — a new patient's predictions by every model (``services_prediction``).
-
-The science is in ``inference.predictions`` / ``combinations`` / ``thresholds``; these services only move
-data between the database, the files and those functions.
+``Evaluation.status`` follows the evaluation's job: ``STATUS_OF_JOB`` is the one map between the two, and
+``evaluation_status_follow`` the one write of the field (``evaluation_finish`` through it too).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
-from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
 
-from inference.models import Evaluation
+from core.constants import SEQUENCE_CODES
+from inference import selectors, store
+from inference.models import CaseAIResult, Evaluation
+from jobs import services as jobs
+from jobs.models import Job, JobStatus
 
-EVALUATION_ROOT = "evaluations"
-PROBS_FILE = "probs.npz"
-SUBSETS_FILE = "subsets.npz"
-PROBS_FORMAT = 1
+Status = Evaluation.Status
+
+# The evaluation's status is its job's, in the evaluation's words (the API's EvaluationStatusEnum).
+STATUS_OF_JOB = {
+    JobStatus.QUEUED: Status.PENDING,
+    JobStatus.RUNNING: Status.RUNNING,
+    JobStatus.SUCCEEDED: Status.DONE,
+    JobStatus.FAILED: Status.FAILED,
+    JobStatus.CANCELLED: Status.CANCELLED,
+}
 
 
-def evaluation_dir(evaluation: Evaluation) -> Path:
-    return Path(settings.MEDIA_ROOT) / EVALUATION_ROOT / str(evaluation.pk)
+def evaluation_status_follow(*, evaluation: Evaluation, job_status: str) -> None:
+    """Set the evaluation's status to what its job's ``job_status`` means for it (``STATUS_OF_JOB``).
+
+    The runner calls it as its job's status changes: running when it starts, failed or cancelled as it ends
+    (the status ``jobs.services.job_run`` is about to give the job), and ``evaluation_finish`` with the job's
+    last step, in the transaction that stores the results (so "done" always comes with them).
+    """
+    evaluation.status = STATUS_OF_JOB[job_status]
+    Evaluation.objects.filter(pk=evaluation.pk).update(status=evaluation.status)
 
 
-def probs_relative_path(evaluation: Evaluation) -> str:
-    return f"{EVALUATION_ROOT}/{evaluation.pk}/{PROBS_FILE}"
+def _locked(evaluation: Evaluation) -> Evaluation:
+    """The evaluation's row, freshly read and locked until the caller's transaction ends."""
+    return (Evaluation.objects.select_for_update(of=("self",)).select_related("training_run__cohort")
+            .get(pk=evaluation.pk))
 
 
-def save_npz_atomic(path: Path, **arrays) -> None:
-    """np.savez to a temporary file in the same folder, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-    os.close(handle)
+# --- starting -------------------------------------------------------------------------------------------
+
+def evaluation_config(*, rule: str = "mean", cutoff: float = 0.5, repredict: bool = False) -> dict:
+    """The evaluation's choices (METHOD §7.2): sequence-call rule and cutoff, and whether to re-predict."""
+    from inference.predictions import SEQUENCE_RULES
+
+    if rule not in SEQUENCE_RULES:
+        raise ValidationError({"rule": f"{rule!r} is not a sequence-call rule; use one of {', '.join(SEQUENCE_RULES)}"})
     try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        cutoff = float(cutoff)
+    except (TypeError, ValueError):
+        raise ValidationError({"cutoff": f"{cutoff!r} is not a number"}) from None
+    if not 0.0 < cutoff < 1.0:
+        raise ValidationError({"cutoff": f"{cutoff} must lie strictly between 0 and 1"})
+    return {"rule": rule, "cutoff": cutoff, "repredict": bool(repredict)}
 
 
-# --- the slice-probability store ----------------------------------------------------------------------
+def check_run_trained(run) -> None:
+    """A run can be evaluated once every model is trained and it has at least 2 repeats (METHOD §6)."""
+    from training.models import FoldSplit, TrainedModel
 
-@dataclass(frozen=True)
-class SliceProbabilities:
-    """An evaluation's out-of-fold slice probabilities and what each slice is (see the module docstring).
-
-    probs (R, N) float32; rows, case_id (N,) int64; sequence_idx (N,) int16; fold (N,) int16;
-    label (N,) uint8 (1 = sarcoma).
-    """
-
-    probs: np.ndarray
-    rows: np.ndarray
-    case_id: np.ndarray
-    sequence_idx: np.ndarray
-    fold: np.ndarray
-    label: np.ndarray
-    store_hash: str
-    n_folds: int
-
-    @property
-    def n_repeats(self) -> int:
-        return int(self.probs.shape[0])
-
-    @property
-    def n_slices(self) -> int:
-        return int(self.probs.shape[1])
-
-    def patients(self) -> Patients:
-        """The patients in Case-pk order with their truth and fold, and the slice → (patient, sequence) index."""
-        from inference.predictions import SliceIndex
-
-        case_ids, first, patient = np.unique(self.case_id, return_index=True, return_inverse=True)
-        index = SliceIndex.build(patient.astype(np.int64), self.sequence_idx.astype(np.int64),
-                                 n_patients=int(case_ids.size), patient_labels=tuple(int(c) for c in case_ids))
-        return Patients(case_ids=case_ids.astype(np.int64), truth=self.label[first] == 1,
-                        fold=self.fold[first].astype(np.int64), index=index)
+    total = run.models.count()
+    done = run.models.filter(status=TrainedModel.Status.DONE).count()
+    if total == 0:
+        raise ValidationError({"training_run": f"training run {run.name!r} has no models"})
+    if done < total:
+        raise ValidationError({"training_run": f"training run {run.name!r}: {total - done} of {total} models are "
+                                               "not trained yet (see its grid); evaluate once all are done"})
+    if run.repeats < 2:
+        raise ValidationError({"training_run": f"training run {run.name!r} has 1 repeat; the leave-one-repeat-out "
+                                               "ensembles (METHOD §6) need at least 2"})
+    if not FoldSplit.objects.filter(cohort_id=run.cohort_id).exists():
+        raise ValidationError({"training_run": f"cohort {run.cohort.name} has no fold split"})
 
 
-@dataclass(frozen=True)
-class Patients:
-    case_ids: np.ndarray   # (P,) Case pks, ascending
-    truth: np.ndarray      # (P,) bool, True = sarcoma
-    fold: np.ndarray       # (P,) the patient's cross-validation fold
-    index: object          # inference.predictions.SliceIndex over the store's slices
-
-
-def write_probs(path: Path, data: SliceProbabilities) -> None:
-    if not np.all(np.isfinite(data.probs)):
-        raise ValueError(f"{path}: some slices have no prediction (NaN); every model must predict its fold")
-    save_npz_atomic(path, format=np.int64(PROBS_FORMAT), probs=data.probs.astype(np.float32),
-                    rows=data.rows.astype(np.int64), case_id=data.case_id.astype(np.int64),
-                    sequence_idx=data.sequence_idx.astype(np.int16), fold=data.fold.astype(np.int16),
-                    label=data.label.astype(np.uint8), store_hash=np.str_(data.store_hash),
-                    n_folds=np.int64(data.n_folds))
-
-
-def read_probs(path: Path) -> SliceProbabilities:
-    """Open a slice-probability store; a missing or malformed file is a ValueError naming it and why."""
-    if not path.is_file():
-        raise ValueError(f"slice-probability store {path} not found (run the evaluation first)")
-    with np.load(path) as saved:
-        names = ("format", "probs", "rows", "case_id", "sequence_idx", "fold", "label", "store_hash", "n_folds")
-        missing = [name for name in names if name not in saved.files]
-        if missing:
-            raise ValueError(f"slice-probability store {path}: lacks {', '.join(missing)}")
-        if int(saved["format"]) != PROBS_FORMAT:
-            raise ValueError(f"slice-probability store {path}: format {int(saved['format'])} is not {PROBS_FORMAT}")
-        data = SliceProbabilities(
-            probs=saved["probs"], rows=saved["rows"], case_id=saved["case_id"], sequence_idx=saved["sequence_idx"],
-            fold=saved["fold"], label=saved["label"], store_hash=str(saved["store_hash"]),
-            n_folds=int(saved["n_folds"]))
-    n = data.probs.shape[1] if data.probs.ndim == 2 else -1
-    for name in ("rows", "case_id", "sequence_idx", "fold", "label"):
-        if getattr(data, name).shape != (n,):
-            raise ValueError(f"slice-probability store {path}: {name} has shape {getattr(data, name).shape}, "
-                             f"expected ({n},) like the probabilities")
-    return data
-
-
-def evaluation_probs(evaluation: Evaluation) -> SliceProbabilities:
-    return read_probs(Path(settings.MEDIA_ROOT) / (evaluation.store_path or probs_relative_path(evaluation)))
-
-
-# --- which run an ID names ------------------------------------------------------------------------------
-
-def training_run_for(*, training_job: int | None = None, run: int | None = None):
-    """The training run named on the command line.
-
-    ``run``: the TrainingRun's pk. ``training_job``: the pk of the run's training *job* (what ``manage.py
-    train`` prints as "job N"); when no run has that job, it is taken as a run pk, so either number works.
-    """
+@transaction.atomic
+def evaluation_start(*, run, rule: str = "mean", cutoff: float = 0.5, repredict: bool = False, name: str = "",
+                     user=None, enqueue: bool = True) -> Evaluation:
+    """Create an evaluation of a fully trained run and its job (gpu queue; queued on commit)."""
     from training.models import TrainingRun
 
-    if (training_job is None) == (run is None):
-        raise ValidationError({"training_run": "name the training run: --training-job ID or --run ID"})
-    if run is not None:
-        found = TrainingRun.objects.filter(pk=run).select_related("cohort").first()
-        if found is None:
-            raise ValidationError({"training_run": f"no training run {run}"})
-        return found
-    found = (TrainingRun.objects.filter(job_id=training_job).select_related("cohort").first()
-             or TrainingRun.objects.filter(pk=training_job).select_related("cohort").first())
-    if found is None:
-        raise ValidationError({"training_run": f"no training run has job {training_job}, and no run has id "
-                                               f"{training_job}"})
-    return found
-
-
-def latest_evaluation_of(run) -> Evaluation:
-    """The run's most recent finished evaluation (its thresholds and subset serve new patients)."""
-    evaluation = run.evaluations.filter(status=Evaluation.Status.DONE).order_by("-created_at", "-pk").first()
-    if evaluation is None:
-        raise ValidationError({"evaluation": f"training run {run.name!r} has no finished evaluation; run "
-                                             f"`manage.py evaluate --run {run.pk}` first"})
+    config = evaluation_config(rule=rule, cutoff=cutoff, repredict=repredict)
+    run = TrainingRun.objects.select_for_update(of=("self",)).select_related("cohort").get(pk=run.pk)
+    check_run_trained(run)
+    user = user if user is not None and user.is_authenticated else None
+    evaluation = Evaluation.objects.create(
+        name=(name or f"{run.name} · {rule}")[:100], training_run=run, config=config, created_by=user)
+    evaluation.job = jobs.job_create(kind="evaluation", params={"evaluation_pk": evaluation.pk}, user=user,
+                                     total=run.models.count() + 2, enqueue=enqueue)
+    evaluation.save(update_fields=["job"])
     return evaluation
+
+
+# --- the results and the chosen set -------------------------------------------------------------------------
+
+def evaluation_finish(*, evaluation: Evaluation, results: dict, patients: store.Patients, calls) -> Evaluation:
+    """The evaluation job's last step: store the analysis's ``results`` with their top-ranked set applied to
+    every case (``results["top_mask"]``), and the evaluation is done. Returns the saved row."""
+    with transaction.atomic():
+        locked = _locked(evaluation)
+        locked.results = results
+        apply_subset(locked, patients=patients, calls=calls, mask=results["top_mask"], rank=1)
+        evaluation_status_follow(evaluation=locked, job_status=JobStatus.SUCCEEDED)
+    return locked
+
+
+def evaluation_choose_subset(*, evaluation: Evaluation, subset, user=None) -> Evaluation:
+    """Use another sequence set for the likelihoods (METHOD §9: default top-ranked; a coordinator may choose).
+
+    ``subset``: sequence codes (or a mask). Refused while the evaluation is not done, and once a reader study
+    that shows this evaluation has been opened (readers may have seen its likelihoods). Both are checked on the
+    locked row, which stays locked until every case's result is rewritten. ``evaluation`` is refreshed from
+    the saved row.
+    """
+    from inference.subsets import as_mask, mask_vector
+
+    with transaction.atomic():
+        locked = _locked(evaluation)
+        if locked.status != Status.DONE:
+            raise ValidationError({"subset": f"evaluation {locked.name!r} is {locked.status}; choose a set once "
+                                             "it is done"})
+        try:
+            mask = as_mask(subset)
+        except ValueError as exc:
+            raise ValidationError({"subset": str(exc)}) from None
+        studies = getattr(locked, "reader_studies", None)   # absent where reader_study is not installed
+        opened = list(studies.exclude(status="draft").values_list("name", flat=True)) if studies is not None else []
+        if opened:
+            raise ValidationError({"subset": f"reader studies already opened show this evaluation "
+                                             f"({', '.join(opened)}); its results cannot change now — start a new "
+                                             "evaluation instead"})
+        try:
+            data = selectors.evaluation_probs(locked)
+        except ValueError as exc:
+            raise ValidationError({"subset": str(exc)}) from None
+        patients = data.patients()
+        if not patients.index.available()[:, mask_vector(mask, len(SEQUENCE_CODES))].any():
+            raise ValidationError({"subset": "no patient of the cohort has any of these sequences; choose a set "
+                                             "that covers some patients"})
+        apply_subset(locked, patients=patients, calls=selectors.member_calls(locked, data, patients), mask=mask,
+                     rank=selectors.subset_rank(locked, mask), user=user)
+    for field in ("results", "chosen_subset", "status"):
+        setattr(evaluation, field, getattr(locked, field))
+    return evaluation
+
+
+def apply_subset(locked: Evaluation, *, patients: store.Patients, calls, mask: int, rank: int | None,
+                 user=None) -> None:
+    """Make ``mask`` the evaluation's set: its thresholds, ROC, coverage, and every case's likelihood.
+
+    ``locked``: the evaluation's row as ``_locked`` read it, inside the caller's transaction; its results
+    gain ``chosen`` and it is saved, so nothing written since the lock was taken is lost.
+    """
+    from inference.predictions import likelihood_figures
+
+    ens_calls, _ = calls
+    chosen = _chosen(patients, calls, mask, rank, user)
+    figures = likelihood_figures(ens_calls, mask, chosen["thresholds"])
+    locked.results = json_safe({**(locked.results or {}), "chosen": chosen})
+    locked.chosen_subset = chosen["codes"]
+    locked.save(update_fields=["results", "chosen_subset"])
+    _write_case_results(locked, patients, figures, chosen["codes"])
+    deployment_results_refresh(locked)
+
+
+def _chosen(patients: store.Patients, calls, mask: int, rank: int | None, user) -> dict:
+    """What ``Evaluation.results["chosen"]`` holds for ``mask``: thresholds, coverage, figures, ROC, who chose."""
+    from inference.figures import roc_points
+    from inference.predictions import patient_scores
+    from inference.subsets import mask_codes
+
+    ens_calls, single_calls = calls
+    ens_one, single_one = _one_set(ens_calls, patients, mask), _one_set(single_calls, patients, mask)
+    codes = list(mask_codes(mask))
+    size = len(codes)
+    return {
+        "mask": mask, "codes": codes, "rank": rank, "thresholds": ens_one.thresholds_for(mask).tolist(),
+        "coverage": int(ens_one.coverage[0]),
+        "coverage_percent": 100.0 * int(ens_one.coverage[0]) / max(1, patients.case_ids.size),
+        "ensemble": _row(ens_one), "single": _row(single_one),
+        "roc": {"codes": codes,
+                "ensemble": roc_points(patient_scores(ens_calls, mask), patients.truth, max_score=size),
+                "single": roc_points(patient_scores(single_calls, mask), patients.truth, max_score=size),
+                "ensemble_auc_mean": float(ens_one.mean_auc[0]), "single_auc_mean": float(single_one.mean_auc[0])},
+        "chosen_by": getattr(user, "username", "") or "default (top-ranked)",
+        "chosen_at": timezone.now().isoformat(timespec="seconds"),
+    }
+
+
+def _one_set(calls, patients: store.Patients, mask: int):
+    from inference.combinations import evaluate_subsets
+
+    try:
+        return evaluate_subsets(calls, patients.truth, [mask], folds=patients.fold, honest_top=1)
+    except ValueError:
+        return evaluate_subsets(calls, patients.truth, [mask])
+
+
+def _row(search) -> dict:
+    row = search.rows()[0]
+    row.pop("rank", None)
+    return row
+
+
+def _write_case_results(evaluation: Evaluation, patients: store.Patients, figures, codes: list[str]) -> None:
+    n_members = int(figures.calls.shape[0])
+    existing = {r.case_id: r for r in CaseAIResult.objects.filter(evaluation=evaluation, is_deployment=False)}
+    new, changed = [], []
+    for p, case_pk in enumerate(patients.case_ids.tolist()):
+        shown = figures.for_patient(p)
+        values = {"likelihood": round(shown["sarcoma_likelihood_percent"], 4),
+                  "per_sequence": {k: round(v, 4) for k, v in shown["sequence_percent"].items()},
+                  "subset": codes, "n_ensembles": n_members}
+        row = existing.get(case_pk)
+        if row is None:
+            new.append(CaseAIResult(evaluation=evaluation, case_id=case_pk, is_deployment=False, **values))
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+            changed.append(row)
+    CaseAIResult.objects.bulk_create(new, batch_size=500)
+    CaseAIResult.objects.bulk_update(changed, ["likelihood", "per_sequence", "subset", "n_ensembles"], batch_size=500)
+
+
+# --- new patients (METHOD §9, deployment) ---------------------------------------------------------------
+
+def case_prediction_check(*, case, evaluation: Evaluation) -> None:
+    """Why a case cannot be predicted with an evaluation's models, as a ValidationError naming the field."""
+    if evaluation.status != Status.DONE or not (evaluation.results or {}).get("chosen"):
+        raise ValidationError({"evaluation": f"evaluation {evaluation.name!r} is {evaluation.status}, not done: its "
+                                             "thresholds are needed for new patients"})
+    run = evaluation.training_run
+    if run is None:
+        raise ValidationError({"evaluation": f"evaluation {evaluation.name!r} has no training run"})
+    if run.cohort.members.filter(case=case).exists():
+        raise ValidationError({"case": f"case {case.pseudonym} is in cohort {run.cohort.name}, which trained these "
+                                       "models: its out-of-fold result is on the evaluation page (a prediction "
+                                       "by models trained on it would be optimistic)"})
+    if not selectors.mapped_series_with_boxes(case):
+        raise ValidationError({"case": f"case {case.pseudonym} has no tumour boxes on series mapped to a sequence "
+                                       "code; map its series and draw the boxes on the series pages first"})
+
+
+@transaction.atomic
+def case_prediction_start(*, case, evaluation: Evaluation, user=None, enqueue: bool = True) -> Job:
+    """Start the "case_prediction" job (gpu queue) for a case imported after training."""
+    locked = _locked(evaluation)
+    case_prediction_check(case=case, evaluation=locked)
+    user = user if user is not None and user.is_authenticated else None
+    return jobs.job_create(kind="case_prediction", params={"evaluation_pk": locked.pk, "case_pk": case.pk},
+                           user=user, total=locked.training_run.models.count() + 1, enqueue=enqueue)
+
+
+def write_deployment_result(evaluation: Evaluation, case_pk: int, fold_probs: np.ndarray,
+                            sequence_idx: np.ndarray) -> CaseAIResult:
+    """The case's likelihood and per-sequence % from all models' predictions and the evaluation's set.
+
+    fold_probs (R, F, N): every model's P(sarcoma) of each of the case's N tumour slices; sequence_idx (N,).
+    """
+    from inference.predictions import SliceIndex, deployment_figures
+
+    chosen = evaluation.results["chosen"]
+    cfg = evaluation.config or {}
+    index = SliceIndex.build(np.zeros(len(sequence_idx), dtype=np.int64), np.asarray(sequence_idx, dtype=np.int64),
+                             n_patients=1)
+    figures = deployment_figures(fold_probs, index, subset=int(chosen["mask"]), thresholds=chosen["thresholds"],
+                                 rule=cfg.get("rule", "mean"), cutoff=cfg.get("cutoff", 0.5))
+    shown = figures.for_patient(0)
+    result, _ = CaseAIResult.objects.update_or_create(
+        evaluation=evaluation, case_id=case_pk,
+        defaults={"likelihood": round(shown["sarcoma_likelihood_percent"], 4),
+                  "per_sequence": {k: round(v, 4) for k, v in shown["sequence_percent"].items()},
+                  "subset": list(chosen["codes"]), "n_ensembles": int(figures.calls.shape[0]),
+                  "is_deployment": True})
+    return result
+
+
+def deployment_results_refresh(evaluation: Evaluation) -> int:
+    """Recompute every stored new-patient result of the evaluation (after its set changed); returns the count."""
+    count = 0
+    for case_pk, path in store.stored_case_predictions(selectors.evaluation_dir(evaluation)):
+        if not CaseAIResult.objects.filter(evaluation=evaluation, case_id=case_pk, is_deployment=True).exists():
+            continue
+        fold_probs, sequence_idx = store.read_case_predictions(path)
+        write_deployment_result(evaluation, case_pk, fold_probs, sequence_idx)
+        count += 1
+    return count
 
 
 def json_safe(value):

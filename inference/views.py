@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import is_admin, is_coordinator
 from core.constants import SEQUENCE_CODES
-from inference import selectors, services_evaluation, services_prediction
+from inference import selectors, services
 from inference.forms import CasePredictionForm, EvaluationStartForm, SubsetChoiceForm
 from inference.models import Evaluation
 
@@ -48,7 +48,7 @@ def evaluation_start(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            evaluation = services_evaluation.evaluation_start(
+            evaluation = services.evaluation_start(
                 run=data["run"], rule=data["rule"], cutoff=data["cutoff"], repredict=data["repredict"],
                 name=data["name"], user=request.user)
         except ValidationError as exc:
@@ -88,8 +88,8 @@ def evaluation_subset(request, pk: int):
         messages.error(request, "choose at least one sequence")
         return redirect("inference_evaluation", pk=pk)
     try:
-        services_evaluation.evaluation_choose_subset(evaluation=evaluation, subset=form.cleaned_data["subset"],
-                                                     user=request.user)
+        services.evaluation_choose_subset(evaluation=evaluation, subset=form.cleaned_data["subset"],
+                                          user=request.user)
     except ValidationError as exc:
         for message in exc.messages:
             messages.error(request, message)
@@ -153,8 +153,8 @@ def case_predict(request):
     form = CasePredictionForm(request.POST or None, evaluations=evaluations)
     if request.method == "POST" and form.is_valid():
         try:
-            job = services_prediction.case_prediction_start(case=case, evaluation=form.cleaned_data["evaluation"],
-                                                            user=request.user)
+            job = services.case_prediction_start(case=case, evaluation=form.cleaned_data["evaluation"],
+                                                 user=request.user)
         except ValidationError as exc:
             _errors_to_form(form, exc)
         else:

@@ -1,10 +1,74 @@
-"""One Job row per long operation (import, cohort build, training, evaluation, export, ...)."""
+"""One Job row per long operation (import, cohort build, training, evaluation, export, ...), and the fields and
+status vocabulary of every row a worker claims (`Claimable`; the claim itself is `jobs.claims`)."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
+
+
+@dataclass(frozen=True)
+class ClaimStates:
+    """One status vocabulary for claimed rows: which of a model's own status values means what.
+
+    waiting: may be claimed (queued / pending); running: claimed by `worker`, alive while its heartbeat is
+    fresh; succeeded, failed, cancelled: finished, a claim does nothing (a resume makes the row waiting first).
+    """
+
+    waiting: str
+    running: str
+    succeeded: str
+    failed: str
+    cancelled: str
+
+    @property
+    def finished(self) -> tuple[str, str, str]:
+        return (self.succeeded, self.failed, self.cancelled)
+
+
+def heartbeat_limit() -> timedelta:
+    """How long a running row's worker may stay silent before it counts as lost."""
+    return timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_S)
+
+
+class Claimable(models.Model):
+    """The fields `jobs.claims` works on. A subclass declares its own `status` field and, in CLAIM_STATES,
+    which of its values are waiting, running, succeeded, failed and cancelled."""
+
+    CLAIM_STATES: ClaimStates
+
+    worker = models.CharField(max_length=255, blank=True, help_text="host and process (Celery node) that claimed it")
+    attempts = models.PositiveIntegerField(default=0, help_text="how many times a worker claimed it")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life from its worker")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.CLAIM_STATES.finished
+
+    @property
+    def worker_lost(self) -> bool:
+        """Running, but its worker stopped sending heartbeats (killed, crashed, machine gone)."""
+        if self.status != self.CLAIM_STATES.running:
+            return False
+        last = self.heartbeat_at or self.started_at
+        return last is None or timezone.now() - last > heartbeat_limit()
+
+    @classmethod
+    def lost_q(cls) -> Q:
+        """`worker_lost` as a filter."""
+        limit = timezone.now() - heartbeat_limit()
+        silent = Q(heartbeat_at__lt=limit) | Q(heartbeat_at__isnull=True, started_at__lt=limit) | Q(
+            heartbeat_at__isnull=True, started_at__isnull=True)
+        return Q(status=cls.CLAIM_STATES.running) & silent
 
 
 class JobStatus(models.TextChoices):
@@ -15,10 +79,10 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+class Job(Claimable):
+    CLAIM_STATES = ClaimStates(waiting=JobStatus.QUEUED, running=JobStatus.RUNNING, succeeded=JobStatus.SUCCEEDED,
+                               failed=JobStatus.FAILED, cancelled=JobStatus.CANCELLED)
 
-
-class Job(models.Model):
     kind = models.CharField(max_length=64, db_index=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)
     params = models.JSONField(default=dict, blank=True)
@@ -26,17 +90,11 @@ class Job(models.Model):
     done = models.PositiveIntegerField(default=0)
     total = models.PositiveIntegerField(default=0)
     step = models.CharField(max_length=255, blank=True, help_text="What the job is doing now")
-    error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
     )
-    worker = models.CharField(max_length=255, blank=True, help_text="host and process running the job")
-    attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -45,21 +103,8 @@ class Job(models.Model):
         return f"Job {self.pk} ({self.kind}, {self.status})"
 
     @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED
-
-    @property
     def percent(self) -> float:
         return round(100.0 * self.done / self.total, 1) if self.total else 0.0
-
-    @property
-    def worker_lost(self) -> bool:
-        """A running job whose worker stopped sending heartbeats (killed, crashed, machine gone)."""
-        if self.status != JobStatus.RUNNING:
-            return False
-        last = self.heartbeat_at or self.started_at
-        limit = timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_S)
-        return last is None or timezone.now() - last > limit
 
     @property
     def can_resume(self) -> bool:

@@ -9,20 +9,18 @@ running it again, on any worker.
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
 
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from core.env import require_secrets
-from jobs import registry
-from jobs.models import FINISHED, Job, JobStatus
+from jobs import claims, registry
+from jobs.models import Job, JobStatus
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_EVERY_S = 20.0
 PROGRESS_WRITE_EVERY_S = 0.5
 
 
@@ -111,18 +109,8 @@ def job_resume(*, job: Job) -> Job:
 
 def job_requeue_orphans(*, worker: str) -> list[int]:
     """At worker start: jobs that this worker (same node name) was running died with it; resume them."""
-    pks = []
-    for job in Job.objects.filter(status=JobStatus.RUNNING, worker=worker):
-        with transaction.atomic():
-            locked = Job.objects.select_for_update().get(pk=job.pk)
-            if locked.status != JobStatus.RUNNING or locked.worker != worker:
-                continue
-            locked.status = JobStatus.QUEUED
-            locked.step = "queued again: its worker restarted"
-            locked.save()
-            job_enqueue(job=locked)
-            pks.append(locked.pk)
-    return pks
+    return claims.requeue_orphans(Job, worker=worker, enqueue=lambda job: job_enqueue(job=job),
+                                  step="queued again: its worker restarted")
 
 
 def _finish(job: Job, status: str, *, step: str = "", error: str = "") -> None:
@@ -133,26 +121,16 @@ def _finish(job: Job, status: str, *, step: str = "", error: str = "") -> None:
 
 
 def _claim(job_pk: int, worker: str) -> Job | None:
-    """Mark the job running for this worker; None when there is nothing to do (a second delivery)."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_pk).first()
-        if job is None or job.status in FINISHED:
-            return None
-        if job.status == JobStatus.RUNNING and not job.worker_lost and job.worker != worker:
-            return None  # alive elsewhere
-        if job.cancel_requested:
-            _finish(job, JobStatus.CANCELLED, step="cancelled before it ran")
-            job.save()
-            return None
-        now = timezone.now()
-        job.status = JobStatus.RUNNING
-        job.worker = worker
-        job.attempts += 1
-        job.started_at = job.started_at or now
-        job.heartbeat_at = now
-        job.error = ""
-        job.save()
-        return job
+    """Mark the job running for this worker; None when there is nothing to do (see `claims.claim`)."""
+    return claims.claim(Job.objects.all(), job_pk, worker=worker, refuse=_cancel_before_it_ran)
+
+
+def _cancel_before_it_ran(job: Job) -> bool:
+    if not job.cancel_requested:
+        return False
+    _finish(job, JobStatus.CANCELLED, step="cancelled before it ran")
+    job.save()
+    return True
 
 
 class JobContext:
@@ -181,10 +159,9 @@ class JobContext:
         now = time.monotonic()
         if force or now - self._last_write >= PROGRESS_WRITE_EVERY_S or self.job.done == self.job.total:
             self._last_write = now
-            self.job.heartbeat_at = timezone.now()  # so an inline progress bar never reads "worker lost"
-            Job.objects.filter(pk=self.job.pk).update(
-                done=self.job.done, total=self.job.total, step=self.job.step, heartbeat_at=self.job.heartbeat_at
-            )
+            # the heartbeat goes along, so an inline progress bar never reads "worker lost"
+            self.job.heartbeat_at = claims.beat(Job, self.job.pk, done=self.job.done, total=self.job.total,
+                                                step=self.job.step)
         if self._echo:
             self._echo(self.job)
 
@@ -209,22 +186,6 @@ class JobContext:
             raise JobCancelled()
 
 
-class _Heartbeat(threading.Thread):
-    """Keeps heartbeat_at fresh while a runner is busy in a long step (a training epoch)."""
-
-    def __init__(self, job_pk: int):
-        super().__init__(daemon=True, name=f"job-{job_pk}-heartbeat")
-        self.job_pk = job_pk
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stopped.wait(HEARTBEAT_EVERY_S):
-                Job.objects.filter(pk=self.job_pk, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
-        finally:
-            connection.close()
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -240,7 +201,7 @@ def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], Non
     job = _claim(job_pk, worker or worker_name())
     if job is None:
         return Job.objects.filter(pk=job_pk).first()
-    heartbeat = _Heartbeat(job.pk)
+    heartbeat = claims.Heartbeat(Job, job.pk)  # fresh while the runner is busy in one long step
     heartbeat.start()
     ctx = JobContext(job, echo=echo, inline=inline)
     try:
@@ -283,11 +244,10 @@ def _end(job: Job, status: str, *, step: str = "", error: str = "") -> None:
 def job_set_progress(*, job_pk: int, done: int | None = None, total: int | None = None,
                      step: str | None = None) -> None:
     """Progress from a task working for a detached job (see JobDetached); also refreshes the heartbeat."""
-    values = {"heartbeat_at": timezone.now()}
-    values |= {k: v for k, v in (("done", done), ("total", total)) if v is not None}
+    values = {k: v for k, v in (("done", done), ("total", total)) if v is not None}
     if step is not None:
         values["step"] = step[:255]
-    Job.objects.filter(pk=job_pk, status=JobStatus.RUNNING).update(**values)
+    claims.beat(Job, job_pk, running_only=True, **values)
 
 
 def job_finish(*, job_pk: int, status: str, step: str = "", error: str = "") -> None:

@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.db import models
 
+from jobs.models import Claimable, ClaimStates
+
 
 class FoldSplit(models.Model):
     """The cohort's patient-level split (METHOD §4), made once with a recorded seed, reused by every repeat."""
@@ -36,13 +38,18 @@ class TrainingRun(models.Model):
         return self.name
 
 
-class TrainedModel(models.Model):
+class TrainedModel(Claimable):
+    """One (repeat, fold) model, claimed and trained by one gpu worker at a time (jobs.claims)."""
+
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
         TRAINING = "training", "training"
         DONE = "done", "done"
         FAILED = "failed", "failed"
         CANCELLED = "cancelled", "cancelled"
+
+    CLAIM_STATES = ClaimStates(waiting=Status.PENDING, running=Status.TRAINING, succeeded=Status.DONE,
+                               failed=Status.FAILED, cancelled=Status.CANCELLED)
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="models")
     repeat = models.PositiveSmallIntegerField()
@@ -54,11 +61,6 @@ class TrainedModel(models.Model):
     metrics = models.JSONField(default=dict, blank=True, help_text="held-out fold metrics of the final model")
     card = models.JSONField(default=dict, blank=True, help_text="the model card")
     model_path = models.CharField(max_length=255, blank=True, help_text=".keras file, relative to MEDIA_ROOT")
-    error = models.TextField(blank=True)
-    worker = models.CharField(max_length=255, blank=True, help_text="Celery node name training it")
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life while training")
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["run", "repeat", "fold"]
@@ -66,7 +68,3 @@ class TrainedModel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run.name} r{self.repeat} f{self.fold} ({self.status})"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.DONE, self.Status.FAILED, self.Status.CANCELLED)

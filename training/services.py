@@ -9,7 +9,6 @@ any number of machines can share a run, and a resumed job only redoes what is un
 
 import logging
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -18,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from imaging.models import Cohort
+from jobs import claims
 from jobs import services as jobs
 from jobs.models import Job, JobStatus
 from training.models import FoldSplit, TrainedModel, TrainingRun
@@ -125,9 +125,8 @@ def training_dispatch(job: Job, ctx) -> None:
 
 
 def _reset_lost_models(run: TrainingRun) -> None:
-    """Models left 'training' by a worker that stopped answering go back to pending (they resume)."""
-    limit = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_S)
-    run.models.filter(status=Status.TRAINING, heartbeat_at__lt=limit).update(status=Status.PENDING)
+    """Models left 'training' by a worker that stopped answering, failed or cancelled go back to pending."""
+    claims.release_lost(run.models.all())
     run.models.filter(status__in=[Status.FAILED, Status.CANCELLED]).update(status=Status.PENDING)
 
 
@@ -135,34 +134,19 @@ def models_requeue_orphans(*, worker: str) -> list[int]:
     """At worker start: models this node was training when it died go back on the queue."""
     from training.tasks import train_model
 
-    pks = list(TrainedModel.objects.filter(status=Status.TRAINING, worker=worker).values_list("pk", flat=True))
-    TrainedModel.objects.filter(pk__in=pks).update(status=Status.PENDING)
-    for pk in pks:
-        train_model.apply_async(kwargs={"model_pk": pk}, queue="gpu")
-    return pks
+    return claims.requeue_orphans(
+        TrainedModel, worker=worker, enqueue=lambda model: train_model.apply_async(kwargs={"model_pk": model.pk},
+                                                                                  queue="gpu"))
 
 
 # --- one model ------------------------------------------------------------------------------------------
 
-def _claim_model(model_pk: int, worker: str) -> TrainedModel | None:
-    with transaction.atomic():
-        model = TrainedModel.objects.select_for_update(of=("self",)).select_related("run__cohort", "run__job").get(
-            pk=model_pk)
-        if model.status == Status.DONE:
-            return None
-        alive = model.heartbeat_at and timezone.now() - model.heartbeat_at < timedelta(
-            seconds=settings.JOB_HEARTBEAT_TIMEOUT_S)
-        if model.status == Status.TRAINING and alive and model.worker != worker:
-            return None  # a second delivery while another worker trains it
-        if model.run.job_id and jobs.job_is_cancel_requested(model.run.job_id):
-            model.status = Status.CANCELLED
-            model.save(update_fields=["status"])
-            return None
-        model.status, model.worker, model.error = Status.TRAINING, worker, ""
-        model.started_at = model.started_at or timezone.now()
-        model.heartbeat_at = timezone.now()
-        model.save()
-        return model
+def _cancel_before_training(model: TrainedModel) -> bool:
+    if not (model.run.job_id and jobs.job_is_cancel_requested(model.run.job_id)):
+        return False
+    model.status = Status.CANCELLED
+    model.save(update_fields=["status"])
+    return True
 
 
 def checkpoint_dir_for(model: TrainedModel) -> Path:
@@ -171,7 +155,8 @@ def checkpoint_dir_for(model: TrainedModel) -> Path:
 
 def model_train(*, model_pk: int, worker: str = "", ctx=None) -> TrainedModel:
     """Train (or resume) one model; never retrains a finished one. Ends the job when it is the last."""
-    model = _claim_model(model_pk, worker or jobs.worker_name())
+    model = claims.claim(TrainedModel.objects.select_related("run__cohort", "run__job"), model_pk,
+                         worker=worker or jobs.worker_name(), refuse=_cancel_before_training)
     if model is None:
         model = TrainedModel.objects.select_related("run").get(pk=model_pk)
         _sync_job(model.run)
@@ -206,9 +191,8 @@ def _fit(model: TrainedModel, ctx=None) -> None:
     job_pk = run.job_id
 
     def on_epoch(epoch: int, logs: dict) -> None:
-        TrainedModel.objects.filter(pk=model.pk).update(
-            epochs_done=epoch, history=[*TrainedModel.objects.get(pk=model.pk).history[: epoch - 1], logs],
-            heartbeat_at=timezone.now())
+        claims.beat(TrainedModel, model.pk, epochs_done=epoch,
+                    history=[*TrainedModel.objects.get(pk=model.pk).history[: epoch - 1], logs])
         step = f"repeat {model.repeat + 1} fold {model.fold + 1}: epoch {epoch}/{config.epochs}" + "".join(
             f", {label} {logs[key]:.3f}" for key, label in EPOCH_FIGURES if logs.get(key) is not None)
         if ctx is not None:
@@ -217,7 +201,7 @@ def _fit(model: TrainedModel, ctx=None) -> None:
             jobs.job_set_progress(job_pk=job_pk, step=step)
 
     def should_stop() -> bool:
-        TrainedModel.objects.filter(pk=model.pk).update(heartbeat_at=timezone.now())
+        claims.beat(TrainedModel, model.pk)
         return bool(job_pk) and jobs.job_is_cancel_requested(job_pk)
 
     result = train_one_model(store=store, train_case_ids=train_ids, heldout_case_ids=heldout_ids, config=config,

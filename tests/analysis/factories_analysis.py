@@ -63,7 +63,7 @@ EXPECTED_MISSED = {1: {"case 003": "both", "case 004": "readers_only", "case 005
                    2: {"case 003": "dnn_only", "case 004": "readers_only", "case 005": "dnn_only"}}
 
 
-# Evaluation.results as inference.services_evaluation.analyse stores it (the parts analysis reads)
+# Evaluation.results as inference.runners.analyse stores it (the parts analysis reads)
 EVALUATION_RESULTS = {
     "synthetic": True, "n_patients": 263, "n_sarcoma": 63, "n_leiomyoma": 200,
     "ensemble": {"top_mean": {"n_sets": 10, "accuracy_percent": 90.3, "sensitivity_percent": 89.8,

@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 
 from core.constants import SEQUENCE_CODES
 from factories_inference import DWI, T2AXI, fake_trained_run, heldout_probs, make_cohort, make_new_case
-from inference import services, services_evaluation, services_prediction
+from inference import runners, selectors, services
 from inference.figures import roc_points
 from inference.models import CaseAIResult, Evaluation
 from jobs import services as jobs
@@ -36,7 +36,7 @@ def run():
 
 
 def evaluate(run, **kwargs) -> Evaluation:
-    evaluation = services_evaluation.evaluation_start(run=run, enqueue=False, **kwargs)
+    evaluation = services.evaluation_start(run=run, enqueue=False, **kwargs)
     job = jobs.job_run(job_pk=evaluation.job.pk, worker="test")
     assert job.status == JobStatus.SUCCEEDED, job.error
     evaluation.refresh_from_db()
@@ -71,7 +71,7 @@ def test_the_evaluation_reuses_held_out_predictions_and_every_case_gets_its_like
     assert evaluation.status == Evaluation.Status.DONE
     assert evaluation.job.result["predictions"] == {"reused": 6, "predicted": 0}
 
-    data = services.evaluation_probs(evaluation)           # the compact store: (repeats, slices) float32
+    data = selectors.evaluation_probs(evaluation)           # the compact store: (repeats, slices) float32
     store = open_store(run)
     assert data.probs.shape == (3, store.n_slices) and data.probs.dtype == np.float32
     assert evaluation.store_path == f"evaluations/{evaluation.pk}/probs.npz"
@@ -115,7 +115,7 @@ def test_a_failed_evaluation_resumes_without_redoing_finished_models(run, media,
     broken = run.models.get(repeat=2, fold=0)
     saved = checkpoint_dir_for(broken) / "heldout_predictions.npz"
     saved.rename(saved.with_suffix(".bak"))          # no usable predictions and no .keras file
-    evaluation = services_evaluation.evaluation_start(run=run, enqueue=False)
+    evaluation = services.evaluation_start(run=run, enqueue=False)
     job = jobs.job_run(job_pk=evaluation.job.pk, worker="test")
     evaluation.refresh_from_db()
     assert job.status == JobStatus.FAILED and evaluation.status == Evaluation.Status.FAILED
@@ -124,13 +124,13 @@ def test_a_failed_evaluation_resumes_without_redoing_finished_models(run, media,
 
     saved.with_suffix(".bak").rename(saved)
     asked = []
-    original = services_evaluation.stored_heldout_predictions
+    original = runners.stored_heldout_predictions
 
     def looked_up(model, store, rows):
         asked.append((model.repeat, model.fold))
         return original(model, store, rows)
 
-    monkeypatch.setattr(services_evaluation, "stored_heldout_predictions", looked_up)
+    monkeypatch.setattr(runners, "stored_heldout_predictions", looked_up)
     jobs.job_resume(job=job)
     job = jobs.job_run(job_pk=job.pk, worker="test")
     evaluation.refresh_from_db()
@@ -141,15 +141,15 @@ def test_a_failed_evaluation_resumes_without_redoing_finished_models(run, media,
 
 def test_cancel_stops_between_models_and_keeps_finished_ones(run, media, monkeypatch):
     monkeypatch.setattr(jobs, "PROGRESS_WRITE_EVERY_S", 0.0)
-    evaluation = services_evaluation.evaluation_start(run=run, enqueue=False)
-    original = services_evaluation.stored_heldout_predictions
+    evaluation = services.evaluation_start(run=run, enqueue=False)
+    original = runners.stored_heldout_predictions
 
     def cancel_after_first(model, store, rows):
         if (model.repeat, model.fold) == (0, 1):
             jobs.job_cancel(job=evaluation.job)
         return original(model, store, rows)
 
-    monkeypatch.setattr(services_evaluation, "stored_heldout_predictions", cancel_after_first)
+    monkeypatch.setattr(runners, "stored_heldout_predictions", cancel_after_first)
     job = jobs.job_run(job_pk=evaluation.job.pk, worker="test")
     evaluation.refresh_from_db()
     assert job.status == JobStatus.CANCELLED and evaluation.status == Evaluation.Status.CANCELLED
@@ -160,18 +160,18 @@ def test_cancel_stops_between_models_and_keeps_finished_ones(run, media, monkeyp
 def test_starting_needs_a_fully_trained_run_with_two_repeats_and_a_valid_rule(media):
     run = fake_trained_run(make_cohort(), repeats=2)
     with pytest.raises(ValidationError, match="rule"):
-        services_evaluation.evaluation_start(run=run, rule="median", enqueue=False)
+        services.evaluation_start(run=run, rule="median", enqueue=False)
     with pytest.raises(ValidationError, match="cutoff"):
-        services_evaluation.evaluation_start(run=run, cutoff=1.5, enqueue=False)
+        services.evaluation_start(run=run, cutoff=1.5, enqueue=False)
     run.models.filter(repeat=1, fold=1).update(status="training")
     with pytest.raises(ValidationError, match="1 of 4 models are not trained"):
-        services_evaluation.evaluation_start(run=run, enqueue=False)
+        services.evaluation_start(run=run, enqueue=False)
     from training import services as training
 
     single = training.training_run_start(cohort=run.cohort, repeats=1, enqueue=False)
     single.models.update(status="done")
     with pytest.raises(ValidationError, match="at least 2"):
-        services_evaluation.evaluation_start(run=single, enqueue=False)
+        services.evaluation_start(run=single, enqueue=False)
 
 
 def test_majority_rule_is_recorded_and_used(run):
@@ -182,28 +182,53 @@ def test_majority_rule_is_recorded_and_used(run):
 
 def test_a_coordinator_chooses_another_set_and_every_likelihood_is_recomputed(run, coordinator):
     evaluation = evaluate(run)
-    services_evaluation.evaluation_choose_subset(evaluation=evaluation, subset=["DWI"], user=coordinator)
+    services.evaluation_choose_subset(evaluation=evaluation, subset=["DWI"], user=coordinator)
     evaluation.refresh_from_db()
     chosen = evaluation.results["chosen"]
     assert evaluation.chosen_subset == ["DWI"] and chosen["mask"] == 1 << DWI
     assert chosen["chosen_by"] == coordinator.username and chosen["coverage"] == 10
     assert 1 <= chosen["rank"] <= 32767
-    data = services.evaluation_probs(evaluation)
+    data = selectors.evaluation_probs(evaluation)
     expected = likelihoods_by_loop(data.probs, data.case_id, data.sequence_idx, 1 << DWI, chosen["thresholds"])
     for result in evaluation.case_results.all():
         assert result.subset == ["DWI"]
         assert result.likelihood == pytest.approx(expected[result.case_id][0], abs=1e-3)
 
     with pytest.raises(ValidationError, match="no patient of the cohort has any of these sequences"):
-        services_evaluation.evaluation_choose_subset(evaluation=evaluation, subset=["ADC", "T2sag"])
+        services.evaluation_choose_subset(evaluation=evaluation, subset=["ADC", "T2sag"])
     with pytest.raises(ValidationError, match="unknown sequence code 'T3axi'"):
-        services_evaluation.evaluation_choose_subset(evaluation=evaluation, subset=["T3axi"])
+        services.evaluation_choose_subset(evaluation=evaluation, subset=["T3axi"])
     from reader_study.models import Study
 
     Study.objects.create(name="Pilot (synthetic)", evaluation=evaluation, status="open")
     with pytest.raises(ValidationError, match="Pilot"):
-        services_evaluation.evaluation_choose_subset(evaluation=evaluation, subset=["T2axi"])
+        services.evaluation_choose_subset(evaluation=evaluation, subset=["T2axi"])
 
+
+
+def test_choosing_a_set_keeps_what_changed_in_the_row_after_the_caller_read_it(run):
+    evaluation = evaluate(run)
+    read_earlier = Evaluation.objects.get(pk=evaluation.pk)
+    Evaluation.objects.filter(pk=evaluation.pk).update(results={**evaluation.results, "search_seconds": 99.0})
+    services.evaluation_choose_subset(evaluation=read_earlier, subset=["DWI"])
+    saved = Evaluation.objects.get(pk=evaluation.pk)
+    assert saved.results["search_seconds"] == 99.0 and saved.results["chosen"]["codes"] == ["DWI"]
+    assert saved.chosen_subset == read_earlier.chosen_subset == ["DWI"]
+
+
+def test_choosing_a_set_is_refused_once_the_evaluation_is_no_longer_done_though_the_caller_read_it_done(run):
+    evaluation = evaluate(run)
+    read_earlier = Evaluation.objects.get(pk=evaluation.pk)
+    Evaluation.objects.filter(pk=evaluation.pk).update(status=Evaluation.Status.RUNNING)
+    with pytest.raises(ValidationError, match="is running; choose a set once it is done"):
+        services.evaluation_choose_subset(evaluation=read_earlier, subset=["DWI"])
+    saved = Evaluation.objects.get(pk=evaluation.pk)
+    assert saved.status == Evaluation.Status.RUNNING and saved.chosen_subset == evaluation.chosen_subset
+
+
+def test_every_job_status_names_one_evaluation_status():
+    assert set(services.STATUS_OF_JOB) == set(JobStatus)
+    assert set(services.STATUS_OF_JOB.values()) == set(Evaluation.Status)
 
 def fake_model_predictions(monkeypatch, value: float = 0.9):
     seen = []
@@ -212,7 +237,7 @@ def fake_model_predictions(monkeypatch, value: float = 0.9):
         seen.append((model.repeat, model.fold, crops.shape, str(crops.dtype)))
         return np.full(crops.shape[0], value, dtype=np.float32)
 
-    monkeypatch.setattr(services_prediction, "predict_crops", predict)
+    monkeypatch.setattr(runners, "predict_crops", predict)
     return seen
 
 
@@ -220,7 +245,7 @@ def test_a_new_case_gets_a_prediction_from_every_model(run, monkeypatch, media):
     evaluation = evaluate(run)
     case = make_new_case()
     seen = fake_model_predictions(monkeypatch)
-    job = services_prediction.case_prediction_start(case=case, evaluation=evaluation)
+    job = services.case_prediction_start(case=case, evaluation=evaluation)
     job = jobs.job_run(job_pk=job.pk, worker="test")
     assert job.status == JobStatus.SUCCEEDED, job.error
     # every model saw the 6 boxed slices (3 T2axi + 3 DWI) as crops of the run's input size
@@ -234,21 +259,21 @@ def test_a_new_case_gets_a_prediction_from_every_model(run, monkeypatch, media):
     assert result.likelihood == pytest.approx(100.0 * np.mean([score >= t for t in chosen["thresholds"]]))
     assert job.result["slices"] == 6
 
-    stored = np.load(services_prediction.case_prediction_path(evaluation, case.pk))
+    stored = np.load(selectors.case_prediction_path(evaluation, case.pk))
     assert stored["fold_probs"].shape == (3, 2, 6)
     seen.clear()                                                      # same crops again: nothing re-predicted
-    jobs.job_run(job_pk=services_prediction.case_prediction_start(case=case, evaluation=evaluation).pk, worker="t")
+    jobs.job_run(job_pk=services.case_prediction_start(case=case, evaluation=evaluation).pk, worker="t")
     assert seen == []
-    services_evaluation.evaluation_choose_subset(evaluation=evaluation, subset=["DWI", "T2axi"])
+    services.evaluation_choose_subset(evaluation=evaluation, subset=["DWI", "T2axi"])
     assert CaseAIResult.objects.get(evaluation=evaluation, case=case).subset == ["DWI", "T2axi"]
 
 
 def test_new_case_predictions_are_refused_for_cohort_cases_and_cases_without_boxes(run):
     evaluation = evaluate(run)
     with pytest.raises(ValidationError, match="which trained these models"):
-        services_prediction.case_prediction_start(case=run.cohort.cases.first(), evaluation=evaluation)
+        services.case_prediction_start(case=run.cohort.cases.first(), evaluation=evaluation)
     with pytest.raises(ValidationError, match="no tumour boxes"):
-        services_prediction.case_prediction_start(case=make_new_case(boxed=0), evaluation=evaluation)
+        services.case_prediction_start(case=make_new_case(boxed=0), evaluation=evaluation)
 
 
 def test_crops_follow_the_cohort_build(media):
@@ -256,7 +281,7 @@ def test_crops_follow_the_cohort_build(media):
     from imaging.cohorts import series_uint8_slices
 
     case = make_new_case(codes=("T2axi", "unused", "DWI"))
-    slices = services_prediction.case_tumour_slices(case, size=32, margin=0.15)
+    slices = runners.case_tumour_slices(case, size=32, margin=0.15)
     assert slices.crops.shape == (6, 32, 32) and slices.sequence_idx.tolist() == [T2AXI] * 3 + [DWI] * 3
     series = case.series.get(mapped_code="DWI")
     box = series.boxes.get(slice_index=1)
@@ -355,12 +380,12 @@ def test_commands_evaluate_and_predict(run, monkeypatch):
 
 
 def test_training_run_for_takes_a_job_id_or_a_run_id(run):
-    assert services.training_run_for(training_job=run.job_id) == run
-    assert services.training_run_for(run=run.pk) == run
+    assert selectors.training_run_for(training_job=run.job_id) == run
+    assert selectors.training_run_for(run=run.pk) == run
     with pytest.raises(ValidationError, match="--training-job ID or --run ID"):
-        services.training_run_for()
+        selectors.training_run_for()
     with pytest.raises(ValidationError, match="has no finished evaluation"):
-        services.latest_evaluation_of(run)
+        selectors.latest_evaluation_of(run)
 
 
 def test_roc_points_by_hand():

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from factories_inference import TINY_CONFIG, make_cohort, make_new_case
-from inference import services, services_prediction
+from inference import selectors
 from inference.models import CaseAIResult, Evaluation
 from jobs.models import JobStatus
 
@@ -66,7 +66,7 @@ def test_a_trained_run_is_evaluated_end_to_end_and_every_case_gets_its_likelihoo
     assert "top-10 sets, ensembles" in trained.outputs["evaluate"]
     results = evaluation.results
     assert results["n_patients"] == 12 and results["n_subsets"] == 32767 and results["synthetic"]
-    data = services.evaluation_probs(evaluation)
+    data = selectors.evaluation_probs(evaluation)
     assert data.probs.shape == (2, 36) and np.all((data.probs >= 0) & (data.probs <= 1))
     sequences_of = {int(c): {("T2axi", "DWI")[int(s == 1)] for s in data.sequence_idx[data.case_id == c]}
                     for c in np.unique(data.case_id)}
@@ -82,7 +82,7 @@ def test_repredicting_with_the_model_files_gives_the_saved_held_out_predictions(
     again = Evaluation.objects.get(pk=trained.repredicted.pk)
     assert again.status == Evaluation.Status.DONE, again.job.error
     assert again.job.result["predictions"] == {"reused": 0, "predicted": 4}
-    first, second = services.evaluation_probs(trained.reused), services.evaluation_probs(again)
+    first, second = selectors.evaluation_probs(trained.reused), selectors.evaluation_probs(again)
     # the saved ones came from the in-memory model (eager), these from the .keras file (traced graph): float32
     # round-off differs (measured up to 2.4e-5 with oneDNN on), nothing more
     np.testing.assert_allclose(second.probs, first.probs, atol=1e-4)
@@ -93,7 +93,7 @@ def test_a_case_imported_after_training_gets_a_prediction(trained):
     result = CaseAIResult.objects.get(evaluation=evaluation, case=trained.case)
     assert result.is_deployment and result.n_ensembles == 2 and result.likelihood in (0.0, 50.0, 100.0)
     assert set(result.per_sequence) == {"T2axi", "DWI"} and result.subset == evaluation.chosen_subset
-    stored = np.load(services_prediction.case_prediction_path(evaluation, trained.case.pk))
+    stored = np.load(selectors.case_prediction_path(evaluation, trained.case.pk))
     assert stored["fold_probs"].shape == (2, 2, 6) and np.all((stored["fold_probs"] >= 0) & (stored["fold_probs"] <= 1))
     assert f"{trained.case.pseudonym}: sarcoma likelihood" in trained.outputs["predict"]
 

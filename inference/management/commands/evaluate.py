@@ -7,7 +7,7 @@ run has that job, the number is taken as a run id. --run takes the run id only.
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from inference import services, services_evaluation
+from inference import selectors, services
 from jobs import cli
 from jobs.models import JobStatus
 
@@ -35,8 +35,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, **o):
         try:
-            run = services.training_run_for(training_job=o["training_job"], run=o["run"])
-            evaluation = services_evaluation.evaluation_start(
+            run = selectors.training_run_for(training_job=o["training_job"], run=o["run"])
+            evaluation = services.evaluation_start(
                 run=run, rule=o["rule"], cutoff=o["cutoff"], repredict=o["repredict"], name=o["name"],
                 enqueue=not o["inline"])
         except ValidationError as exc:

@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from imaging.models import Case
-from inference import services, services_prediction
+from inference import selectors, services
 from inference.management.commands.evaluate import validation_message
 from inference.models import CaseAIResult, Evaluation
 from jobs import cli
@@ -38,10 +38,9 @@ class Command(BaseCommand):
                 if evaluation is None:
                     raise CommandError(f"no evaluation {o['evaluation']}")
             else:
-                run = services.training_run_for(training_job=o["training_job"], run=o["run"])
-                evaluation = services.latest_evaluation_of(run)
-            job = services_prediction.case_prediction_start(case=case, evaluation=evaluation,
-                                                                 enqueue=not o["inline"])
+                run = selectors.training_run_for(training_job=o["training_job"], run=o["run"])
+                evaluation = selectors.latest_evaluation_of(run)
+            job = services.case_prediction_start(case=case, evaluation=evaluation, enqueue=not o["inline"])
         except ValidationError as exc:
             raise CommandError(validation_message(exc)) from None
         self.stdout.write(f"case {case.pseudonym} with the models of evaluation {evaluation.pk} ({evaluation.name})")

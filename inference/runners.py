@@ -1,0 +1,362 @@
+"""The runners of the inference job kinds (``inference.kinds``), both on the gpu queue: the work that happens
+inside a Job, outside any transaction, resumable, reporting progress through the job's context.
+
+Why apart from ``inference.services``: a runner is long, loads models and reports progress; a use case is
+short and holds a row lock. A runner reads through ``selectors``, keeps its files through ``store`` and saves
+through ``services``, and only ``runners`` import the model code (inside functions: the web stays light).
+
+**evaluation** (``evaluation_run``, METHOD §6–§9), in two phases:
+
+1. **Predictions.** Every model predicts every slice of its held-out fold. A finished model already left
+   those predictions in its checkpoint folder (``heldout_predictions.npz``, written by
+   ``training.fit.train_one_model`` with the final weights); they are *reused* when the folder's
+   ``state.json`` says finished and names the cohort store's content hash, and the file's rows, case ids and
+   sequence indexes are exactly the model's held-out slices in the current store. Otherwise, or with
+   ``repredict=True`` (``manage.py evaluate --repredict``), the model's ``.keras`` file predicts them. Each
+   finished model is kept as a part file, so a resumed job skips it; at the end the parts become the
+   evaluation's slice-probability store (``inference.store``; ``probs.npz``).
+2. **Analysis** (NumPy, seconds): the leave-one-repeat-out ensembles and the sequence calls
+   (``evaluation.config["rule"]``: ``mean`` or ``majority``), the full search over the 32,767 sequence sets
+   for the ensembles and for the single models, the top-10 tables and means (optimistic and honest
+   thresholds), the per-sequence Fig. 1 data, and the ROC curves and coverage of the chosen set. Stored in
+   ``Evaluation.results`` (``services.evaluation_finish``); the full per-set table goes to ``subsets.npz`` for
+   the CSV download. ``Evaluation.chosen_subset`` is the top-ranked set, and every case of the cohort gets a
+   ``CaseAIResult`` (sarcoma likelihood and per-sequence %, METHOD §9).
+
+**case_prediction** (``case_prediction_run``, METHOD §9, deployment): a case imported after training. Its
+tumour slices are cropped exactly as the cohort build does (``imaging.cohorts.series_uint8_slices`` windows a
+series to 8 bits, ``imaging.crops.tumour_crop`` crops a square around each tumour box with the run cohort's
+margin and resizes it to the run's input size), all R × F models predict every crop, and the evaluation gets
+a ``CaseAIResult`` (``is_deployment=True``): each repeat's slice probability is the mean of its F fold
+models, then the same leave-one-repeat-out ensembles, sequence calls and scores as the cross-validation, with
+the evaluation's chosen set and its per-ensemble thresholds (``inference.predictions.deployment_figures``).
+The predictions are kept (``store.write_case_predictions``), so a later change of the evaluation's set
+recomputes the case's result without any model, and predicting the same crops again reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from core.constants import SEQUENCE_CODES
+from inference import selectors, services, store
+from inference.models import Evaluation
+from jobs import services as jobs
+from jobs.models import Job, JobStatus
+
+TOP_N = 10
+PREDICT_BATCH = 128
+
+
+# --- the evaluation job -------------------------------------------------------------------------------------
+
+def evaluation_run(job: Job, ctx) -> None:
+    """Runner of the "evaluation" job: collect the out-of-fold predictions, then analyse them."""
+    evaluation = (Evaluation.objects.select_related("training_run__cohort")
+                  .filter(pk=job.params.get("evaluation_pk")).first())
+    if evaluation is None or evaluation.training_run is None:
+        raise jobs.JobError("the evaluation, or its training run, no longer exists")
+    with _status_follows_job(evaluation):
+        if not _probs_ready(evaluation):
+            collect_predictions(evaluation, ctx)
+        ctx.check_cancel()
+        analyse(evaluation, ctx)
+
+
+@contextmanager
+def _status_follows_job(evaluation: Evaluation) -> Iterator[None]:
+    """The evaluation is running while its runner is, and ends as ``jobs.services.job_run`` ends the job for
+    what the runner raised: cancelled (a cancel, or Ctrl-C under ``--inline``) or failed (anything else)."""
+    services.evaluation_status_follow(evaluation=evaluation, job_status=JobStatus.RUNNING)
+    try:
+        yield
+    except (jobs.JobCancelled, KeyboardInterrupt):
+        services.evaluation_status_follow(evaluation=evaluation, job_status=JobStatus.CANCELLED)
+        raise
+    except BaseException:
+        services.evaluation_status_follow(evaluation=evaluation, job_status=JobStatus.FAILED)
+        raise
+
+
+def _probs_ready(evaluation: Evaluation) -> bool:
+    if not evaluation.store_path:
+        return False
+    try:
+        selectors.evaluation_probs(evaluation)
+    except ValueError:
+        return False
+    return True
+
+
+def collect_predictions(evaluation: Evaluation, ctx) -> store.SliceProbabilities:
+    """Phase 1: every model's P(sarcoma) for its held-out slices → the evaluation's probs.npz."""
+    from training.models import TrainedModel
+
+    run = evaluation.training_run
+    cohort_store, split = _cohort_store_and_split(run)
+    fold_of = {int(k): int(v) for k, v in split.assignment.items()}
+    cases = cohort_store.case_list()
+    lacking = [int(c) for c in cases if int(c) not in fold_of]
+    if lacking:
+        raise jobs.JobError(f"cohort {run.cohort.name}: cases {lacking[:5]} of the array store have no fold")
+    slice_fold = np.array([fold_of[int(c)] for c in cases], dtype=np.int64)[np.searchsorted(cases,
+                                                                                           cohort_store.case_ids)]
+
+    models = list(run.models.order_by("repeat", "fold"))
+    unfinished = [m for m in models if m.status != TrainedModel.Status.DONE]
+    if unfinished:
+        raise jobs.JobError(f"training run {run.name!r}: {len(unfinished)} of {len(models)} models are not trained")
+    grid = {(m.repeat, m.fold) for m in models}
+    expected = {(r, f) for r in range(run.repeats) for f in range(split.n_folds)}
+    if grid != expected:
+        raise jobs.JobError(f"training run {run.name!r}: its models do not form {run.repeats} repeats × "
+                            f"{split.n_folds} folds")
+    changed = [m for m in models if m.card.get("data_hash") not in (None, cohort_store.content_hash)]
+    if changed:
+        raise jobs.JobError(f"cohort {run.cohort.name}: its array store changed since {len(changed)} model(s) were "
+                            "trained (content hash differs from their model cards)")
+
+    folder = selectors.evaluation_dir(evaluation)
+    parts = folder / store.PARTS_DIR
+    probs = np.full((run.repeats, cohort_store.n_slices), np.nan, dtype=np.float32)
+    sources: Counter = Counter()
+    repredict = bool(evaluation.config.get("repredict"))
+    ctx.progress(done=0, total=len(models) + 2, step=f"predictions of {len(models)} models", force=True)
+    for i, model in enumerate(models):
+        ctx.check_cancel()
+        rows = np.flatnonzero(slice_fold == model.fold)
+        part = store.model_part_path(parts, model.repeat, model.fold)
+        p, source = store.read_model_part(part, rows.size)
+        if p is None:
+            p = None if repredict else stored_heldout_predictions(model, cohort_store, rows)
+            source = "reused"
+            if p is None:
+                p, source = _predict_rows(model, cohort_store, rows), "predicted"
+            store.write_model_part(part, p, source)
+        probs[model.repeat, rows] = p
+        sources[source] += 1
+        ctx.progress(done=i + 1, step=f"repeat {model.repeat + 1} fold {model.fold + 1}: {source} "
+                                      f"{rows.size} held-out slice predictions")
+    data = store.SliceProbabilities(
+        probs=probs, rows=np.arange(cohort_store.n_slices, dtype=np.int64), case_id=cohort_store.case_ids,
+        sequence_idx=cohort_store.sequence_idx, fold=slice_fold, label=cohort_store.labels,
+        store_hash=cohort_store.content_hash, n_folds=split.n_folds)
+    store.write_probs(folder / store.PROBS_FILE, data)
+    evaluation.store_path = store.probs_relative_path(evaluation.pk)
+    Evaluation.objects.filter(pk=evaluation.pk).update(store_path=evaluation.store_path)
+    ctx.set_result(predictions={"reused": sources["reused"], "predicted": sources["predicted"]},
+                   slices=cohort_store.n_slices)
+    shutil.rmtree(parts, ignore_errors=True)
+    return data
+
+
+def _cohort_store_and_split(run):
+    from training.models import FoldSplit
+    from training.services import open_cohort_store
+
+    try:
+        cohort_store = open_cohort_store(run.cohort)
+    except (ValidationError, ValueError) as exc:
+        raise jobs.JobError(f"cohort {run.cohort.name}: its array store cannot be opened ({_message(exc)})") from None
+    split = FoldSplit.objects.filter(cohort_id=run.cohort_id).first()
+    if split is None:
+        raise jobs.JobError(f"cohort {run.cohort.name} has no fold split")
+    return cohort_store, split
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(exc.messages)
+    return str(exc)
+
+
+def stored_heldout_predictions(model, cohort_store, rows: np.ndarray) -> np.ndarray | None:
+    """The model's own held-out predictions from its checkpoint folder, if they match ``rows`` of the store
+    exactly (``store.read_heldout_predictions``); None otherwise."""
+    from training.services import checkpoint_dir_for
+
+    return store.read_heldout_predictions(
+        checkpoint_dir_for(model), store_hash=cohort_store.content_hash, rows=rows,
+        case_ids=cohort_store.case_ids[rows], sequence_idx=cohort_store.sequence_idx[rows])
+
+
+def model_file(model) -> Path:
+    path = Path(settings.MEDIA_ROOT) / model.model_path if model.model_path else None
+    if path is None or not path.is_file():
+        raise jobs.JobError(f"model repeat {model.repeat + 1} fold {model.fold + 1} of run {model.run_id}: its file "
+                            f"{model.model_path or '(none)'} is missing; resume the training run to retrain it")
+    return path
+
+
+def _predict_rows(model, cohort_store, rows: np.ndarray) -> np.ndarray:
+    from training.fit import predict_store_rows
+
+    return predict_store_rows(model_file(model), cohort_store, rows, batch_size=PREDICT_BATCH)
+
+
+# --- phase 2: the analysis ---------------------------------------------------------------------------------
+
+def _progress(ctx, **kwargs) -> None:
+    if ctx is not None:
+        ctx.progress(force=True, **kwargs)
+
+
+def _search(calls, patients: store.Patients, note: dict, kind: str):
+    """The full 32,767-set search; honest thresholds for the top sets where every fold allows them."""
+    from inference.combinations import search_combinations
+
+    try:
+        return search_combinations(calls, patients.truth, folds=patients.fold, honest_top=TOP_N)
+    except ValueError as exc:   # a fold's complement lacks a class: no honest figure, the rest stands
+        note[f"{kind}_honest_unavailable"] = str(exc)
+        return search_combinations(calls, patients.truth)
+
+
+def _percent(values: dict) -> dict:
+    return {(f"{k}_percent" if k != "n_sets" else k): (100.0 * v if k != "n_sets" else v) for k, v in values.items()}
+
+
+def analyse(evaluation: Evaluation, ctx=None) -> Evaluation:
+    """Phase 2: ensembles, sequence calls, the two searches, tables, the chosen set, every case's result."""
+    from inference.combinations import per_sequence_table
+
+    data = selectors.evaluation_probs(evaluation)
+    patients = data.patients()
+    n_models = data.n_repeats * data.n_folds
+    _progress(ctx, done=n_models, total=n_models + 2, step="ensembles, sequence calls and the search over all "
+                                                             "32,767 sequence sets")
+    ens_calls, single_calls = selectors.member_calls(evaluation, data, patients)
+    note: dict = {}
+    began = time.monotonic()
+    ens = _search(ens_calls, patients, note, "ensemble")
+    single = _search(single_calls, patients, note, "single")
+    seconds = time.monotonic() - began
+    store.write_subset_table(selectors.evaluation_dir(evaluation) / store.SUBSETS_FILE, ens, single)
+    run = evaluation.training_run
+    synthetic = run is not None and not run.cohort.cases.filter(is_synthetic=False).exists()
+    cfg = evaluation.config or {}
+    results = {
+        "synthetic": synthetic,
+        "n_patients": int(patients.case_ids.size), "n_sarcoma": int(patients.truth.sum()),
+        "n_leiomyoma": int((~patients.truth).sum()), "n_slices": data.n_slices, "n_repeats": data.n_repeats,
+        "n_folds": data.n_folds, "n_subsets": int(ens.masks.size), "store_hash": data.store_hash,
+        "rule": cfg.get("rule", "mean"), "cutoff": cfg.get("cutoff", 0.5),
+        "search_seconds": round(seconds, 3),
+        "ensemble": {"top_mean": _percent(ens.top_mean(TOP_N)), "top": ens.rows(limit=TOP_N)},
+        "single": {"top_mean": _percent(single.top_mean(TOP_N)), "top": single.rows(limit=TOP_N)},
+        "per_sequence": per_sequence_table(ens, single),
+        "top_mask": int(ens.top(1)[0]),
+        **note,
+    }
+    if ctx is not None and ctx.job.result.get("predictions"):
+        results["predictions"] = ctx.job.result["predictions"]
+    _progress(ctx, done=n_models + 1, step="sarcoma likelihood of every case")
+    evaluation = services.evaluation_finish(evaluation=evaluation, results=results, patients=patients,
+                                            calls=(ens_calls, single_calls))
+    _progress(ctx, done=n_models + 2, step="finished")
+    return evaluation
+
+
+# --- the new-patient job ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CaseSlices:
+    """A case's tumour crops: crops (N, S, S) uint8; sequence_idx, slice_no (N,) int64."""
+
+    crops: np.ndarray
+    sequence_idx: np.ndarray
+    slice_no: np.ndarray
+
+    @property
+    def sha256(self) -> str:
+        digest = hashlib.sha256(np.ascontiguousarray(self.crops).tobytes())
+        digest.update(self.sequence_idx.astype("<i8").tobytes())
+        return digest.hexdigest()
+
+
+def case_tumour_slices(case, *, size: int, margin: float) -> CaseSlices:
+    """Every tumour slice of a case as a ``size`` × ``size`` crop, as the cohort build makes them (METHOD §3)."""
+    from imaging import crops
+    from imaging.cohorts import series_uint8_slices
+
+    images, sequence_idx, slice_no = [], [], []
+    for series, boxes in selectors.mapped_series_with_boxes(case):
+        slices = series_uint8_slices(series, [b.slice_index for b in boxes])
+        for image, box in zip(slices, boxes, strict=True):
+            images.append(crops.tumour_crop(image, (box.x0, box.y0, box.x1, box.y1), margin=margin, size=size))
+            sequence_idx.append(SEQUENCE_CODES.index(series.sequence_code))
+            slice_no.append(box.slice_index)
+    if not images:
+        return CaseSlices(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return CaseSlices(np.stack(images).astype(np.uint8), np.array(sequence_idx, np.int64), np.array(slice_no, np.int64))
+
+
+def case_prediction_run(job: Job, ctx) -> None:
+    """Runner of "case_prediction": crop, let every model predict (skipping finished ones), store the result."""
+    from imaging.models import Case
+
+    evaluation = (Evaluation.objects.select_related("training_run__cohort")
+                  .filter(pk=job.params.get("evaluation_pk")).first())
+    case = Case.objects.filter(pk=job.params.get("case_pk")).first()
+    if evaluation is None or case is None:
+        raise jobs.JobError("the evaluation or the case no longer exists")
+    try:
+        services.case_prediction_check(case=case, evaluation=evaluation)
+    except ValidationError as exc:
+        raise jobs.JobError("; ".join(exc.messages)) from None
+    run = evaluation.training_run
+    ctx.progress(step=f"cropping the tumour slices of {case.pseudonym}", force=True)
+    slices = case_tumour_slices(case, size=run.cohort.input_size, margin=run.cohort.crop_margin)
+    digest = slices.sha256
+    path = selectors.case_prediction_path(evaluation, case.pk)
+    fold_probs = store.case_predictions_for_crops(path, digest)
+    models = list(run.models.order_by("repeat", "fold"))
+    if fold_probs is None:
+        parts = store.case_parts_dir(path, digest)
+        fold_probs = _predict_all(models, slices, parts, ctx)
+        store.write_case_predictions(path, fold_probs=fold_probs, sequence_idx=slices.sequence_idx,
+                                     slice_no=slices.slice_no, crops_sha256=digest)
+        shutil.rmtree(parts, ignore_errors=True)
+    result = services.write_deployment_result(evaluation, case.pk, fold_probs, slices.sequence_idx)
+    ctx.progress(done=len(models) + 1, total=len(models) + 1, step="finished", force=True)
+    ctx.set_result(case=case.pseudonym, evaluation=evaluation.pk, slices=int(slices.crops.shape[0]),
+                   likelihood=result.likelihood, per_sequence=result.per_sequence, subset=result.subset)
+
+
+def _predict_all(models, slices: CaseSlices, parts: Path, ctx) -> np.ndarray:
+    """(R, F, N) float32: every model's P(sarcoma) of each crop, one part file per finished model."""
+    n_repeats = max(m.repeat for m in models) + 1
+    n_folds = max(m.fold for m in models) + 1
+    n = slices.crops.shape[0]
+    fold_probs = np.full((n_repeats, n_folds, n), np.nan, dtype=np.float32)
+    ctx.progress(done=0, total=len(models) + 1, step=f"{len(models)} models predict {n} tumour slices", force=True)
+    for i, model in enumerate(models):
+        ctx.check_cancel()
+        part = store.case_part_path(parts, model.repeat, model.fold)
+        p = store.read_case_part(part, n)
+        if p is None:
+            p = predict_crops(model, slices.crops)
+            store.write_case_part(part, p)
+        fold_probs[model.repeat, model.fold] = p
+        ctx.progress(done=i + 1, step=f"repeat {model.repeat + 1} fold {model.fold + 1} predicted")
+    if not np.all(np.isfinite(fold_probs)):
+        raise jobs.JobError("some models of the run are missing (the repeats × folds grid is incomplete)")
+    return fold_probs
+
+
+def predict_crops(model, crops: np.ndarray) -> np.ndarray:
+    """One model's P(sarcoma) for each crop, (N,) float32."""
+    from training.fit import predict_slices
+
+    return predict_slices(model_file(model), crops, batch_size=PREDICT_BATCH)
