@@ -8,7 +8,6 @@ from accounts.roles import is_coordinator
 from reader_study import services
 from reader_study.models import (
     Assignment,
-    DescriptorItem,
     DescriptorScore,
     Enrollment,
     ExamProgress,
@@ -187,13 +186,7 @@ class StudyEventAdmin(ReadOnlyAdmin):
     list_filter = ("study", "action")
 
 
-@admin.register(DescriptorItem)
-class DescriptorItemAdmin(ReadOnlyAdmin):
-    list_display = ("study", "reader", "position", "display_code", "case")
-    list_filter = ("study",)
-
-
 @admin.register(DescriptorScore)
 class DescriptorScoreAdmin(ReadOnlyAdmin):
-    list_display = ("study", "reader", "case", "degeneration", "irregular_margin", "updated_at")
-    list_filter = ("study",)
+    list_display = ("assignment", "degeneration", "irregular_margin", "updated_at")
+    list_filter = ("assignment__study",)

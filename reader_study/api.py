@@ -1,7 +1,8 @@
 """Reader-study API (DRF, session auth + CSRF). Thin: selectors decide what a user may see, services write.
 
 Reader endpoints live under /api/reading/, coordinator endpoints under /api/studies/. Anything a user may
-not see answers 404 (not 403), so that ids of other readers' cases are not even confirmed to exist.
+not see answers 404 (not 403), so that ids of other readers' cases are not even confirmed to exist. The
+reading endpoints serve every task; the descriptor task's URLs pass ``tasks`` (see ``urls.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, renderer_classes
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -20,7 +21,7 @@ from rest_framework.response import Response
 from accounts.roles import is_coordinator, is_reader
 from imaging.api import OctetStreamRenderer, volume_response
 from reader_study import payloads, selectors, services
-from reader_study.models import Study
+from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, Study
 
 
 class AnswerSerializer(serializers.Serializer):
@@ -34,6 +35,13 @@ class DescriptorAnswerSerializer(serializers.Serializer):
     degeneration = serializers.BooleanField()
     irregular_margin = serializers.BooleanField()
     active_seconds = serializers.FloatField(required=False, default=0.0)
+
+
+# Each task's own answer: the fields its submit carries and the service that stores them.
+ANSWERS = {**dict.fromkeys(EXAMS, (AnswerSerializer, services.read_submit)),
+           DESCRIPTORS: (DescriptorAnswerSerializer, services.descriptor_score_submit)}
+ANY_ANSWER = PolymorphicProxySerializer(component_name="ReaderAnswer", resource_type_field_name=None,
+                                        serializers=[AnswerSerializer, DescriptorAnswerSerializer])
 
 
 class SecondsSerializer(serializers.Serializer):
@@ -73,10 +81,10 @@ def _exam_json(s: selectors.ExamStatus) -> dict:
 
 
 def _reader_study_json(study: Study, user) -> dict:
-    d = selectors.descriptor_status(study, user)
+    d = selectors.exam_status(study, user, DESCRIPTORS)
     return {"id": study.pk, "name": study.name, "status": study.status, "instructions": study.instructions,
             "washout_days": study.washout_days,
-            "exams": [_exam_json(selectors.exam_status(study, user, x)) for x in selectors.EXAMS],
+            "exams": [_exam_json(selectors.exam_status(study, user, x)) for x in EXAMS],
             "descriptors": {"state": d.state, "reason": d.reason, "total": d.total, "done": d.done}}
 
 
@@ -109,16 +117,16 @@ def reader_study_api(request, pk: int):
 
 @extend_schema(responses=None)
 @api_view(["GET"])
-def worklist_api(request, pk: int, exam: int):
-    """The reader's stored order for an exam: display codes and whether each is answered, nothing else."""
-    if exam not in selectors.EXAMS:
+def worklist_api(request, pk: int, exam: int, tasks=EXAMS):
+    """The reader's stored order for a task: display codes and whether each is answered, nothing else."""
+    if exam not in tasks:
         raise NotFound(f"no exam {exam}")
     study = _my_study(request.user, pk)
     state = selectors.exam_status(study, request.user, exam)
     if not state.is_open and state.state != "finished":
-        raise PermissionDenied(f"exam {exam}: {state.reason}")
+        raise PermissionDenied(f"{TASK_NAMES[exam]}: {state.reason}")
     items = [{"assignment": a.pk, "position": a.position + 1, "display_code": a.display_code,
-              "answered": hasattr(a, "read")} for a in selectors.worklist(study, request.user, exam)]
+              "answered": a.answer is not None} for a in selectors.worklist(study, request.user, exam)]
     return Response({"exam": _exam_json(state), "items": items})
 
 
@@ -130,9 +138,9 @@ def exam_finish_api(request, pk: int, exam: int):
         study, request.user, services.exam_finish(reader=request.user, study=study, exam=exam).exam))))
 
 
-def _my_assignment(request, pk: int):
+def _my_assignment(request, pk: int, tasks):
     try:   # the Reader role is checked in the same query (one query fewer on every reading request)
-        return selectors.assignment_for_reader(request.user, pk, in_reader_role=True)
+        return selectors.assignment_for_reader(request.user, pk, exams=tasks, in_reader_role=True)
     except ObjectDoesNotExist:
         _reader_only(request.user)           # not a reader: 403, as for every reading endpoint
         raise NotFound(f"no case {pk} in your worklists") from None
@@ -140,9 +148,9 @@ def _my_assignment(request, pk: int):
 
 @extend_schema(responses=None)
 @api_view(["GET"])
-def reading_case_api(request, pk: int):
+def reading_case_api(request, pk: int, tasks=EXAMS):
     """One case as the reader sees it: display code, series, their answer, and in exam 2 only the AI."""
-    assignment = _my_assignment(request, pk)
+    assignment = _my_assignment(request, pk, tasks)
     state = selectors.reading_state(assignment)      # the exam's status once, for the check and the payload
 
     def open_case():
@@ -165,83 +173,30 @@ def series_volume_api(request, pk: int):
     return volume_response(request, selectors.series_readable_by(request.user).filter(pk=pk))
 
 
-@extend_schema(request=AnswerSerializer, responses=None)
+@extend_schema(request=ANY_ANSWER, responses=None)
 @api_view(["POST"])
-def read_submit_api(request, pk: int):
-    assignment = _my_assignment(request, pk)
-    data = _valid(AnswerSerializer, request.data)
+def answer_submit_api(request, pk: int, tasks=EXAMS):
+    """The reader's answer to a case, in its task's own form: a read in an exam ({call, confidence, note}), a
+    descriptor score in the descriptor task ({degeneration, irregular_margin}); both with active_seconds."""
+    assignment = _my_assignment(request, pk, tasks)
+    serializer, submit = ANSWERS[assignment.exam]
+    data = _valid(serializer, request.data)
 
-    def submit():
-        read = services.read_submit(reader=request.user, assignment=assignment, **data)
+    def store():
+        answer = submit(reader=request.user, assignment=assignment, **data)
         upcoming = selectors.next_assignment(assignment)
-        return Response({"call": read.call, "confidence": read.confidence, "note": read.note,
-                         "revision": read.revision, "next_unread": upcoming.pk if upcoming else None})
+        return Response({**payloads.answer_json(answer), "next_unread": upcoming.pk if upcoming else None})
 
-    return _run(submit)
+    return _run(store)
 
 
 @extend_schema(request=SecondsSerializer, responses=None)
 @api_view(["POST"])
-def active_time_api(request, pk: int):
-    assignment = _my_assignment(request, pk)
+def active_time_api(request, pk: int, tasks=EXAMS):
+    assignment = _my_assignment(request, pk, tasks)
     seconds = _valid(SecondsSerializer, request.data)["seconds"]
     return _run(lambda: Response({"active_seconds": round(services.active_time_add(
         reader=request.user, assignment=assignment, seconds=seconds), 1)}))
-
-
-# --- descriptor task --------------------------------------------------------------------------------
-def _my_item(request, pk: int):
-    _reader_only(request.user)
-    try:
-        return selectors.descriptor_item_for_reader(request.user, pk)
-    except ObjectDoesNotExist:
-        raise NotFound(f"no case {pk} in your descriptor worklist") from None
-
-
-@extend_schema(responses=None)
-@api_view(["GET"])
-def descriptor_worklist_api(request, pk: int):
-    study = _my_study(request.user, pk)
-    state = selectors.descriptor_status(study, request.user)
-    if not state.is_open:
-        raise PermissionDenied(f"descriptor task: {state.reason}")
-    items = [{"item": i.pk, "position": i.position + 1, "display_code": i.display_code,
-              "scored": hasattr(i, "score")} for i in selectors.descriptor_worklist(study, request.user)]
-    return Response({"state": state.state, "total": state.total, "done": state.done, "items": items})
-
-
-@extend_schema(responses=None)
-@api_view(["GET"])
-def descriptor_case_api(request, pk: int):
-    item = _my_item(request, pk)
-    state = selectors.descriptor_status(item.study, request.user)
-    if not state.is_open:
-        raise PermissionDenied(f"descriptor task: {state.reason}")
-    return Response(payloads.descriptor_payload(item))
-
-
-@extend_schema(request=DescriptorAnswerSerializer, responses=None)
-@api_view(["POST"])
-def descriptor_score_api(request, pk: int):
-    item = _my_item(request, pk)
-    data = _valid(DescriptorAnswerSerializer, request.data)
-
-    def submit():
-        score = services.descriptor_score_submit(reader=request.user, item=item, **data)
-        upcoming = selectors.next_descriptor_item(item)
-        return Response({"degeneration": score.degeneration, "irregular_margin": score.irregular_margin,
-                         "next_unread": upcoming.pk if upcoming else None})
-
-    return _run(submit)
-
-
-@extend_schema(request=SecondsSerializer, responses=None)
-@api_view(["POST"])
-def descriptor_time_api(request, pk: int):
-    item = _my_item(request, pk)
-    seconds = _valid(SecondsSerializer, request.data)["seconds"]
-    return _run(lambda: Response({"active_seconds": round(services.descriptor_time_add(
-        reader=request.user, item=item, seconds=seconds), 1)}))
 
 
 # --- coordinator ------------------------------------------------------------------------------------

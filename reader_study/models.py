@@ -1,7 +1,10 @@
 """Reader studies (METHOD §11): studies, enrolments, stored worklists, reads and their audit trail.
 
-Readers never see a case pseudonym: every case reaches them under an exam-specific display code
-(`Assignment.display_code`). Writes go through `reader_study.services`, reads through `selectors`.
+A reader's worklists are rows of one table, `Assignment`, one per case of each reading task: exam 1, exam 2 and
+the leiomyoma descriptor task (stored as exam 3: the worklist seed and the display-code prefix have always
+numbered it so). Each task keeps its own answer model: a `Read` for an exam, a `DescriptorScore` for the
+descriptor task. Readers never see a case pseudonym: every case reaches them under a task-specific display
+code (`Assignment.display_code`). Writes go through `reader_study.services`, reads through `selectors`.
 """
 
 import secrets
@@ -13,6 +16,13 @@ from django.db import models
 from core.constants import CLASS_CHOICES
 
 EXAM_CHOICES = [(1, "Exam 1 (unaided)"), (2, "Exam 2 (AI-aided)")]
+EXAMS = (1, 2)
+DESCRIPTORS = 3   # the descriptor task: an Assignment's "exam" number, as its worklist seed's always was
+TASKS = (*EXAMS, DESCRIPTORS)
+TASK_CHOICES = [*EXAM_CHOICES, (DESCRIPTORS, "Leiomyoma descriptors")]
+TASK_NAMES = {1: "exam 1", 2: "exam 2", DESCRIPTORS: "descriptor task"}   # for messages to people
+# The reverse relation of Assignment that holds a task's answer (each task has its own answer model).
+ANSWER_RELATION = {**dict.fromkeys(EXAMS, "read"), DESCRIPTORS: "descriptor_score"}
 USER = settings.AUTH_USER_MODEL
 
 
@@ -97,14 +107,16 @@ class ExamProgress(models.Model):
 
 
 class Assignment(models.Model):
-    """One case in one reader's worklist for one exam, at a stored position, under a display code."""
+    """One case in one reader's worklist for one task (exam 1, exam 2 or the descriptor task), at a stored
+    position, under a display code."""
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="assignments")
     reader = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="assignments")
-    exam = models.PositiveSmallIntegerField(choices=EXAM_CHOICES)
+    exam = models.PositiveSmallIntegerField(choices=TASK_CHOICES,
+                                            help_text="the task: exam 1, exam 2 or 3, the descriptor task")
     case = models.ForeignKey("imaging.Case", on_delete=models.PROTECT, related_name="reader_assignments")
     display_code = models.CharField(max_length=16, help_text="what the reader sees instead of the pseudonym")
-    position = models.PositiveIntegerField(help_text="0-based place in the reader's order for this exam")
+    position = models.PositiveIntegerField(help_text="0-based place in the reader's order for this task")
     active_seconds = models.FloatField(default=0.0, help_text="time with the case on screen and in use (s)")
     first_opened_at = models.DateTimeField(null=True, blank=True)
 
@@ -120,7 +132,13 @@ class Assignment(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.study} · {self.reader} · exam {self.exam} · {self.display_code}"
+        return f"{self.study} · {self.reader} · {TASK_NAMES.get(self.exam, self.exam)} · {self.display_code}"
+
+    @property
+    def answer(self):
+        """The reader's answer to this case (its Read in an exam, its DescriptorScore in the descriptor task),
+        or None; no query where the worklist selected it."""
+        return getattr(self, ANSWER_RELATION[self.exam], None)
 
 
 class Read(models.Model):
@@ -188,43 +206,19 @@ class StudyEvent(models.Model):
         return f"{self.study}: {self.action}"
 
 
-class DescriptorItem(models.Model):
-    """One leiomyoma case in a reader's descriptor-scoring worklist (a task separate from the exams)."""
-
-    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="descriptor_items")
-    reader = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="descriptor_items")
-    case = models.ForeignKey("imaging.Case", on_delete=models.PROTECT, related_name="descriptor_items")
-    display_code = models.CharField(max_length=16)
-    position = models.PositiveIntegerField()
-    active_seconds = models.FloatField(default=0.0)
-
-    class Meta:
-        ordering = ["study", "reader", "position"]
-        constraints = [
-            models.UniqueConstraint(fields=["study", "reader", "case"], name="descriptor_case_once"),
-            models.UniqueConstraint(fields=["study", "reader", "position"], name="descriptor_position_once"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.study} · {self.reader} · {self.display_code}"
-
-
 class DescriptorScore(models.Model):
-    """A reader's leiomyoma descriptors for one case; the k-of-n consensus goes onto the Case."""
+    """A reader's leiomyoma descriptors for one case of their descriptor task; the k-of-n consensus goes onto
+    the Case. One per assignment, as a Read is for an exam."""
 
-    item = models.OneToOneField(DescriptorItem, on_delete=models.PROTECT, related_name="score")
-    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="descriptor_scores")
-    reader = models.ForeignKey(USER, on_delete=models.PROTECT, related_name="descriptor_scores")
-    case = models.ForeignKey("imaging.Case", on_delete=models.PROTECT, related_name="descriptor_scores")
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="descriptor_score")
     degeneration = models.BooleanField()
     irregular_margin = models.BooleanField()
     submitted_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["study", "case", "reader"]
-        constraints = [
-            models.UniqueConstraint(fields=["study", "reader", "case"], name="descriptor_score_once")]
+        ordering = ["assignment"]
 
     def __str__(self) -> str:
-        return f"{self.item}: degeneration {self.degeneration}, irregular margin {self.irregular_margin}"
+        return (f"{self.assignment}: degeneration {self.degeneration}, "
+                f"irregular margin {self.irregular_margin}")

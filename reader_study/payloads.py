@@ -1,12 +1,15 @@
 """The JSON a reader's browser receives for a case: built here once, used by the page and the API.
 
 Everything in it is chosen field by field (no model serialised whole), so nothing identifying — no
-pseudonym, no UID, no series number, no ground truth — and nothing of the AI outside exam 2 can slip in.
+pseudonym, no UID, no series number, no ground truth — and nothing of the AI outside exam 2 can slip in. One
+payload serves every task (exam 1, exam 2, the descriptor task); it carries the answer of its own task only
+(``"read"`` in an exam, ``"score"`` in the descriptor task), never another task's.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.urls import get_script_prefix, get_urlconf, reverse
@@ -14,7 +17,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from core.constants import SEQUENCE_CODES
 from imaging.models import Series
 from reader_study import selectors
-from reader_study.models import Assignment, DescriptorItem
+from reader_study.models import DESCRIPTORS, Assignment, DescriptorScore, Read
 
 AI_EXPLANATION = ("Share of the model ensembles whose patient-level call is sarcoma, combining the sequences "
                   "below; per sequence: the share calling sarcoma from that sequence alone.")
@@ -92,15 +95,48 @@ def ai_payload(assignment: Assignment) -> dict | None:
             "n_ensembles": result.n_ensembles, "explanation": AI_EXPLANATION}
 
 
-def _read_payload(assignment: Assignment) -> dict | None:
-    read = getattr(assignment, "read", None)
-    if read is None:
+@dataclass(frozen=True)
+class Routes:
+    """The URL names of a task's pages and reading API. The descriptor task keeps the URLs it always had; they
+    lead to the same views as the exams'."""
+
+    page: str
+    worklist: str
+    submit: str
+    time: str
+
+
+EXAM_ROUTES = Routes(page="reader_study:reading", worklist="reader_study:worklist",
+                     submit="reader_study:api_read_submit", time="reader_study:api_active_time")
+DESCRIPTOR_ROUTES = Routes(page="reader_study:descriptor_scoring", worklist="reader_study:descriptor_worklist",
+                           submit="reader_study:api_descriptor_score", time="reader_study:api_descriptor_time")
+
+
+def routes(exam: int) -> Routes:
+    return DESCRIPTOR_ROUTES if exam == DESCRIPTORS else EXAM_ROUTES
+
+
+def worklist_url(study_id: int, exam: int) -> str:
+    return reverse(routes(exam).worklist, kwargs={"pk": study_id, "exam": exam})
+
+
+def answer_key(exam: int) -> str:
+    """The payload key of a task's answer: "read" in an exam, "score" in the descriptor task."""
+    return "score" if exam == DESCRIPTORS else "read"
+
+
+def answer_json(answer: Read | DescriptorScore | None) -> dict | None:
+    """A reader's own answer as their browser sees it (and as the submit API returns it)."""
+    if answer is None:
         return None
-    return {"call": read.call, "confidence": read.confidence, "note": read.note, "revision": read.revision}
+    if isinstance(answer, DescriptorScore):
+        return {"degeneration": answer.degeneration, "irregular_margin": answer.irregular_margin}
+    return {"call": answer.call, "confidence": answer.confidence, "note": answer.note,
+            "revision": answer.revision}
 
 
 def reading_payload(assignment: Assignment, state: selectors.ReadingState | None = None) -> dict:
-    """A reader's view of one case of one exam. The key "ai" exists only in exam 2.
+    """A reader's view of one case of one task. The key "ai" exists only in exam 2.
 
     ``state``: the case's ``selectors.reading_state`` where the caller computed it for this request. The
     number of queries does not grow with the worklist: its rows come in one query, both cases' series in one.
@@ -108,45 +144,23 @@ def reading_payload(assignment: Assignment, state: selectors.ReadingState | None
     state = selectors.reading_state(assignment) if state is None else state
     status, upcoming_case = state.status, state.next_unread_case
     series = selectors.cases_series([assignment.case_id, upcoming_case], meta_for=[assignment.case_id])
+    names = routes(assignment.exam)
     payload = {
         "assignment": assignment.pk, "exam": assignment.exam, "display_code": assignment.display_code,
         "position": assignment.position + 1, "total": status.total, "done": status.done,
         "study": {"id": assignment.study_id, "name": assignment.study.name},
         **case_images_payload(assignment.case_id, series.get(assignment.case_id, [])),
-        "read": _read_payload(assignment),
+        answer_key(assignment.exam): answer_json(assignment.answer),
         "previous": state.previous, "following": state.following,
         "next_unread": state.next_unread,
         "prefetch": _prefetch_urls(upcoming_case, series.get(upcoming_case, [])),
         "urls": {
-            "submit": reverse("reader_study:api_read_submit", args=[assignment.pk]),
-            "time": reverse("reader_study:api_active_time", args=[assignment.pk]),
-            "worklist": reverse("reader_study:worklist", args=[assignment.study_id, assignment.exam]),
-            "page": reverse("reader_study:reading", args=[0]).replace("/0/", "/{id}/"),
+            "submit": reverse(names.submit, args=[assignment.pk]),
+            "time": reverse(names.time, args=[assignment.pk]),
+            "worklist": worklist_url(assignment.study_id, assignment.exam),
+            "page": reverse(names.page, args=[0]).replace("/0/", "/{id}/"),
         },
     }
     if assignment.exam == 2:
         payload["ai"] = ai_payload(assignment)
     return payload
-
-
-def descriptor_payload(item: DescriptorItem) -> dict:
-    """A reader's view of one case of the descriptor task (no AI, no answer of any exam)."""
-    status = selectors.descriptor_status(item.study, item.reader)
-    upcoming = selectors.next_descriptor_item(item)
-    score = getattr(item, "score", None)
-    return {
-        "item": item.pk, "display_code": item.display_code, "position": item.position + 1,
-        "total": status.total, "done": status.done,
-        "study": {"id": item.study_id, "name": item.study.name},
-        **case_images_payload(item.case_id),
-        "score": ({"degeneration": score.degeneration, "irregular_margin": score.irregular_margin}
-                  if score else None),
-        "next_unread": upcoming.pk if upcoming else None,
-        "prefetch": _prefetch_urls(upcoming.case_id if upcoming else None),
-        "urls": {
-            "submit": reverse("reader_study:api_descriptor_score", args=[item.pk]),
-            "time": reverse("reader_study:api_descriptor_time", args=[item.pk]),
-            "worklist": reverse("reader_study:descriptor_worklist", args=[item.study_id]),
-            "page": reverse("reader_study:descriptor_scoring", args=[0]).replace("/0/", "/{id}/"),
-        },
-    }

@@ -1,7 +1,11 @@
 """Reads on reader studies, with the permission filter built in (DESIGN: enforced here, not in templates).
 
-A reader gets only the studies they are enrolled in (never drafts), only their own assignments and reads,
+A reader gets only the studies they are enrolled in (never drafts), only their own assignments and answers,
 and nothing of the AI outside exam 2: `ai_result_for` is the one path by which AI values reach a reader.
+
+Every reading task (exam 1, exam 2, the descriptor task = exam 3) is served by the same selectors: its state
+(`exam_status`), worklist, resume point, neighbours and next unanswered case; only the answer relation
+(`models.ANSWER_RELATION`) and the rule that opens the task differ.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Count, Max, OuterRef, QuerySet, Subquery, TextField
+from django.db.models import Count, F, Max, OuterRef, QuerySet, Subquery, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -19,10 +23,18 @@ from accounts.roles import READER, is_coordinator, is_reader
 from core.constants import LEIOMYOMA, SEQUENCE_CODES, UNUSED_SEQUENCE
 from imaging.models import Case, Series
 from inference.models import CaseAIResult
-from reader_study.models import Assignment, DescriptorItem, Enrollment, ExamProgress, Read, Study
+from reader_study.models import (
+    ANSWER_RELATION,
+    DESCRIPTORS,
+    EXAMS,
+    Assignment,
+    Enrollment,
+    ExamProgress,
+    Read,
+    Study,
+)
 from reader_study.washout import exam2_gate
 
-EXAMS = (1, 2)
 # What opens in the first viewports of a case when it has them (DESIGN: e.g. T2 axial, T2 sagittal, DWI).
 DEFAULT_VIEWPORT_CODES = ("T2axi", "T2sag", "DWI")
 
@@ -86,10 +98,14 @@ def readers_enrollable(study: Study):
             .select_related("reader_profile").order_by("reader_profile__code", "username"))
 
 
-# --- exam state -------------------------------------------------------------------------------------
+# --- task state -------------------------------------------------------------------------------------
 @dataclass
 class ExamStatus:
-    """Where one reader stands in one exam; ``state`` is open, locked, finished or closed."""
+    """Where one reader stands in one task (exam 1, exam 2 or the descriptor task, ``exam`` 3).
+
+    ``state``: open, locked, finished or closed for an exam; none (no case), locked, open, done or closed for
+    the descriptor task, which has no finishing (a reader may change a score until the study closes).
+    """
 
     exam: int
     state: str
@@ -105,11 +121,11 @@ class ExamStatus:
 
     @property
     def is_open(self) -> bool:
-        return self.state == "open"
+        return self.state in ("open", "done")
 
     @property
     def can_finish(self) -> bool:
-        return self.is_open and self.total > 0 and self.done == self.total
+        return self.state == "open" and self.exam in EXAMS and self.total > 0 and self.done == self.total
 
     @property
     def median_seconds(self) -> float | None:
@@ -138,25 +154,31 @@ def _progress_rows(study: Study, reader, *, with_last_exam1: bool = False) -> di
 
 
 def _worklist_rows(study: Study, reader, exam: int) -> list[dict]:
-    """The reader's worklist for an exam as plain rows, in order: one query, a few fields per case."""
+    """The reader's worklist for a task as plain rows, in order: one query, a few fields per case; ``answer``
+    is the pk of the case's answer (read or descriptor score) or None."""
     return list(Assignment.objects.filter(study_id=study.pk, reader_id=getattr(reader, "pk", reader), exam=exam)
-                .order_by("position").values("pk", "position", "case_id", "active_seconds", "read__pk"))
+                .order_by("position").values("pk", "position", "case_id", "active_seconds",
+                                             answer=F(f"{ANSWER_RELATION[exam]}__pk")))
 
 
 def exam_status(study: Study, reader, exam: int, *, now: datetime | None = None, counts: bool = True,
-                rows: list[dict] | None = None) -> ExamStatus:
-    """The server's single answer to "may this reader answer in this exam now?" (and the counts).
+                rows: list[dict] | None = None, for_coordinator: bool = False) -> ExamStatus:
+    """The server's single answer to "may this reader answer in this task now?" (and the counts).
 
-    ``counts=False`` skips the worklist (total, done and times stay 0) where only the state matters;
-    ``rows`` (from ``_worklist_rows``) spares the query where the caller has fetched the worklist already.
+    ``exam``: 1, 2 or ``DESCRIPTORS``. ``counts=False`` skips the worklist (total, done and times stay 0)
+    where only the state matters; ``rows`` (from ``_worklist_rows``) spares the query where the caller has
+    fetched the worklist already. ``for_coordinator``: show the descriptor task's size even while it is locked.
     """
     progress = _progress_rows(study, reader, with_last_exam1=exam == 2)
     mine = progress.get(exam)
     if rows is None:
         rows = _worklist_rows(study, reader, exam) if counts else []
-    answered = [r["active_seconds"] for r in rows if r["read__pk"] is not None]
+    answered = [r["active_seconds"] for r in rows if r["answer"] is not None]
     status = ExamStatus(exam=exam, state="locked", total=len(rows), done=len(answered),
                         active_seconds=sum(r["active_seconds"] for r in rows), seconds_per_case=answered)
+    if exam == DESCRIPTORS:
+        _apply_descriptor_gate(status, study, progress.get(2), counts=counts, for_coordinator=for_coordinator)
+        return status
     if mine is None:
         status.reason = "the study has not been opened to you yet"
         return status
@@ -185,50 +207,42 @@ def _apply_washout(status: ExamStatus, study: Study, exam2: ExamProgress, exam1:
     status.reason, status.opens_at = gate.reason, gate.opens_at
 
 
-@dataclass
-class DescriptorStatus:
-    state: str          # none (no leiomyoma case), locked, open, done, closed
-    reason: str = ""
-    total: int = 0
-    done: int = 0
-
-    @property
-    def is_open(self) -> bool:
-        return self.state in ("open", "done")
-
-
-def descriptor_status(study: Study, reader, *, for_coordinator: bool = False) -> DescriptorStatus:
+def _apply_descriptor_gate(status: ExamStatus, study: Study, exam2: ExamProgress | None, *, counts: bool,
+                           for_coordinator: bool) -> None:
     """The descriptor task opens once the reader has finished exam 2.
 
     Why: its worklist holds only the leiomyoma cases, which would tell a reader the answer to exam cases.
     Until then a reader is not even told how many cases it holds (that is the prevalence); a coordinator is.
+    Without ``counts`` an open task stays "open" (whether it is "done" or has no case is not known).
     """
-    counts = DescriptorItem.objects.filter(study=study, reader=reader).aggregate(
-        total=Count("pk"), done=Count("score"))
-    status = DescriptorStatus(state="open", total=counts["total"], done=counts["done"])
-    if exam_status(study, reader, 2).state != "finished":
+    if exam2 is None or exam2.finished_at is None:
         status.state, status.reason = "locked", "the descriptor task opens after you have finished exam 2"
         if not for_coordinator:
             status.total = status.done = 0
-    elif status.total == 0:
+            status.active_seconds, status.seconds_per_case = 0.0, []
+    elif counts and status.total == 0:
         status.state, status.reason = "none", "no case to score"
     elif study.status == Study.Status.CLOSED:
         status.state, status.reason = "closed", "the study is closed"
-    elif status.done == status.total:
+    elif counts and status.done == status.total:
         status.state = "done"
-    return status
+    else:
+        status.state = "open"
 
 
 # --- worklists and reading ------------------------------------------------------------------------
-def assignment_for_reader(user, pk: int, *, in_reader_role: bool = False) -> Assignment:
-    """The reader's own assignment in a non-draft study; Assignment.DoesNotExist for anyone else's.
+def assignment_for_reader(user, pk: int, *, exams=EXAMS, in_reader_role: bool = False) -> Assignment:
+    """The reader's own assignment of one of ``exams`` (the tasks the asking page serves) in a non-draft study;
+    Assignment.DoesNotExist for anyone else's.
 
-    Its study and read (if any) come in the same query, and its reader is ``user`` itself (no query).
+    Its study and answer (if any) come in the same query, and its reader is ``user`` itself (no query).
     ``in_reader_role``: also require the Reader role, in the same query (the API checks the role this way
     instead of asking for the user's groups first).
     """
     role = {"reader__groups__name": READER} if in_reader_role else {}
-    assignment = Assignment.objects.select_related("study", "read").get(pk=pk, reader_id=user.pk, **role)
+    answers = sorted({ANSWER_RELATION[exam] for exam in exams})
+    assignment = Assignment.objects.select_related("study", *answers).get(pk=pk, reader_id=user.pk,
+                                                                           exam__in=exams, **role)
     if assignment.study.status == Study.Status.DRAFT:
         raise Assignment.DoesNotExist(f"no assignment {pk} in the reader's non-draft studies")
     assignment.reader = user
@@ -236,19 +250,24 @@ def assignment_for_reader(user, pk: int, *, in_reader_role: bool = False) -> Ass
 
 
 def worklist(study: Study, reader, exam: int) -> QuerySet[Assignment]:
-    return (Assignment.objects.filter(study=study, reader=reader, exam=exam).select_related("read")
-            .order_by("position"))
+    """The reader's worklist for a task in their stored order, each case with its answer (``.answer``)."""
+    return (Assignment.objects.filter(study=study, reader=reader, exam=exam)
+            .select_related(ANSWER_RELATION[exam]).order_by("position"))
+
+
+def unanswered(study: Study, reader, exam: int) -> QuerySet[Assignment]:
+    """The cases of the reader's worklist for a task that have no answer yet, in order."""
+    return worklist(study, reader, exam).filter(**{f"{ANSWER_RELATION[exam]}__isnull": True})
 
 
 def resume_assignment(study: Study, reader, exam: int) -> Assignment | None:
     """Where the reader left off: the first unanswered case in their stored order."""
-    return worklist(study, reader, exam).filter(read__isnull=True).first()
+    return unanswered(study, reader, exam).first()
 
 
 def next_assignment(assignment: Assignment) -> Assignment | None:
     """The next unanswered case after this one in the reader's order, wrapping round to earlier ones."""
-    unread = worklist(assignment.study, assignment.reader_id, assignment.exam).filter(
-        read__isnull=True).exclude(pk=assignment.pk)
+    unread = unanswered(assignment.study, assignment.reader_id, assignment.exam).exclude(pk=assignment.pk)
     return unread.filter(position__gt=assignment.position).first() or unread.first()
 
 
@@ -280,7 +299,7 @@ def reading_state(assignment: Assignment, *, now: datetime | None = None) -> Rea
     after = [r for r in rows if r["position"] > assignment.position]
     state.previous = before[-1]["pk"] if before else None
     state.following = after[0]["pk"] if after else None
-    unread = [r for r in after + before if r["read__pk"] is None and r["pk"] != assignment.pk]
+    unread = [r for r in after + before if r["answer"] is None and r["pk"] != assignment.pk]
     if unread:
         state.next_unread, state.next_unread_case = unread[0]["pk"], unread[0]["case_id"]
     return state
@@ -368,27 +387,12 @@ def default_viewports(series: list[ViewerSeries], n: int = 3) -> list[int]:
     return chosen[:n]
 
 
-def descriptor_item_for_reader(user, pk: int) -> DescriptorItem:
-    return (DescriptorItem.objects.select_related("study", "case").exclude(study__status=Study.Status.DRAFT)
-            .get(pk=pk, reader=user))
-
-
-def descriptor_worklist(study: Study, reader) -> QuerySet[DescriptorItem]:
-    items = DescriptorItem.objects.filter(study=study, reader=reader)
-    return items.select_related("score").order_by("position")
-
-
-def next_descriptor_item(item: DescriptorItem) -> DescriptorItem | None:
-    unscored = descriptor_worklist(item.study, item.reader).filter(score__isnull=True).exclude(pk=item.pk)
-    return unscored.filter(position__gt=item.position).first() or unscored.first()
-
-
 # --- progress for coordinators ----------------------------------------------------------------------
 @dataclass
 class ReaderProgress:
     enrollment: Enrollment
     exams: dict[int, ExamStatus]
-    descriptors: DescriptorStatus
+    descriptors: ExamStatus
 
     @property
     def reader(self):
@@ -400,7 +404,7 @@ def study_progress(study: Study, *, now: datetime | None = None) -> list[ReaderP
     enrollments = study.enrollments.select_related("reader", "reader__reader_profile").order_by(
         "reader__reader_profile__code", "reader__username")
     return [ReaderProgress(enrollment=e, exams={x: exam_status(study, e.reader, x, now=now) for x in EXAMS},
-                           descriptors=descriptor_status(study, e.reader, for_coordinator=True))
+                           descriptors=exam_status(study, e.reader, DESCRIPTORS, now=now, for_coordinator=True))
             for e in enrollments]
 
 

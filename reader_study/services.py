@@ -4,6 +4,9 @@ State rules live on the server (METHOD §11): a reader answers only in an open e
 exam 1 is finished and the washout has passed (or a coordinator's audited override); finishing an exam
 freezes its answers. A read is unique per reader × case × exam, so a double submit or two tabs update the
 same row, and every change to an answer is written to `ReadAudit`.
+
+The descriptor task (exam 3, after exam 2) is read the same way: opening a case, active time and the checks are
+the functions below for every task; only its answer (`descriptor_score_submit`) is its own.
 """
 
 from __future__ import annotations
@@ -22,8 +25,11 @@ from inference.models import Evaluation
 from reader_study import selectors
 from reader_study.consensus import k_of_n
 from reader_study.models import (
+    DESCRIPTORS,
+    EXAMS,
+    TASK_NAMES,
+    TASKS,
     Assignment,
-    DescriptorItem,
     DescriptorScore,
     Enrollment,
     ExamProgress,
@@ -39,7 +45,6 @@ from reader_study.worklists import draw_worklist, worklist_seed
 MAX_ACTIVE_SECONDS_PER_REPORT = 300.0
 MAX_NOTE_LENGTH = 2000
 CALLS = {value for value, _ in CLASS_CHOICES}
-DESCRIPTOR_TASK = 3   # worklist seed "exam" number of the descriptor task
 
 
 def _event(study: Study, action: str, *, actor=None, reader=None, **detail) -> StudyEvent:
@@ -184,31 +189,33 @@ def study_evaluation_set(*, study: Study, evaluation: Evaluation, by) -> Study:
 
 # --- worklists --------------------------------------------------------------------------------------
 def _draw_worklists(study: Study, reader) -> None:
-    """Draw and store the reader's exam-1, exam-2 and descriptor worklists (skipped where already drawn)."""
-    case_ids = list(study.cases.values_list("pk", flat=True))
-    for exam in selectors.EXAMS:
-        if ExamProgress.objects.filter(study=study, reader=reader, exam=exam).exists():
+    """Draw and store the reader's exam-1, exam-2 and descriptor worklists (skipped where already drawn).
+
+    An exam is drawn once its progress row exists (it holds the seed); the descriptor task, which has no
+    progress row, once it has a case. Its worklist holds the leiomyoma cases only.
+    """
+    drawn = set(ExamProgress.objects.filter(study=study, reader=reader).values_list("exam", flat=True))
+    if Assignment.objects.filter(study=study, reader=reader, exam=DESCRIPTORS).exists():
+        drawn.add(DESCRIPTORS)
+    for exam in TASKS:
+        if exam in drawn:
             continue
+        cases = study.cases.all() if exam in EXAMS else study.cases.filter(truth=LEIOMYOMA)
         seed = worklist_seed(study.seed, reader.pk, exam)
         Assignment.objects.bulk_create([
             Assignment(study=study, reader=reader, exam=exam, case_id=item.case_id, position=item.position,
-                       display_code=item.display_code) for item in draw_worklist(case_ids, seed, exam)])
-        ExamProgress.objects.create(study=study, reader=reader, exam=exam, seed=seed)
-    if not DescriptorItem.objects.filter(study=study, reader=reader).exists():
-        leiomyomas = list(study.cases.filter(truth=LEIOMYOMA).values_list("pk", flat=True))
-        seed = worklist_seed(study.seed, reader.pk, DESCRIPTOR_TASK)
-        DescriptorItem.objects.bulk_create([
-            DescriptorItem(study=study, reader=reader, case_id=item.case_id, position=item.position,
-                           display_code=item.display_code)
-            for item in draw_worklist(leiomyomas, seed, DESCRIPTOR_TASK)])
+                       display_code=item.display_code)
+            for item in draw_worklist(list(cases.values_list("pk", flat=True)), seed, exam)])
+        if exam in EXAMS:
+            ExamProgress.objects.create(study=study, reader=reader, exam=exam, seed=seed)
 
 
 # --- reading ----------------------------------------------------------------------------------------
 def _assert_can_answer(reader, assignment: Assignment,
                        status: selectors.ExamStatus | None = None) -> selectors.ExamStatus:
-    """The reader may answer this case now, or PermissionDenied with the reason; returns the exam's status.
+    """The reader may answer this case now, or PermissionDenied with the reason; returns the task's status.
 
-    ``status``: the exam's status the caller computed already for this request (``selectors.exam_status``
+    ``status``: the task's status the caller computed already for this request (``selectors.exam_status``
     of the same study, reader and exam), so it is not asked twice; without it only the state is fetched.
     """
     if assignment.reader_id != reader.pk:
@@ -216,7 +223,7 @@ def _assert_can_answer(reader, assignment: Assignment,
     if status is None or status.exam != assignment.exam:
         status = selectors.exam_status(assignment.study, reader, assignment.exam, counts=False)
     if not status.is_open:
-        raise PermissionDenied(f"exam {assignment.exam}: {status.reason}")
+        raise PermissionDenied(f"{TASK_NAMES[assignment.exam]}: {status.reason}")
     return status
 
 
@@ -246,19 +253,20 @@ def _clean_seconds(seconds) -> float:
 
 
 def _mark_opened(assignment: Assignment, status: selectors.ExamStatus) -> None:
-    """Note when the case and the exam were first opened (no write once both are noted)."""
+    """Note when the case and the exam were first opened (no write once both are noted; the descriptor task
+    has no progress row to note its start on)."""
     now = timezone.now()
     if assignment.first_opened_at is None:
         Assignment.objects.filter(pk=assignment.pk, first_opened_at__isnull=True).update(first_opened_at=now)
         assignment.first_opened_at = now
-    if status.started_at is None:
+    if status.started_at is None and assignment.exam in EXAMS:
         ExamProgress.objects.filter(study_id=assignment.study_id, reader_id=assignment.reader_id,
                                     exam=assignment.exam, started_at__isnull=True).update(started_at=now)
         status.started_at = now
 
 
 def assignment_open(*, reader, assignment: Assignment, status: selectors.ExamStatus | None = None) -> Assignment:
-    """The reader opened a case: check the exam is open to them, note when the case and exam began.
+    """The reader opened a case of any task: check the task is open to them, note when the case and exam began.
 
     ``status``: the exam's status as the page computed it for this request (``selectors.reading_state``),
     so that it is not fetched again.
@@ -268,12 +276,31 @@ def assignment_open(*, reader, assignment: Assignment, status: selectors.ExamSta
 
 
 def active_time_add(*, reader, assignment: Assignment, seconds) -> float:
-    """Add active reading time (page visible and in use) to a case; returns the case's total (s)."""
+    """Add active reading time (page visible and in use) to a case of any task; returns the case's total (s)."""
     seconds = _clean_seconds(seconds)
     _assert_can_answer(reader, assignment)
     Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
     assignment.refresh_from_db(fields=["active_seconds"])
     return assignment.active_seconds
+
+
+def _lock_for_answer(reader, assignment_pk: int, seconds: float, exams) -> Assignment:
+    """The case locked for an answer (call inside a transaction): the reader may answer it now, its opening is
+    noted and ``seconds`` of active time are added. ``exams``: the tasks whose answer the caller stores.
+
+    PostgreSQL locks the row (SELECT ... FOR UPDATE); SQLite's write transaction starts IMMEDIATE. So two tabs or
+    a double click are served one after the other and find the same answer.
+    """
+    assignment = (Assignment.objects.select_for_update(of=("self",)).select_related("study")
+                  .get(pk=assignment_pk))
+    status = _assert_can_answer(reader, assignment)
+    if assignment.exam not in exams:
+        raise ValidationError({"exam": f"this case belongs to the {TASK_NAMES[assignment.exam]}: "
+                                       "it takes that task's answer"})
+    _mark_opened(assignment, status)
+    Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
+    assignment.active_seconds += seconds  # the row is locked: nobody else changed it since we read it
+    return assignment
 
 
 def _answer(read: Read) -> dict:
@@ -285,8 +312,7 @@ def read_submit(*, reader, assignment: Assignment, call: str, confidence, note: 
                 active_seconds=0.0) -> Read:
     """Store a reader's answer for one case of one exam; submitting the same answer again changes nothing.
 
-    The assignment row is locked first (PostgreSQL: SELECT ... FOR UPDATE; SQLite: the write transaction
-    starts IMMEDIATE), so two tabs or a double click are served one after the other and find the same read.
+    The assignment row is locked first (``_lock_for_answer``), so two tabs or a double click find the same read.
     """
     call, confidence, note = _clean_answer(call, confidence, note)
     seconds = _clean_seconds(active_seconds)
@@ -299,11 +325,7 @@ def read_submit(*, reader, assignment: Assignment, call: str, confidence, note: 
 @transaction.atomic
 def _read_submit_locked(reader, assignment_pk: int, call: str, confidence: int, note: str,
                         seconds: float) -> Read:
-    locked = Assignment.objects.select_for_update(of=("self",)).select_related("study")
-    assignment = locked.get(pk=assignment_pk)
-    _mark_opened(assignment, _assert_can_answer(reader, assignment))
-    Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
-    assignment.active_seconds += seconds  # the row is locked: nobody else changed it since we read it
+    assignment = _lock_for_answer(reader, assignment_pk, seconds, EXAMS)
     ai = selectors.ai_result_for(assignment)
     values = {"call": call, "confidence": confidence, "note": note,
               "ai_likelihood_shown": ai.likelihood if ai is not None else None}
@@ -336,7 +358,7 @@ def exam_finish(*, reader, study: Study, exam: int) -> ExamProgress:
     status = selectors.exam_status(study, reader, exam)
     if not status.is_open:
         raise PermissionDenied(f"exam {exam}: {status.reason}")
-    unread = selectors.worklist(study, reader, exam).filter(read__isnull=True)
+    unread = selectors.unanswered(study, reader, exam)
     if unread.exists():
         codes = ", ".join(unread.values_list("display_code", flat=True)[:10])
         raise ValidationError({"exam": f"{unread.count()} case(s) still have no answer: {codes}"})
@@ -366,41 +388,23 @@ def washout_override(*, study: Study, reader, by, reason: str) -> ExamProgress:
 
 
 # --- descriptors ------------------------------------------------------------------------------------
-def _assert_can_score(reader, item: DescriptorItem) -> None:
-    if item.reader_id != reader.pk:
-        raise PermissionDenied("this case is not in your descriptor worklist")
-    status = selectors.descriptor_status(item.study, reader)
-    if not status.is_open:
-        raise PermissionDenied(f"descriptor task: {status.reason}")
-
-
-def descriptor_time_add(*, reader, item: DescriptorItem, seconds) -> float:
-    seconds = _clean_seconds(seconds)
-    _assert_can_score(reader, item)
-    DescriptorItem.objects.filter(pk=item.pk).update(active_seconds=F("active_seconds") + seconds)
-    item.refresh_from_db(fields=["active_seconds"])
-    return item.active_seconds
-
-
 @transaction.atomic
-def descriptor_score_submit(*, reader, item: DescriptorItem, degeneration: bool, irregular_margin: bool,
+def descriptor_score_submit(*, reader, assignment: Assignment, degeneration: bool, irregular_margin: bool,
                             active_seconds=0.0) -> DescriptorScore:
-    """A reader's degeneration / irregular-margin call for one leiomyoma case; changes are logged."""
+    """A reader's degeneration / irregular-margin call for one case of their descriptor task; changes are
+    logged. The case is locked, checked and timed as an exam case is (``_lock_for_answer``)."""
     if not isinstance(degeneration, bool) or not isinstance(irregular_margin, bool):
         raise ValidationError({"degeneration": "answer yes or no for degeneration and for irregular margin"})
     seconds = _clean_seconds(active_seconds)
-    item = DescriptorItem.objects.select_for_update(of=("self",)).select_related("study").get(pk=item.pk)
-    _assert_can_score(reader, item)
-    DescriptorItem.objects.filter(pk=item.pk).update(active_seconds=F("active_seconds") + seconds)
+    assignment = _lock_for_answer(reader, assignment.pk, seconds, (DESCRIPTORS,))
     values = {"degeneration": degeneration, "irregular_margin": irregular_margin}
-    score, created = DescriptorScore.objects.get_or_create(
-        item=item, defaults={"study": item.study, "reader": reader, "case_id": item.case_id, **values})
+    score, created = DescriptorScore.objects.get_or_create(assignment=assignment, defaults=values)
     before = {"degeneration": score.degeneration, "irregular_margin": score.irregular_margin}
     if created or before != values:
         if not created:
             DescriptorScore.objects.filter(pk=score.pk).update(**values, updated_at=timezone.now())
             score.refresh_from_db()
-        _event(item.study, "descriptor_scored", actor=reader, reader=reader, item=item.pk,
+        _event(assignment.study, "descriptor_scored", actor=reader, reader=reader, assignment=assignment.pk,
                before=None if created else before, after=values)
     return score
 
@@ -420,7 +424,7 @@ def descriptor_consensus_apply(*, study: Study, by) -> dict:
     summary = {"k": k, "n": n, "cases": 0, "written": 0, "undecided": 0}
     for case in study.cases.filter(truth=LEIOMYOMA).select_for_update(of=("self",)):
         summary["cases"] += 1
-        scores = list(DescriptorScore.objects.filter(study=study, case=case)
+        scores = list(DescriptorScore.objects.filter(assignment__study=study, assignment__case=case)
                       .values_list("degeneration", "irregular_margin"))
         changed = []
         for index, name in enumerate(("degeneration", "irregular_margin")):

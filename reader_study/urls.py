@@ -1,11 +1,18 @@
 """Reader-study pages and API. Reader pages under /studies/ and /reading/, coordinator pages under
-/coordination/studies/; the API under /api/reading/ (readers) and /api/studies/ (coordinators)."""
+/coordination/studies/; the API under /api/reading/ (readers) and /api/studies/ (coordinators).
+
+The descriptor task keeps its own URLs (/descriptors/..., .../descriptors/), served by the exams' views:
+``DESCRIPTOR_TASK`` tells them which task the URL names, and a case of another task answers 404 there.
+"""
 
 from django.urls import path
 
 from reader_study import api, views
+from reader_study.models import DESCRIPTORS
 
 app_name = "reader_study"
+DESCRIPTOR_TASK = {"tasks": (DESCRIPTORS,)}
+DESCRIPTOR_WORKLIST = {**DESCRIPTOR_TASK, "exam": DESCRIPTORS}
 
 urlpatterns = [
     # reader pages
@@ -15,8 +22,8 @@ urlpatterns = [
     path("studies/<int:pk>/exam/<int:exam>/resume/", views.resume, name="resume"),
     path("studies/<int:pk>/exam/<int:exam>/finish/", views.exam_finish, name="exam_finish"),
     path("reading/<int:pk>/", views.reading, name="reading"),
-    path("studies/<int:pk>/descriptors/", views.descriptor_worklist, name="descriptor_worklist"),
-    path("descriptors/<int:pk>/", views.descriptor_scoring, name="descriptor_scoring"),
+    path("studies/<int:pk>/descriptors/", views.worklist, DESCRIPTOR_WORKLIST, name="descriptor_worklist"),
+    path("descriptors/<int:pk>/", views.reading, DESCRIPTOR_TASK, name="descriptor_scoring"),
     # coordinator pages
     path("coordination/studies/", views.study_list, name="study_list"),
     path("coordination/studies/new/", views.study_create, name="study_create"),
@@ -33,15 +40,17 @@ urlpatterns = [
     path("api/reading/studies/<int:pk>/exams/<int:exam>/", api.worklist_api, name="api_worklist"),
     path("api/reading/studies/<int:pk>/exams/<int:exam>/finish/", api.exam_finish_api,
          name="api_exam_finish"),
-    path("api/reading/studies/<int:pk>/descriptors/", api.descriptor_worklist_api,
+    path("api/reading/studies/<int:pk>/descriptors/", api.worklist_api, DESCRIPTOR_WORKLIST,
          name="api_descriptor_worklist"),
     path("api/reading/<int:pk>/", api.reading_case_api, name="api_reading_case"),
     path("api/reading/series/<int:pk>/volume", api.series_volume_api, name="api_series_volume"),
-    path("api/reading/<int:pk>/read/", api.read_submit_api, name="api_read_submit"),
+    path("api/reading/<int:pk>/read/", api.answer_submit_api, name="api_read_submit"),
     path("api/reading/<int:pk>/time/", api.active_time_api, name="api_active_time"),
-    path("api/reading/descriptors/<int:pk>/", api.descriptor_case_api, name="api_descriptor_case"),
-    path("api/reading/descriptors/<int:pk>/score/", api.descriptor_score_api, name="api_descriptor_score"),
-    path("api/reading/descriptors/<int:pk>/time/", api.descriptor_time_api, name="api_descriptor_time"),
+    path("api/reading/descriptors/<int:pk>/", api.reading_case_api, DESCRIPTOR_TASK, name="api_descriptor_case"),
+    path("api/reading/descriptors/<int:pk>/score/", api.answer_submit_api, DESCRIPTOR_TASK,
+         name="api_descriptor_score"),
+    path("api/reading/descriptors/<int:pk>/time/", api.active_time_api, DESCRIPTOR_TASK,
+         name="api_descriptor_time"),
     # coordinator API
     path("api/studies/", api.study_list_api, name="api_study_list"),
     path("api/studies/<int:pk>/progress/", api.study_progress_api, name="api_study_progress"),

@@ -1,6 +1,7 @@
 """Reader-study pages. Thin: selectors decide what a user may see (404 otherwise), services write.
 
-Readers: their studies, worklists, the reading page (viewer + answer form) and the descriptor task.
+Readers: their studies, worklists and the reading page (viewer + answer form), for the exams and the
+descriptor task alike (its URLs pass ``tasks``, see ``urls.py``).
 Coordinators: the study list, creating a study, and a study's page (enrol, open/close, progress, override).
 """
 
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import is_coordinator, is_reader
 from reader_study import forms, payloads, selectors, services
-from reader_study.models import Study
+from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, Study
 
 
 def _message(exc: ValidationError) -> str:
@@ -37,17 +38,24 @@ def _my_study(request, pk: int) -> Study:
         raise Http404("no such study in your studies") from None
 
 
-def _exam_or_404(exam: int) -> int:
-    if exam not in selectors.EXAMS:
+def _exam_or_404(exam: int, tasks=EXAMS) -> int:
+    """``exam`` if the URL may name it (an exam's URLs the exams, the descriptor task's its own), else 404."""
+    if exam not in tasks:
         raise Http404("no such exam")
     return exam
+
+
+def _not_open(request, study: Study, status: selectors.ExamStatus):
+    """Back to the study page, saying why the task is not open to the reader."""
+    messages.info(request, f"{TASK_NAMES[status.exam].capitalize()}: {status.reason}")
+    return redirect("reader_study:study_home", pk=study.pk)
 
 
 @login_required
 def my_studies(request):
     _reader_only(request)
-    rows = [{"study": s, "exams": [selectors.exam_status(s, request.user, x) for x in selectors.EXAMS],
-             "descriptors": selectors.descriptor_status(s, request.user)}
+    rows = [{"study": s, "exams": [selectors.exam_status(s, request.user, x) for x in EXAMS],
+             "descriptors": selectors.exam_status(s, request.user, DESCRIPTORS)}
             for s in selectors.studies_for_reader(request.user)]
     return render(request, "reader_study/my_studies.html", {"rows": rows})
 
@@ -55,20 +63,21 @@ def my_studies(request):
 @login_required
 def study_home(request, pk: int):
     study = _my_study(request, pk)
-    exams = [selectors.exam_status(study, request.user, x) for x in selectors.EXAMS]
+    exams = [selectors.exam_status(study, request.user, x) for x in EXAMS]
     return render(request, "reader_study/study_home.html", {
-        "study": study, "exams": exams, "descriptors": selectors.descriptor_status(study, request.user)})
+        "study": study, "exams": exams, "descriptors": selectors.exam_status(study, request.user, DESCRIPTORS)})
 
 
 @login_required
-def worklist(request, pk: int, exam: int):
-    study, exam = _my_study(request, pk), _exam_or_404(exam)
+def worklist(request, pk: int, exam: int, tasks=EXAMS):
+    """A task's worklist: its cases in the reader's order, answered or not (and, for an exam, finishing)."""
+    study, exam = _my_study(request, pk), _exam_or_404(exam, tasks)
     status = selectors.exam_status(study, request.user, exam)
     if not status.is_open:
-        messages.info(request, f"Exam {exam}: {status.reason}")
-        return redirect("reader_study:study_home", pk=study.pk)
+        return _not_open(request, study, status)
     return render(request, "reader_study/worklist.html", {
-        "study": study, "status": status, "items": selectors.worklist(study, request.user, exam)})
+        "study": study, "status": status, "items": selectors.worklist(study, request.user, exam),
+        "routes": payloads.routes(exam), "is_descriptors": exam == DESCRIPTORS})
 
 
 @login_required
@@ -77,8 +86,7 @@ def resume(request, pk: int, exam: int):
     study, exam = _my_study(request, pk), _exam_or_404(exam)
     status = selectors.exam_status(study, request.user, exam)
     if not status.is_open:
-        messages.info(request, f"Exam {exam}: {status.reason}")
-        return redirect("reader_study:study_home", pk=study.pk)
+        return _not_open(request, study, status)
     target = selectors.resume_assignment(study, request.user, exam)
     if target is None:
         return redirect("reader_study:worklist", pk=study.pk, exam=exam)
@@ -99,11 +107,12 @@ def exam_finish(request, pk: int, exam: int):
 
 
 @login_required
-def reading(request, pk: int):
-    """The reading page: the viewer, the answer form and (exam 2 only) the AI panel."""
+def reading(request, pk: int, tasks=EXAMS):
+    """The reading page of a case of any task: the viewer, the task's answer form and (exam 2 only) the AI
+    panel. ``tasks``: those the URL serves (a case of another task is not found there)."""
     _reader_only(request)
     try:
-        assignment = selectors.assignment_for_reader(request.user, pk)
+        assignment = selectors.assignment_for_reader(request.user, pk, exams=tasks)
     except ObjectDoesNotExist:
         raise Http404("no such case in your worklists") from None
     state = selectors.reading_state(assignment)      # the exam's status once, for the check and the payload
@@ -115,33 +124,8 @@ def reading(request, pk: int):
     payload = payloads.reading_payload(assignment, state)
     return render(request, "reader_study/reading.html", {
         "assignment": assignment, "study": assignment.study, "payload": payload, "ai": payload.get("ai"),
-        "is_exam2": assignment.exam == 2})
-
-
-@login_required
-def descriptor_worklist(request, pk: int):
-    study = _my_study(request, pk)
-    status = selectors.descriptor_status(study, request.user)
-    if not status.is_open:
-        messages.info(request, f"Descriptor task: {status.reason}")
-        return redirect("reader_study:study_home", pk=study.pk)
-    return render(request, "reader_study/descriptor_worklist.html", {
-        "study": study, "status": status, "items": selectors.descriptor_worklist(study, request.user)})
-
-
-@login_required
-def descriptor_scoring(request, pk: int):
-    _reader_only(request)
-    try:
-        item = selectors.descriptor_item_for_reader(request.user, pk)
-    except ObjectDoesNotExist:
-        raise Http404("no such case in your descriptor worklist") from None
-    status = selectors.descriptor_status(item.study, request.user)
-    if not status.is_open:
-        messages.info(request, f"Descriptor task: {status.reason}")
-        return redirect("reader_study:study_home", pk=item.study_id)
-    return render(request, "reader_study/descriptor_scoring.html", {
-        "item": item, "study": item.study, "payload": payloads.descriptor_payload(item)})
+        "is_exam2": assignment.exam == 2, "is_descriptors": assignment.exam == DESCRIPTORS,
+        "routes": payloads.routes(assignment.exam)})
 
 
 # --- coordinator ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-// The reading and descriptor pages: start the viewer, the active-time counter and the answer form.
+// The reading page of every task (exam 1, exam 2, descriptors): start the viewer, the active-time counter and
+// the answer form; the form's data-kind says which answer the task takes.
 //
 // Keys (besides the viewer's): S sarcoma, L leiomyoma, + / - confidence by 5, N the note,
 // Ctrl+Enter submit and next. For descriptors: D degeneration yes/no, M irregular margin yes/no.
@@ -48,36 +49,53 @@
     return checked ? checked.value : null;
   }
 
-  // ---- prefill a previous answer -----------------------------------------------------------------------
-  if (kind === "read" && payload.read) {
-    setRadio("call", payload.read.call);
-    setConfidence(payload.read.confidence);
-    form.querySelector("textarea[name=note]").value = payload.read.note || "";
-    say("Answered (you can change it until you finish the exam).");
-  }
-  if (kind === "descriptor" && payload.score) {
-    setRadio("degeneration", payload.score.degeneration ? "yes" : "no");
-    setRadio("irregular_margin", payload.score.irregular_margin ? "yes" : "no");
-    say("Scored (you can change it).");
-  }
-
-  function answer() {
-    if (kind === "read") {
-      const call = radio("call");
-      if (!call) throw new Error("choose sarcoma or leiomyoma (S / L)");
-      if (number.value === "") throw new Error("set your confidence that this is a sarcoma (0-100)");
-      return { call, confidence: Number(number.value), note: form.querySelector("textarea[name=note]").value };
-    }
-    const degeneration = radio("degeneration"), margin = radio("irregular_margin");
-    if (!degeneration || !margin) throw new Error("answer both: degeneration and irregular margin");
-    return { degeneration: degeneration === "yes", irregular_margin: margin === "yes" };
-  }
+  // ---- each task's own answer: its saved value, how the form shows and reads it, its keys ----------------
+  const note = form.querySelector("textarea[name=note]");
+  const toggle = (name) => setRadio(name, radio(name) === "yes" ? "no" : "yes");
+  const nudge = (step) => setConfidence((number.value === "" ? 50 : Number(number.value)) + step);
+  const ANSWERS = {
+    read: {
+      saved: payload.read,
+      show(read) {
+        setRadio("call", read.call);
+        setConfidence(read.confidence);
+        note.value = read.note || "";
+        return "Answered (you can change it until you finish the exam).";
+      },
+      value() {
+        const call = radio("call");
+        if (!call) throw new Error("choose sarcoma or leiomyoma (S / L)");
+        if (number.value === "") throw new Error("set your confidence that this is a sarcoma (0-100)");
+        return { call, confidence: Number(number.value), note: note.value };
+      },
+      keys: {
+        s: () => setRadio("call", "sarcoma"), l: () => setRadio("call", "leiomyoma"),
+        "+": () => nudge(5), "=": () => nudge(5), "-": () => nudge(-5), n: () => note.focus(),
+      },
+    },
+    descriptor: {
+      saved: payload.score,
+      show(score) {
+        setRadio("degeneration", score.degeneration ? "yes" : "no");
+        setRadio("irregular_margin", score.irregular_margin ? "yes" : "no");
+        return "Scored (you can change it).";
+      },
+      value() {
+        const degeneration = radio("degeneration"), margin = radio("irregular_margin");
+        if (!degeneration || !margin) throw new Error("answer both: degeneration and irregular margin");
+        return { degeneration: degeneration === "yes", irregular_margin: margin === "yes" };
+      },
+      keys: { d: () => toggle("degeneration"), m: () => toggle("irregular_margin") },
+    },
+  };
+  const task = ANSWERS[kind];
+  if (task.saved) say(task.show(task.saved));
 
   let sending = false;
   async function submit() {
     if (sending) return;                       // a double click sends once (and the server is safe anyway)
     let body;
-    try { body = answer(); } catch (err) { say(err.message, true); return; }
+    try { body = task.value(); } catch (err) { say(err.message, true); return; }
     sending = true;
     submitButton.disabled = true;
     const seconds = timer.take();
@@ -102,17 +120,7 @@
   document.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); return; }
     if (e.target.closest("input[type=number], input[type=text], textarea, select") || e.altKey || e.ctrlKey || e.metaKey) return;
-    const key = e.key.toLowerCase();
-    const actions = kind === "read" ? {
-      s: () => setRadio("call", "sarcoma"), l: () => setRadio("call", "leiomyoma"),
-      "+": () => setConfidence((number.value === "" ? 50 : Number(number.value)) + 5),
-      "=": () => setConfidence((number.value === "" ? 50 : Number(number.value)) + 5),
-      "-": () => setConfidence((number.value === "" ? 50 : Number(number.value)) - 5),
-      n: () => form.querySelector("textarea[name=note]").focus(),
-    } : {
-      d: () => setRadio("degeneration", radio("degeneration") === "yes" ? "no" : "yes"),
-      m: () => setRadio("irregular_margin", radio("irregular_margin") === "yes" ? "no" : "yes"),
-    };
-    if (actions[key]) { e.preventDefault(); actions[key](); }
+    const action = task.keys[e.key.toLowerCase()];
+    if (action) { e.preventDefault(); action(); }
   });
 })();

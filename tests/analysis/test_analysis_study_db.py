@@ -108,3 +108,40 @@ def test_a_study_read_through_the_reader_study_services_is_analysed_from_the_sto
     assert shown[("case 001", 1)] is None
     assert shown[("case 003", 2)] == pytest.approx(AI_LIKELIHOOD[2])
     assert stats.mrmc_for("auc").analysis is not None
+
+
+def test_the_readers_descriptor_scores_are_the_degeneration_votes_of_the_cases_table(coordinator):
+    """Two readers finish both exams and score the leiomyomas' descriptors through the reader-study services
+    (the first says degeneration on every other case, the second never); the statistics and cases.csv count
+    their degeneration votes per case."""
+    from analysis import exports
+    from reader_study import selectors as rs_selectors
+    from reader_study import services as rs
+    from reader_study.models import DESCRIPTORS
+
+    cases = [make_case(t, i, with_series=True) for i, t in enumerate(TRUTH, start=1)]
+    readers = [make_reader("R21", "specialist", 10), make_reader("R22", "practitioner", 2)]
+    study = rs.study_create(name="Descriptor-vote study (synthetic)", created_by=coordinator, cases=cases,
+                            evaluation=make_evaluation(cases), readers=readers)
+    study = rs.study_open(study=study, by=coordinator)
+    for reader in readers:
+        for exam in (1, 2):
+            if exam == 2:
+                rs.washout_override(study=study, reader=reader, by=coordinator, reason="test")
+            for assignment in rs_selectors.worklist(study, reader, exam):
+                rs.read_submit(reader=reader, assignment=assignment, call=SARCOMA, confidence=60)
+            rs.exam_finish(reader=reader, study=study, exam=exam)
+        for index, assignment in enumerate(rs_selectors.worklist(study, reader, DESCRIPTORS)):
+            rs.descriptor_score_submit(reader=reader, assignment=assignment, irregular_margin=False,
+                                       degeneration=index % 2 == 0 and reader == readers[0])
+    stats = services.study_report(study=study).stats
+    leiomyomas = [c for c in stats.cases if c.truth == LEIOMYOMA]
+    scored = rs_selectors.worklist(study, readers[0], DESCRIPTORS)
+    yes = {a.case_id for a in scored if a.answer.degeneration}
+    labels = selectors.case_labels(study)
+    assert {c.label: c.degeneration_votes for c in leiomyomas} == {
+        labels[a.case_id]: (int(a.case_id in yes), 2) for a in scored}
+    assert all(c.degeneration_votes is None for c in stats.cases if c.truth == SARCOMA)
+    table = exports.cases_table(stats)
+    votes = {row[0]: row[table.columns.index("degeneration_votes")] for row in table.rows}
+    assert {votes[c.label] for c in leiomyomas} == {"1/2", "0/2"}

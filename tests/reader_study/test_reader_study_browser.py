@@ -173,7 +173,7 @@ def _score_descriptors(page, base, study, reader):
         page.keyboard.press("Control+Enter")
         page.wait_for_function(f"location.href !== {url!r}")
     page.wait_for_url(f"{base}/studies/{study.pk}/descriptors/")
-    scores = DescriptorScore.objects.filter(study=study, reader=reader)
+    scores = DescriptorScore.objects.filter(assignment__study=study, assignment__reader=reader)
     assert sorted(scores.values_list("degeneration", "irregular_margin")) == [(True, False), (True, False)]
 
 

@@ -7,7 +7,7 @@ from core.constants import LEIOMYOMA, SARCOMA
 from factories_reader_study import answer_all, case_with_series, open_study
 from imaging.models import Case
 from reader_study import selectors, services
-from reader_study.models import DescriptorItem, DescriptorScore, StudyEvent
+from reader_study.models import DESCRIPTORS, Assignment, DescriptorScore, StudyEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +22,7 @@ def _finish_both_exams(reader, study, coordinator):
 
 def test_the_descriptor_worklist_holds_only_the_leiomyomas_under_their_own_codes(study_setup, reader):
     study = study_setup["study"]
-    items = list(DescriptorItem.objects.filter(study=study, reader=reader))
+    items = list(selectors.worklist(study, reader, DESCRIPTORS))
     leiomyomas = {c.pk for c in study_setup["cases"] if c.truth == LEIOMYOMA}
     assert {i.case_id for i in items} == leiomyomas and len(items) == 3
     assert all(i.display_code.startswith("D-") for i in items)
@@ -31,16 +31,17 @@ def test_the_descriptor_worklist_holds_only_the_leiomyomas_under_their_own_codes
 def test_the_task_opens_only_after_exam2_and_hides_its_size_until_then(study_setup, reader, coordinator,
                                                                          client):
     study = study_setup["study"]
-    item = DescriptorItem.objects.filter(study=study, reader=reader).first()
-    status = selectors.descriptor_status(study, reader)
+    item = selectors.worklist(study, reader, DESCRIPTORS).first()
+    status = selectors.exam_status(study, reader, DESCRIPTORS)
     assert status.state == "locked" and status.total == 0
-    assert selectors.descriptor_status(study, reader, for_coordinator=True).total == 3
+    assert selectors.exam_status(study, reader, DESCRIPTORS, for_coordinator=True).total == 3
     with pytest.raises(PermissionDenied, match="finished exam 2"):
-        services.descriptor_score_submit(reader=reader, item=item, degeneration=True, irregular_margin=False)
+        services.descriptor_score_submit(reader=reader, assignment=item, degeneration=True,
+                                         irregular_margin=False)
     client.force_login(reader)
     assert client.get(f"/api/reading/descriptors/{item.pk}/").status_code == 403
     _finish_both_exams(reader, study, coordinator)
-    assert selectors.descriptor_status(study, reader).state == "open"
+    assert selectors.exam_status(study, reader, DESCRIPTORS).state == "open"
     payload = client.get(f"/api/reading/descriptors/{item.pk}/").json()
     assert payload["display_code"] == item.display_code and "ai" not in payload and payload["series"]
     assert "descriptors" in client.get(f"/descriptors/{item.pk}/").content.decode()
@@ -49,18 +50,19 @@ def test_the_task_opens_only_after_exam2_and_hides_its_size_until_then(study_set
 def test_scores_are_stored_once_changes_are_logged(study_setup, reader, coordinator, client):
     study = study_setup["study"]
     _finish_both_exams(reader, study, coordinator)
-    item = DescriptorItem.objects.filter(study=study, reader=reader).first()
+    item = selectors.worklist(study, reader, DESCRIPTORS).first()
     client.force_login(reader)
     for degeneration in (True, True, False):
         response = client.post(f"/api/reading/descriptors/{item.pk}/score/",
                                {"degeneration": degeneration, "irregular_margin": False},
                                content_type="application/json")
         assert response.status_code == 200
-    score = DescriptorScore.objects.get(item=item)
-    assert (score.reader, score.case_id, score.degeneration) == (reader, item.case_id, False)
+    score = DescriptorScore.objects.get(assignment=item)
+    assert (score.assignment.reader, score.assignment.case_id, score.degeneration) == (reader, item.case_id, False)
     assert StudyEvent.objects.filter(study=study, action="descriptor_scored").count() == 2
     with pytest.raises(ValidationError):
-        services.descriptor_score_submit(reader=reader, item=item, degeneration="yes", irregular_margin=False)
+        services.descriptor_score_submit(reader=reader, assignment=item, degeneration="yes",
+                                         irregular_margin=False)
 
 
 def test_four_of_six_consensus_is_written_onto_the_cases(coordinator, make_user):
@@ -72,9 +74,8 @@ def test_four_of_six_consensus_is_written_onto_the_cases(coordinator, make_user)
     votes = {cases[0].pk: [1, 1, 1, 1, 0, 0], cases[1].pk: [1, 1, 1, 0, 0, 0], cases[2].pk: [1, 1, 0, 0]}
     for case_pk, row in votes.items():
         for reader, vote in zip(readers, row, strict=False):
-            item = DescriptorItem.objects.get(study=study, reader=reader, case_id=case_pk)
-            DescriptorScore.objects.create(item=item, study=study, reader=reader, case_id=case_pk,
-                                           degeneration=bool(vote), irregular_margin=False)
+            item = Assignment.objects.get(study=study, reader=reader, exam=DESCRIPTORS, case_id=case_pk)
+            DescriptorScore.objects.create(assignment=item, degeneration=bool(vote), irregular_margin=False)
     summary = services.descriptor_consensus_apply(study=study, by=coordinator)
     assert summary == {"k": 4, "n": 6, "cases": 3, "written": 5, "undecided": 1}
     got = {c.pk: (c.degeneration, c.irregular_margin) for c in Case.objects.filter(pk__in=votes)}
@@ -87,3 +88,34 @@ def test_four_of_six_consensus_is_written_onto_the_cases(coordinator, make_user)
 def test_consensus_needs_k_readers(study_setup, coordinator):
     with pytest.raises(ValidationError, match="needs at least 4 enrolled readers"):
         services.descriptor_consensus_apply(study=study_setup["study"], by=coordinator)
+
+
+def test_each_task_is_read_at_its_own_urls_and_carries_only_its_own_answer(study_setup, reader, coordinator,
+                                                                           client):
+    """The descriptor task's cases live in Assignment beside the exams' but are reached only at the descriptor
+    URLs (and exam cases only at the exam URLs); a case's payload holds its own task's answer, never a read."""
+    study = study_setup["study"]
+    _finish_both_exams(reader, study, coordinator)
+    item = selectors.worklist(study, reader, DESCRIPTORS).first()
+    exam_case = selectors.worklist(study, reader, 2).first()
+    client.force_login(reader)
+    for url in (f"/reading/{item.pk}/", f"/api/reading/{item.pk}/", f"/descriptors/{exam_case.pk}/",
+                f"/api/reading/descriptors/{exam_case.pk}/"):
+        assert client.get(url).status_code == 404, url
+    for url, body in ((f"/api/reading/{item.pk}/time/", {"seconds": 3}),
+                      (f"/api/reading/{item.pk}/read/", {"call": SARCOMA, "confidence": 50}),
+                      (f"/api/reading/descriptors/{exam_case.pk}/score/", {"degeneration": True,
+                                                                          "irregular_margin": True})):
+        assert client.post(url, body, content_type="application/json").status_code == 404, url
+    with pytest.raises(ValidationError, match="descriptor task"):
+        services.read_submit(reader=reader, assignment=item, call=SARCOMA, confidence=50)
+    client.post(f"/api/reading/descriptors/{item.pk}/score/", {"degeneration": True, "irregular_margin": True},
+                content_type="application/json")
+    payload = client.get(f"/api/reading/descriptors/{item.pk}/").json()
+    assert payload["score"] == {"degeneration": True, "irregular_margin": True}
+    assert "read" not in payload and "ai" not in payload
+    assert payload["urls"]["submit"] == f"/api/reading/descriptors/{item.pk}/score/"
+    assert payload["urls"]["worklist"] == f"/studies/{study.pk}/descriptors/"
+    worklist = client.get(f"/api/reading/studies/{study.pk}/descriptors/").json()
+    assert [i["answered"] for i in worklist["items"] if i["assignment"] == item.pk] == [True]
+    assert worklist["exam"]["state"] == "open" and worklist["exam"]["done"] == 1

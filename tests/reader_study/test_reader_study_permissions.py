@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from factories_reader_study import case_with_series
 from reader_study import selectors, services
-from reader_study.models import DescriptorItem, Study
+from reader_study.models import DESCRIPTORS, Study
 
 pytestmark = pytest.mark.django_db
 
@@ -125,7 +125,7 @@ def world(study_setup, reader, other_reader, make_user, coordinator, admin_user)
         "study": study.pk, "owner_id": reader.pk, "outsider_id": outsider.pk,
         "a1": selectors.worklist(study, reader, 1).first().pk,
         "a2": selectors.worklist(study, reader, 2).first().pk,
-        "item": DescriptorItem.objects.filter(study=study, reader=reader).first().pk,
+        "item": selectors.worklist(study, reader, DESCRIPTORS).first().pk,
         "series": study_setup["cases"][0].series.first().pk,
     }
     users = {"anonymous": None, "owner": reader, "other": other_reader, "outsider": outsider,
