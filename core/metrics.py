@@ -117,6 +117,39 @@ def ss_avg(counts: ConfusionCounts) -> float:
     return (sensitivity(counts) + specificity(counts)) / 2
 
 
+class ConfusionRates:
+    """The section-10 fractions, vectorised: for any object with ``tp`` and ``tn`` (ints, or integer arrays of any
+    shape — one per threshold, member or sequence set) and the class sizes ``n_positive`` and ``n_negative``.
+    Counts are widened to int64 first, so int16 count arrays never overflow. Used by the threshold choice and
+    the combination search (inference); the scalar functions above serve single sets of calls."""
+
+    def _counts(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.tp, dtype=np.int64), np.asarray(self.tn, dtype=np.int64)
+
+    @property
+    def sensitivity(self) -> np.ndarray:
+        return self._counts()[0] / self.n_positive
+
+    @property
+    def specificity(self) -> np.ndarray:
+        return self._counts()[1] / self.n_negative
+
+    def _twice_ss_numerator(self) -> np.ndarray:
+        """2 · n+ · n- · SS-Avg as an integer (summed over members by the combination search)."""
+        tp, tn = self._counts()
+        return tp * self.n_negative + tn * self.n_positive
+
+    @property
+    def ss_avg(self) -> np.ndarray:
+        """(sensitivity + specificity) / 2 from integers: equal counts give bit-equal figures."""
+        return self._twice_ss_numerator() / (2 * self.n_positive * self.n_negative)
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        tp, tn = self._counts()
+        return (tp + tn) / (self.n_positive + self.n_negative)
+
+
 @dataclass(frozen=True)
 class BinaryMetrics:
     """The section-10 metrics of one set of calls; fractions in [0, 1]."""

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import models
 
 from core.constants import CLASS_CHOICES, SEQUENCE_CODES, UNUSED_SEQUENCE
+from jobs.models import JobProduct
 
 SEQUENCE_CHOICES = [(c, c) for c in SEQUENCE_CODES] + [(UNUSED_SEQUENCE, "unused")]
 
@@ -147,7 +148,7 @@ class TumourBox(models.Model):
         return f"box on slice {self.slice_index} of {self.series_id}: ({self.x0},{self.y0})-({self.x1},{self.y1})"
 
 
-class Cohort(models.Model):
+class Cohort(JobProduct):
     """A named, frozen set of cases with ground truth, and its training array store."""
 
     name = models.SlugField(max_length=64, unique=True)
@@ -159,15 +160,6 @@ class Cohort(models.Model):
     store_path = models.CharField(max_length=255, blank=True, help_text="array store folder, relative to MEDIA_ROOT")
     content_hash = models.CharField(max_length=80, blank=True, help_text='"sha256:<hex>" of the array store')
     n_slices = models.PositiveIntegerField(default=0)
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class CohortCase(models.Model):

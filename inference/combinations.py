@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.constants import SEQUENCE_CODES
+from core.metrics import ConfusionRates
 from inference.subsets import (
     SubsetLike,
     all_masks,
@@ -179,7 +180,7 @@ class HonestFigures:
 
 
 @dataclass(frozen=True)
-class CombinationSearch:
+class CombinationSearch(ConfusionRates):
     """Every evaluated set × every member. Per-member arrays are ``(M, K)``, per-set arrays ``(K,)``.
 
     ``order`` lists set positions best first (the ranking rule is in the module docstring). Metric
@@ -210,27 +211,8 @@ class CombinationSearch:
         return self.n_positive + self.n_negative
 
     @property
-    def sensitivity(self) -> np.ndarray:
-        return self.tp / self.n_positive
-
-    @property
-    def specificity(self) -> np.ndarray:
-        return self.tn / self.n_negative
-
-    @property
-    def accuracy(self) -> np.ndarray:
-        return (self.tp.astype(np.int64) + self.tn) / self.n_patients
-
-    @property
-    def ss_avg(self) -> np.ndarray:
-        return self._twice_ss_numerator() / (2 * self.n_positive * self.n_negative)
-
-    @property
     def auc(self) -> np.ndarray:
         return self.twice_u / (2 * self.n_positive * self.n_negative)
-
-    def _twice_ss_numerator(self) -> np.ndarray:
-        return self.tp.astype(np.int64) * self.n_negative + self.tn.astype(np.int64) * self.n_positive
 
     # -- per set: means over members (from integer sums, so equal sets compare equal) --------------------
     @property

@@ -1,10 +1,11 @@
 """Evaluations of a training run and the AI results per case that exam 2 shows (METHOD §9)."""
 
-from django.conf import settings
 from django.db import models
 
+from jobs.models import JobProduct
 
-class Evaluation(models.Model):
+
+class Evaluation(JobProduct):
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
         RUNNING = "running", "running"
@@ -15,20 +16,11 @@ class Evaluation(models.Model):
     name = models.CharField(max_length=100)
     training_run = models.ForeignKey("training.TrainingRun", null=True, blank=True, on_delete=models.PROTECT,
                                      related_name="evaluations")
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     config = models.JSONField(default=dict, blank=True, help_text="sequence-call rule and other choices")
     chosen_subset = models.JSONField(default=list, blank=True, help_text="sequence codes behind the likelihood")
     results = models.JSONField(default=dict, blank=True, help_text="top-10, per-sequence figures, coverage")
     store_path = models.CharField(max_length=255, blank=True, help_text="slice-probability store, under MEDIA_ROOT")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class CaseAIResult(models.Model):

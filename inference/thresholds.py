@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.metrics import positive_mask
+from core.metrics import ConfusionRates, positive_mask
 
 
 def truth_mask(truth) -> np.ndarray:
@@ -139,29 +139,8 @@ def twice_mann_whitney(pos_hist, neg_hist, *, n_negative: int | None = None) -> 
     return np.einsum("...v,...v->...", pos, weight, dtype=np.int64, casting="safe")
 
 
-class _ConfusionFigures:
-    """Metrics (fractions, METHOD §10) of a dataclass with ``tp``, ``tn``, ``n_positive``, ``n_negative``."""
-
-    @property
-    def sensitivity(self) -> np.ndarray:
-        return self.tp / self.n_positive
-
-    @property
-    def specificity(self) -> np.ndarray:
-        return self.tn / self.n_negative
-
-    @property
-    def ss_avg(self) -> np.ndarray:
-        twice = self.tp * self.n_negative + self.tn * self.n_positive
-        return twice / (2 * self.n_positive * self.n_negative)
-
-    @property
-    def accuracy(self) -> np.ndarray:
-        return (self.tp + self.tn) / (self.n_positive + self.n_negative)
-
-
 @dataclass(frozen=True)
-class ThresholdChoice(_ConfusionFigures):
+class ThresholdChoice(ConfusionRates):
     """Confusion counts at chosen thresholds; arrays share the leading shape of the scores (``(...)``)."""
 
     threshold: np.ndarray
@@ -191,7 +170,7 @@ def roc_auc(scores, truth, *, max_score: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CrossValidatedThreshold(_ConfusionFigures):
+class CrossValidatedThreshold(ConfusionRates):
     """The honest figure: thresholds chosen on the training folds, confusion counts pooled over folds.
 
     fold_threshold ``(..., F)``: threshold used for fold f's patients; tp, tn ``(...)``: pooled counts.

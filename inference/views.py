@@ -10,7 +10,8 @@ from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.roles import is_admin, is_coordinator
+from accounts.permissions import role_required
+from accounts.roles import COORDINATOR, is_admin
 from core.constants import SEQUENCE_CODES
 from inference import selectors, services
 from inference.forms import CasePredictionForm, EvaluationStartForm, SubsetChoiceForm
@@ -31,10 +32,8 @@ def _evaluation(request, pk: int) -> Evaluation:
         raise Http404("no such evaluation") from None
 
 
-@login_required
+@role_required(COORDINATOR, "evaluations are for coordinators and admins")
 def evaluation_list(request):
-    if not is_coordinator(request.user):
-        raise PermissionDenied("evaluations are for coordinators and admins")
     return render(request, "inference/evaluation_list.html", {
         "evaluations": selectors.evaluations_visible_to(request.user)[:200],
         "can_start": selectors.can_start_evaluation(request.user)})

@@ -34,6 +34,22 @@ def heartbeat_limit() -> timedelta:
     return timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_S)
 
 
+class JobProduct(models.Model):
+    """What a job makes and a user asked for (a cohort, a training run, an evaluation): the job that made it,
+    who asked, when; newest first. One definition instead of the same three fields in three apps."""
+
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Claimable(models.Model):
     """The fields `jobs.claims` works on. A subclass declares its own `status` field and, in CLAIM_STATES,
     which of its values are waiting, running, succeeded, failed and cancelled."""

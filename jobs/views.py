@@ -1,19 +1,18 @@
 """Job pages: one job with a live progress bar (it polls the API), and the list for admins."""
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.roles import is_admin
+from accounts.permissions import role_required
+from accounts.roles import ADMIN
 from jobs import registry, selectors, services
 
 
-@login_required
+@role_required(ADMIN, "the job list is for admins")
 def job_list(request):
-    if not is_admin(request.user):
-        raise PermissionDenied("the job list is for admins")
     jobs = selectors.jobs_visible_to(request.user)
     kind = request.GET.get("kind")
     if kind:
@@ -30,11 +29,9 @@ def job_detail(request, pk: int):
     return render(request, "jobs/job_detail.html", {"job": job})
 
 
-@login_required
+@role_required(ADMIN, "starting a worker check is for admins")
 @require_POST
 def worker_check_start(request):
-    if not is_admin(request.user):
-        raise PermissionDenied("starting a worker check is for admins")
     kind = "worker_check_gpu" if request.POST.get("queue") == "gpu" else "worker_check"
     job = services.job_create(kind=kind, params={"seconds": 5, "keras": True}, user=request.user)
     return redirect("job_detail", pk=job.pk)

@@ -13,12 +13,13 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view, renderer_classes
+from rest_framework.decorators import api_view, permission_classes, renderer_classes
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from accounts.roles import is_coordinator, is_reader
+from accounts.permissions import IsCoordinator, IsReader, require_role
+from accounts.roles import READER
 from imaging.api import OctetStreamRenderer, volume_response
 from reader_study import payloads, selectors, services
 from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, Study
@@ -38,6 +39,7 @@ class DescriptorAnswerSerializer(serializers.Serializer):
 
 
 # Each task's own answer: the fields its submit carries and the service that stores them.
+READING_API_IS_FOR_READERS = "the reading API is for readers"
 ANSWERS = {**dict.fromkeys(EXAMS, (AnswerSerializer, services.read_submit)),
            DESCRIPTORS: (DescriptorAnswerSerializer, services.descriptor_score_submit)}
 ANY_ANSWER = PolymorphicProxySerializer(component_name="ReaderAnswer", resource_type_field_name=None,
@@ -88,13 +90,11 @@ def _reader_study_json(study: Study, user) -> dict:
             "descriptors": {"state": d.state, "reason": d.reason, "total": d.total, "done": d.done}}
 
 
-def _reader_only(user) -> None:
-    if not is_reader(user):
-        raise PermissionDenied("the reading API is for readers")
+class ReadingAPI(IsReader):
+    message = READING_API_IS_FOR_READERS
 
 
 def _my_study(user, pk: int) -> Study:
-    _reader_only(user)
     try:
         return selectors.study_for_reader(user, pk)
     except ObjectDoesNotExist:
@@ -103,20 +103,22 @@ def _my_study(user, pk: int) -> Study:
 
 @extend_schema(responses=None, operation_id="reading_studies_list")
 @api_view(["GET"])
+@permission_classes([ReadingAPI])
 def reader_studies_api(request):
     """The studies the reader is enrolled in, with their own progress per exam."""
-    _reader_only(request.user)
     return Response([_reader_study_json(s, request.user) for s in selectors.studies_for_reader(request.user)])
 
 
 @extend_schema(responses=None)
 @api_view(["GET"])
+@permission_classes([ReadingAPI])
 def reader_study_api(request, pk: int):
     return Response(_reader_study_json(_my_study(request.user, pk), request.user))
 
 
 @extend_schema(responses=None)
 @api_view(["GET"])
+@permission_classes([ReadingAPI])
 def worklist_api(request, pk: int, exam: int, tasks=EXAMS):
     """The reader's stored order for a task: display codes and whether each is answered, nothing else."""
     if exam not in tasks:
@@ -132,6 +134,7 @@ def worklist_api(request, pk: int, exam: int, tasks=EXAMS):
 
 @extend_schema(request=None, responses=None)
 @api_view(["POST"])
+@permission_classes([ReadingAPI])
 def exam_finish_api(request, pk: int, exam: int):
     study = _my_study(request.user, pk)
     return _run(lambda: Response(_exam_json(selectors.exam_status(
@@ -142,7 +145,7 @@ def _my_assignment(request, pk: int, tasks):
     try:   # the Reader role is checked in the same query (one query fewer on every reading request)
         return selectors.assignment_for_reader(request.user, pk, exams=tasks, in_reader_role=True)
     except ObjectDoesNotExist:
-        _reader_only(request.user)           # not a reader: 403, as for every reading endpoint
+        require_role(request.user, READER, READING_API_IS_FOR_READERS)   # not a reader: 403, as elsewhere
         raise NotFound(f"no case {pk} in your worklists") from None
 
 
@@ -166,10 +169,10 @@ def reading_case_api(request, pk: int, tasks=EXAMS):
     "frames × rows × cols (shape in the case payload), gzip content-encoded; immutable when ?v= names it.",
 )
 @api_view(["GET"])
+@permission_classes([ReadingAPI])
 @renderer_classes([OctetStreamRenderer, JSONRenderer])
 def series_volume_api(request, pk: int):
     """Readers' images come from here, not from imaging: reader_study knows which cases a reader may see."""
-    _reader_only(request.user)
     return volume_response(request, selectors.series_readable_by(request.user).filter(pk=pk))
 
 
@@ -201,8 +204,6 @@ def active_time_api(request, pk: int, tasks=EXAMS):
 
 # --- coordinator ------------------------------------------------------------------------------------
 def _coordinated_study(request, pk: int) -> Study:
-    if not is_coordinator(request.user):
-        raise PermissionDenied("this is for coordinators")
     try:
         return selectors.study_for_coordinator(request.user, pk)
     except ObjectDoesNotExist:
@@ -218,14 +219,14 @@ def _study_json(study: Study) -> dict:
 
 @extend_schema(responses=None)
 @api_view(["GET"])
+@permission_classes([IsCoordinator])
 def study_list_api(request):
-    if not is_coordinator(request.user):
-        raise PermissionDenied("the study list is for coordinators")
     return Response([_study_json(s) for s in selectors.studies_for_coordinator(request.user)])
 
 
 @extend_schema(responses=None)
 @api_view(["GET"])
+@permission_classes([IsCoordinator])
 def study_progress_api(request, pk: int):
     """Every reader's progress per exam, with time spent (coordinators)."""
     study = _coordinated_study(request, pk)
@@ -248,6 +249,7 @@ def _reader(pk: int):
 
 @extend_schema(request=None, responses=None)
 @api_view(["POST"])
+@permission_classes([IsCoordinator])
 def study_open_api(request, pk: int):
     study = _coordinated_study(request, pk)
     return _run(lambda: Response(_study_json(services.study_open(study=study, by=request.user))))
@@ -255,6 +257,7 @@ def study_open_api(request, pk: int):
 
 @extend_schema(request=None, responses=None)
 @api_view(["POST"])
+@permission_classes([IsCoordinator])
 def study_close_api(request, pk: int):
     study = _coordinated_study(request, pk)
     return _run(lambda: Response(_study_json(services.study_close(study=study, by=request.user))))
@@ -262,6 +265,7 @@ def study_close_api(request, pk: int):
 
 @extend_schema(request=ReaderActionSerializer, responses=None)
 @api_view(["POST"])
+@permission_classes([IsCoordinator])
 def study_enrol_api(request, pk: int):
     study = _coordinated_study(request, pk)
     reader = _reader(_valid(ReaderActionSerializer, request.data)["reader"])
@@ -271,6 +275,7 @@ def study_enrol_api(request, pk: int):
 
 @extend_schema(request=ReaderActionSerializer, responses=None)
 @api_view(["POST"])
+@permission_classes([IsCoordinator])
 def washout_override_api(request, pk: int):
     study = _coordinated_study(request, pk)
     data = _valid(ReaderActionSerializer, request.data)
@@ -281,6 +286,7 @@ def washout_override_api(request, pk: int):
 
 @extend_schema(request=None, responses=None)
 @api_view(["POST"])
+@permission_classes([IsCoordinator])
 def descriptor_consensus_api(request, pk: int):
     study = _coordinated_study(request, pk)
     return _run(lambda: Response(services.descriptor_consensus_apply(study=study, by=request.user)))

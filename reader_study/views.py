@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from accounts.roles import is_coordinator, is_reader
+from accounts.permissions import role_required
+from accounts.roles import COORDINATOR, READER
 from reader_study import forms, payloads, selectors, services
 from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, Study
 
@@ -25,13 +25,10 @@ def _message(exc: ValidationError) -> str:
 
 
 # --- reader -----------------------------------------------------------------------------------------
-def _reader_only(request) -> None:
-    if not is_reader(request.user):
-        raise PermissionDenied("these pages are for readers")
+reader_page = role_required(READER, "these pages are for readers")
 
 
 def _my_study(request, pk: int) -> Study:
-    _reader_only(request)
     try:
         return selectors.study_for_reader(request.user, pk)
     except ObjectDoesNotExist:
@@ -51,16 +48,15 @@ def _not_open(request, study: Study, status: selectors.ExamStatus):
     return redirect("reader_study:study_home", pk=study.pk)
 
 
-@login_required
+@reader_page
 def my_studies(request):
-    _reader_only(request)
     rows = [{"study": s, "exams": [selectors.exam_status(s, request.user, x) for x in EXAMS],
              "descriptors": selectors.exam_status(s, request.user, DESCRIPTORS)}
             for s in selectors.studies_for_reader(request.user)]
     return render(request, "reader_study/my_studies.html", {"rows": rows})
 
 
-@login_required
+@reader_page
 def study_home(request, pk: int):
     study = _my_study(request, pk)
     exams = [selectors.exam_status(study, request.user, x) for x in EXAMS]
@@ -68,7 +64,7 @@ def study_home(request, pk: int):
         "study": study, "exams": exams, "descriptors": selectors.exam_status(study, request.user, DESCRIPTORS)})
 
 
-@login_required
+@reader_page
 def worklist(request, pk: int, exam: int, tasks=EXAMS):
     """A task's worklist: its cases in the reader's order, answered or not (and, for an exam, finishing)."""
     study, exam = _my_study(request, pk), _exam_or_404(exam, tasks)
@@ -80,7 +76,7 @@ def worklist(request, pk: int, exam: int, tasks=EXAMS):
         "routes": payloads.routes(exam), "is_descriptors": exam == DESCRIPTORS})
 
 
-@login_required
+@reader_page
 def resume(request, pk: int, exam: int):
     """Open the first unanswered case of the exam (where the reader left off), or the worklist when done."""
     study, exam = _my_study(request, pk), _exam_or_404(exam)
@@ -93,7 +89,7 @@ def resume(request, pk: int, exam: int):
     return redirect("reader_study:reading", pk=target.pk)
 
 
-@login_required
+@reader_page
 @require_POST
 def exam_finish(request, pk: int, exam: int):
     study, exam = _my_study(request, pk), _exam_or_404(exam)
@@ -106,11 +102,10 @@ def exam_finish(request, pk: int, exam: int):
     return redirect("reader_study:study_home", pk=study.pk)
 
 
-@login_required
+@reader_page
 def reading(request, pk: int, tasks=EXAMS):
     """The reading page of a case of any task: the viewer, the task's answer form and (exam 2 only) the AI
     panel. ``tasks``: those the URL serves (a case of another task is not found there)."""
-    _reader_only(request)
     try:
         assignment = selectors.assignment_for_reader(request.user, pk, exams=tasks)
     except ObjectDoesNotExist:
@@ -129,29 +124,24 @@ def reading(request, pk: int, tasks=EXAMS):
 
 
 # --- coordinator ------------------------------------------------------------------------------------
-def _coordinator_only(request) -> None:
-    if not is_coordinator(request.user):
-        raise PermissionDenied("these pages are for coordinators")
+coordinator_page = role_required(COORDINATOR, "these pages are for coordinators")
 
 
 def _coordinated_study(request, pk: int) -> Study:
-    _coordinator_only(request)
     try:
         return selectors.study_for_coordinator(request.user, pk)
     except ObjectDoesNotExist:
         raise Http404("no such study") from None
 
 
-@login_required
+@coordinator_page
 def study_list(request):
-    _coordinator_only(request)
     return render(request, "reader_study/study_list.html", {
         "studies": selectors.studies_for_coordinator(request.user)})
 
 
-@login_required
+@coordinator_page
 def study_create(request):
-    _coordinator_only(request)
     form = forms.StudyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -169,7 +159,7 @@ def _enrolled(study: Study):
     return get_user_model().objects.filter(enrollments__study=study).select_related("reader_profile")
 
 
-@login_required
+@coordinator_page
 def study_detail(request, pk: int):
     """A study for its coordinator: cases, readers and their progress per exam, actions, the audit log."""
     study = _coordinated_study(request, pk)
@@ -192,21 +182,21 @@ def _coordinator_action(request, pk: int, action) -> Study:
     return redirect("reader_study:study_detail", pk=study.pk)
 
 
-@login_required
+@coordinator_page
 @require_POST
 def study_open(request, pk: int):
     return _coordinator_action(request, pk, lambda s: services.study_open(study=s, by=request.user) and
                                "Study opened: every reader's worklists are drawn.")
 
 
-@login_required
+@coordinator_page
 @require_POST
 def study_close(request, pk: int):
     return _coordinator_action(request, pk, lambda s: services.study_close(study=s, by=request.user) and
                                "Study closed.")
 
 
-@login_required
+@coordinator_page
 @require_POST
 def study_enrol(request, pk: int):
     def enrol(study):
@@ -219,7 +209,7 @@ def study_enrol(request, pk: int):
     return _coordinator_action(request, pk, enrol)
 
 
-@login_required
+@coordinator_page
 @require_POST
 def washout_override(request, pk: int):
     def override(study):
@@ -234,7 +224,7 @@ def washout_override(request, pk: int):
     return _coordinator_action(request, pk, override)
 
 
-@login_required
+@coordinator_page
 @require_POST
 def descriptor_consensus(request, pk: int):
     def apply(study):

@@ -1,9 +1,8 @@
 """Training records: a cohort's folds, a training run (R repeats × 6 folds) and its models with cards."""
 
-from django.conf import settings
 from django.db import models
 
-from jobs.models import Claimable, ClaimStates
+from jobs.models import Claimable, ClaimStates, JobProduct
 
 
 class FoldSplit(models.Model):
@@ -19,7 +18,7 @@ class FoldSplit(models.Model):
         return f"{self.n_folds} folds of {self.cohort} (seed {self.seed})"
 
 
-class TrainingRun(models.Model):
+class TrainingRun(JobProduct):
     """One training job: cohort + configuration → repeats × folds models on the gpu queue."""
 
     name = models.CharField(max_length=100)
@@ -27,15 +26,6 @@ class TrainingRun(models.Model):
     config = models.JSONField(help_text="training.network.TrainingConfig as a dict")
     repeats = models.PositiveSmallIntegerField(default=24)
     seed = models.BigIntegerField(default=0, help_text="base seed; repeat r trains with a seed derived from it")
-    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class TrainedModel(Claimable):

@@ -8,7 +8,6 @@
   const $ = (id) => document.getElementById(id);
   const canvas = $("series-canvas");
   const ctx = canvas.getContext("2d");
-  const csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
   const state = { meta: null, data: null, slice: 0, center: 0, width: 1, boxes: new Map(), draft: null, drag: null };
 
   function fail(message) { $("viewer-error").textContent = message; }
@@ -126,7 +125,7 @@
   async function send(method, body, query) {
     const response = await fetch(root.dataset.boxes + (query || ""), {
       method, credentials: "same-origin",
-      headers: { "X-CSRFToken": csrf, "Content-Type": "application/json", Accept: "application/json" },
+      headers: { "X-CSRFToken": window.csrfToken(), "Content-Type": "application/json", Accept: "application/json" },
       body: body ? JSON.stringify(body) : undefined,
     });
     if (!response.ok) {

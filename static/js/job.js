@@ -4,7 +4,6 @@
   const root = document.getElementById("job");
   if (!root) return;
   const $ = (id) => document.getElementById(id);
-  const csrf = root.querySelector("input[name=csrfmiddlewaretoken]").value;
 
   function render(job) {
     $("job-status").textContent = job.display_status;
@@ -31,7 +30,7 @@
   }
 
   async function post(url) {
-    const response = await fetch(url, { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrf } });
+    const response = await fetch(url, { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": window.csrfToken() } });
     const body = await response.json();
     if (!response.ok) { $("job-error").textContent = body.detail || "request failed"; return; }
     render(body);

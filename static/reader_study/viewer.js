@@ -575,15 +575,10 @@
   }
 
   // ---- helpers --------------------------------------------------------------------------------------
-  function csrfToken() {
-    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
-
   async function postJSON(url, body, keepalive = false) {
     const response = await fetch(url, {
       method: "POST", credentials: "same-origin", keepalive,
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() }, body: JSON.stringify(body),
+      headers: { "Content-Type": "application/json", "X-CSRFToken": window.csrfToken() }, body: JSON.stringify(body),
     });
     const data = await response.json().catch(() => ({}));
     if (!response.ok) {
@@ -593,5 +588,5 @@
     return data;
   }
 
-  window.ReaderViewer = { Viewer, ActiveTimer, postJSON, csrfToken };
+  window.ReaderViewer = { Viewer, ActiveTimer, postJSON, csrfToken: window.csrfToken };
 })();

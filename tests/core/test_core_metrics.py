@@ -89,3 +89,29 @@ def test_roc_auc_by_hand_with_a_tie():
 def test_roc_rejects_non_finite_scores():
     with pytest.raises(ValueError, match="NaN or infinite"):
         metrics.roc_auc([1, 0], [0.5, np.nan])
+
+
+# --- the vectorised rates (inference's threshold choice and combination search) ------------------------
+class _Counts(metrics.ConfusionRates):
+    def __init__(self, tp, tn, n_positive, n_negative):
+        self.tp, self.tn, self.n_positive, self.n_negative = tp, tn, n_positive, n_negative
+
+
+def test_vectorised_rates_equal_the_scalar_functions_for_every_entry():
+    rng = np.random.default_rng(3)
+    n_pos, n_neg = 7, 19
+    tp, tn = rng.integers(0, n_pos + 1, size=(4, 5)), rng.integers(0, n_neg + 1, size=(4, 5))
+    rates = _Counts(tp, tn, n_pos, n_neg)
+    for i, j in np.ndindex(tp.shape):
+        counts = metrics.ConfusionCounts(tp=int(tp[i, j]), fn=n_pos - int(tp[i, j]), tn=int(tn[i, j]),
+                                         fp=n_neg - int(tn[i, j]))
+        assert rates.sensitivity[i, j] == metrics.sensitivity(counts)
+        assert rates.specificity[i, j] == metrics.specificity(counts)
+        assert rates.accuracy[i, j] == metrics.accuracy(counts)
+        assert rates.ss_avg[i, j] == pytest.approx(metrics.ss_avg(counts), abs=1e-15)
+
+
+def test_int16_counts_do_not_overflow():
+    n = 30_000                                   # tp * n_negative is far beyond int16
+    rates = _Counts(np.array([n], dtype=np.int16), np.array([n], dtype=np.int16), n, n)
+    assert rates.ss_avg.tolist() == [1.0] and rates.accuracy.tolist() == [1.0]
