@@ -1,6 +1,6 @@
 """Writes on accounts: create a user with a role (and a reader profile for readers)."""
 
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -19,7 +19,8 @@ def _next_reader_code() -> str:
 @transaction.atomic
 def user_create(*, username: str, password: str, role: str, email: str = "", reader_group: str | None = None,
                 years_experience: int | None = None, reader_code: str | None = None, update: bool = False):
-    """Create (or with update=True, update) a user in one role. Readers need group and years."""
+    """Create (or with update=True, update) a user in one role. Readers need group and years; the password
+    must pass Django's password validators (``manage.py create_user --password 1`` is refused)."""
     role = role.capitalize()
     if role not in ROLES:
         raise ValidationError({"role": f"unknown role {role!r}; choose one of {', '.join(ROLES)}"})
@@ -34,6 +35,10 @@ def user_create(*, username: str, password: str, role: str, email: str = "", rea
         raise ValidationError({"username": f"user {username!r} already exists"})
     user = user or User(username=username)
     user.email = email
+    try:   # Django's validators (settings.AUTH_PASSWORD_VALIDATORS): length, common, numeric, like the name
+        password_validation.validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
     user.is_staff = role != READER  # coordinators and admins use the Django admin too
     user.set_password(password)
     user.save()

@@ -73,3 +73,12 @@ def test_demo_setup_creates_a_login_for_every_role(settings):
     for name in ("admin", "coordinator", "reader1", "reader6"):
         assert authenticate(username=name, password=DEMO_PASSWORD) is not None
     assert ReaderProfile.objects.filter(group="specialist").count() == 3
+
+
+@pytest.mark.parametrize("password", ["1", "password", "12345678", "dr_weak1"])
+def test_create_user_command_refuses_a_weak_password(password):
+    with pytest.raises(CommandError, match="password:"):
+        call_command("create_user", "dr_weak", "--role", "coordinator", "--password", password)
+    from django.contrib.auth import get_user_model
+
+    assert not get_user_model().objects.filter(username="dr_weak").exists()
