@@ -40,8 +40,7 @@ def role_required(role: str, message: str | None = None):
         @login_required
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            if not has_role(request.user, role):
-                raise PermissionDenied(message or _DEFAULT_MESSAGES[role])
+            require_role(request.user, role, message)
             return view(request, *args, **kwargs)
 
         return wrapper
