@@ -303,7 +303,9 @@ README = """Exports of reader study {name!r}{synthetic}.
 reads.csv               one row per reader x exam x case: reader code, group, years of experience, exam,
                         case (study-level label, the same in both exams: join exam 1 and exam 2 on it),
                         display_code (what the reader saw in that exam), truth, call, correct (1/0),
-                        confidence (0-100 likelihood of sarcoma), active_seconds, ai_likelihood_shown (exam 2)
+                        confidence (0-100 likelihood of sarcoma), active_seconds (time the case was on screen
+                        and in use, s; never more than the wall-clock time since the reader first opened it),
+                        ai_likelihood_shown (exam 2)
 reader_statistics.csv   per reader x exam: counts and metrics (percent; AUC from confidence as a fraction)
 group_statistics.csv    mean and SD (n - 1) per group and exam over the readers complete in that exam
 comparisons.csv         every t-test (Student's = equal variances; Welch's = unequal; paired = exam 1 vs 2)

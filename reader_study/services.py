@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from accounts.roles import is_coordinator, is_reader
@@ -278,10 +279,18 @@ def assignment_open(*, reader, assignment: Assignment, status: selectors.ExamSta
 def active_time_add(*, reader, assignment: Assignment, seconds) -> float:
     """Add active reading time (page visible and in use) to a case of any task; returns the case's total (s)."""
     seconds = _clean_seconds(seconds)
-    _assert_can_answer(reader, assignment)
-    Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
+    _mark_opened(assignment, _assert_can_answer(reader, assignment))
+    Assignment.objects.filter(pk=assignment.pk).update(
+        active_seconds=Least(F("active_seconds") + seconds, _wall_clock_seconds(assignment)))
     assignment.refresh_from_db(fields=["active_seconds"])
     return assignment.active_seconds
+
+
+def _wall_clock_seconds(assignment: Assignment) -> float:
+    """The most active time a case can have had: the wall-clock time since it was first opened. Each report
+    is capped at ``MAX_ACTIVE_SECONDS_PER_REPORT``, but a browser (or a forger) can send many: the total never
+    exceeds the time the case has been open, whatever is sent."""
+    return max(0.0, (timezone.now() - assignment.first_opened_at).total_seconds())
 
 
 def _lock_for_answer(reader, assignment_pk: int, seconds: float, exams) -> Assignment:
@@ -298,8 +307,9 @@ def _lock_for_answer(reader, assignment_pk: int, seconds: float, exams) -> Assig
         raise ValidationError({"exam": f"this case belongs to the {TASK_NAMES[assignment.exam]}: "
                                        "it takes that task's answer"})
     _mark_opened(assignment, status)
-    Assignment.objects.filter(pk=assignment.pk).update(active_seconds=F("active_seconds") + seconds)
-    assignment.active_seconds += seconds  # the row is locked: nobody else changed it since we read it
+    # the row is locked: nobody else changed it since we read it
+    assignment.active_seconds = min(assignment.active_seconds + seconds, _wall_clock_seconds(assignment))
+    Assignment.objects.filter(pk=assignment.pk).update(active_seconds=assignment.active_seconds)
     return assignment
 
 

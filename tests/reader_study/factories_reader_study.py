@@ -137,12 +137,23 @@ def open_study(*, coordinator, readers, cases, evaluation=None, name: str = "Stu
 
 def answer_all(reader, study, exam: int, call: str = LEIOMYOMA, confidence: int = 30,
                seconds: float = 12) -> None:
-    """Answer every case of the reader's worklist for an exam (through the service)."""
+    """Answer every case of the reader's worklist for an exam (through the service), each case opened an hour
+    ago (active time is capped by the wall-clock time since a case was first opened)."""
     from reader_study import selectors, services
 
+    opened_ago(selectors.worklist(study, reader, exam), hours=1)
     for a in selectors.worklist(study, reader, exam):
         services.read_submit(reader=reader, assignment=a, call=call, confidence=confidence,
                              active_seconds=seconds)
+
+
+def opened_ago(assignments, *, hours: float = 1) -> None:
+    """Pretend the reader first opened these cases ``hours`` ago (where they were not opened yet)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    assignments.filter(first_opened_at__isnull=True).update(first_opened_at=timezone.now() - timedelta(hours=hours))
 
 
 def move_washout(study, reader, days: float) -> None:

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test import Client
 
 from core.constants import LEIOMYOMA, SARCOMA
+from factories_reader_study import opened_ago
 from reader_study import selectors, services
 from reader_study.models import Read, ReadAudit
 
@@ -37,6 +38,7 @@ def _at_once(jobs):
 
 
 def test_simultaneous_identical_submits_make_one_read_and_one_audit_row(study_setup, reader):
+    opened_ago(selectors.worklist(study_setup["study"], reader, 1))
     a = selectors.worklist(study_setup["study"], reader, 1).first()
     results = _at_once([lambda: services.read_submit(reader=reader, assignment=a, call=SARCOMA, confidence=70,
                                                      active_seconds=5)] * 4)

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from core.constants import SARCOMA
-from factories_reader_study import answer_all, move_washout, pattern_stack
+from factories_reader_study import answer_all, move_washout, opened_ago, pattern_stack
 from reader_study import selectors, services
 from reader_study.models import Read
 
@@ -213,6 +213,7 @@ def test_the_reader_finishes_exam1_from_the_worklist_page(client, study_setup, r
 
 
 def test_active_time_reports_through_the_api(client, study_setup, reader):
+    opened_ago(selectors.worklist(study_setup["study"], reader, 1))
     a = selectors.worklist(study_setup["study"], reader, 1).first()
     client.force_login(reader)
     client.post(f"/api/reading/{a.pk}/time/", {"seconds": 15}, content_type="application/json")

@@ -14,6 +14,7 @@ from factories_reader_study import (
     case_with_series,
     move_washout,
     open_study,
+    opened_ago,
 )
 from reader_study import selectors, services
 from reader_study.models import EXAMS, Assignment, ExamProgress, Read, ReadAudit, Study, StudyEvent
@@ -103,6 +104,7 @@ def test_closed_study_takes_no_answers_and_no_readers(study_setup, reader, coord
 
 # --- reads ---------------------------------------------------------------------------------------------
 def test_a_read_is_stored_changed_and_every_change_audited(study_setup, reader):
+    opened_ago(selectors.worklist(study_setup["study"], reader, 1))
     a = selectors.worklist(study_setup["study"], reader, 1).first()
     read = services.read_submit(reader=reader, assignment=a, call=SARCOMA, confidence=80, note=" firm ",
                                 active_seconds=20)
@@ -143,9 +145,28 @@ def test_a_reader_cannot_answer_in_someone_elses_worklist(study_setup, reader, o
 
 
 def test_active_time_adds_up_and_absurd_reports_are_capped(study_setup, reader):
-    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    worklist = selectors.worklist(study_setup["study"], reader, 1)
+    opened_ago(worklist, hours=1)
+    a = worklist.first()
     assert services.active_time_add(reader=reader, assignment=a, seconds=14.5) == 14.5
     assert services.active_time_add(reader=reader, assignment=a, seconds=10 ** 6) == 14.5 + 300
+
+
+def test_active_time_never_exceeds_the_wall_clock_time_since_the_case_was_opened(study_setup, reader):
+    """Issue 12 item 4: many reports of 300 s each cannot forge more time than the case has been open."""
+    worklist = selectors.worklist(study_setup["study"], reader, 1)
+    a, b = worklist[0], worklist[1]
+    Assignment.objects.filter(pk=a.pk).update(first_opened_at=timezone.now() - timedelta(seconds=100))
+    a.refresh_from_db()
+    for _ in range(20):
+        total = services.active_time_add(reader=reader, assignment=a, seconds=300)
+    assert 100 <= total < 110                                   # the wall clock since opening, not 20 x 300
+    read = services.read_submit(reader=reader, assignment=a, call=SARCOMA, confidence=60, active_seconds=300)
+    assert 100 <= read.active_seconds < 110
+    # a case never opened before is opened by the report itself: it has been open for no time yet
+    assert services.active_time_add(reader=reader, assignment=b, seconds=300) < 5
+    b.refresh_from_db()
+    assert b.first_opened_at is not None
 
 
 def test_resume_opens_the_first_unanswered_case_in_the_stored_order(study_setup, reader):
