@@ -1,4 +1,5 @@
-"""Helpers shared by test modules (import with `from testsupport import ...`): brokers, worker processes.
+"""Helpers shared by test modules (import with `from testsupport import ...`): brokers, worker processes,
+the browser tests' Chromium page.
 
 Kept out of conftest.py because several test folders have a conftest.py and `from testsupport import` would
 pick whichever was imported first.
@@ -119,3 +120,45 @@ def wait_for(predicate, timeout: float = 60, every: float = 0.2, what: str = "co
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- browser tests (Playwright + Debian's Chromium) ----------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_MISSING = "Debian's Chromium is not installed at /usr/bin/chromium (scripts/install_chromium.sh)"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+
+@contextmanager
+def chromium_page(monkeypatch, viewport=(1500, 880)):
+    """A headless Chromium page; script errors and failed requests (but the favicon) are kept in page.problems.
+
+    For a pytest fixture: ``with chromium_page(monkeypatch) as tab: yield tab``. Chromium reaches the live server
+    directly (no proxy); the ORM may be used while Playwright's loop runs.
+    """
+    from django.db import connections
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        tab = context.new_page()
+        tab.set_default_timeout(20000)
+        tab.problems = []
+        tab.on("console", lambda m: m.type == "error" and "Failed to load resource" not in m.text
+               and tab.problems.append(m.text))
+        tab.on("pageerror", lambda e: tab.problems.append(str(e)))
+        tab.on("response", lambda r: r.status >= 400 and not r.url.endswith("/favicon.ico")
+               and tab.problems.append(f"{r.status} {r.url}"))
+        try:
+            yield tab
+        finally:
+            browser.close()
+            # ORM calls made while Playwright's loop runs get a connection of their own: close it, or
+            # PostgreSQL keeps the session and the test database cannot be dropped at the end.
+            connections.close_all()

@@ -1,126 +1,101 @@
-// Series view for coordinators: scroll slices, window/level on the 16-bit data, draw tumour boxes.
-// The volume arrives as uint16 little-endian (gzip content-encoded, inflated by the browser) with
-// JSON metadata; nothing of the DICOM header reaches the page. No build step, no library.
+// The coordinator's series page: the shared viewer (static/js/viewer.js: loading, drawing, scrolling,
+// window/level, zoom) showing one series, and what only coordinators do here: draw, copy, save and delete
+// the tumour box of a slice, the list of boxes, and the slice's position and phase. The metadata (with the
+// boxes) comes from the imaging API (data-meta), the boxes are written to data-boxes. No build step.
+//
+// Mouse: drag draws a box; shift- or right-drag window/level; middle-drag pans; Ctrl+wheel zooms.
+// Keys (the viewer's): wheel, ↑/↓, Home/End scroll; R resets window/level; Z fits. Escape drops the new box.
 (function () {
   "use strict";
   const root = document.getElementById("series-viewer");
-  if (!root) return;
+  if (!root || !window.ReaderViewer) return;
   const $ = (id) => document.getElementById(id);
-  const canvas = $("series-canvas");
-  const ctx = canvas.getContext("2d");
-  const state = { meta: null, data: null, slice: 0, center: 0, width: 1, boxes: new Map(), draft: null, drag: null };
+  const boxes = new Map();   // slice index -> saved box {slice_index, x0, y0, x1, y1, source}
+  let draft = null;          // a box drawn or copied on one slice, not saved yet: {slice, x0, y0, x1, y1}
+  let meta = null;
+  let viewer = null;
 
   function fail(message) { $("viewer-error").textContent = message; }
 
-  async function load() {
-    const metaResponse = await fetch(root.dataset.meta, { credentials: "same-origin" });
-    if (!metaResponse.ok) return fail("metadata could not be loaded (" + metaResponse.status + ")");
-    const meta = await metaResponse.json();
-    const volumeResponse = await fetch(meta.volume_url, { credentials: "same-origin" });
-    if (!volumeResponse.ok) return fail("volume could not be loaded (" + volumeResponse.status + ")");
-    const buffer = await volumeResponse.arrayBuffer();
-    const [frames, rows, cols] = meta.shape;
-    if (buffer.byteLength !== frames * rows * cols * 2) return fail("volume size does not match its metadata");
-    state.meta = meta;
-    state.data = new Uint16Array(buffer);  // browsers are little-endian, like the stored volume
-    canvas.width = cols; canvas.height = rows;
-    (meta.boxes || []).forEach((b) => state.boxes.set(b.slice_index, b));
-    resetWindow();
-    const firstBox = Math.min(...state.boxes.keys());
-    state.slice = Number.isFinite(firstBox) ? firstBox : Math.floor(frames / 2);
-    draw();
+  function seriesOf(m) {
+    // The imaging API's metadata in the shape the viewer reads (the readers' payload has the same fields).
+    return {
+      id: m.id, code: m.sequence_code, plane: m.plane, n_slices: m.n_slices, rows: m.rows, cols: m.cols,
+      pixel_spacing: m.pixel_spacing || [1, 1], slice_positions: m.slice_positions || [],
+      orientation: m.orientation || [1, 0, 0, 0, 1, 0], rescale: m.rescale || { slope: 1, intercept: 0 },
+      window: m.window || null, value_range: m.value_range || null,
+      temporal_positions: m.temporal_positions || null, volume_url: m.volume_url,
+    };
   }
 
-  function resetWindow() {
-    const w = state.meta.window || { center: 0, width: 1 };
-    state.center = w.center; state.width = Math.max(w.width, 1e-6);
+  function boxDrag(vp, event) {
+    const start = vp.pixelAt(event.clientX, event.clientY);
+    return {
+      move(m) {
+        const p = vp.pixelAt(m.clientX, m.clientY);
+        draft = { slice: vp.slice, x0: Math.min(start.x, p.x), y0: Math.min(start.y, p.y),
+          x1: Math.max(start.x, p.x), y1: Math.max(start.y, p.y) };
+        vp.draw();
+      },
+      up() {
+        if (draft && (draft.x1 - draft.x0 < 2 || draft.y1 - draft.y0 < 2)) draft = null;
+        vp.draw();
+      },
+    };
   }
 
-  function draw() {
-    const meta = state.meta; if (!meta) return;
-    const [frames, rows, cols] = meta.shape;
-    const slope = (meta.rescale || {}).slope || 1, intercept = (meta.rescale || {}).intercept || 0;
-    const low = state.center - state.width / 2, scale = 255 / state.width;
-    const image = ctx.createImageData(cols, rows);
-    const offset = state.slice * rows * cols;
-    for (let i = 0; i < rows * cols; i++) {
-      let v = ((state.data[offset + i] * slope + intercept) - low) * scale;
-      v = v < 0 ? 0 : v > 255 ? 255 : v;
-      image.data[4 * i] = image.data[4 * i + 1] = image.data[4 * i + 2] = v;
-      image.data[4 * i + 3] = 255;
-    }
-    ctx.putImageData(image, 0, 0);
-    const box = state.draft || state.boxes.get(state.slice);
-    if (box) {
-      ctx.strokeStyle = state.draft ? "#ffd400" : "#ff3b30";
-      ctx.lineWidth = Math.max(1, cols / 256);
-      ctx.strokeRect(box.x0 + 0.5, box.y0 + 0.5, box.x1 - box.x0 - 1, box.y1 - box.y0 - 1);
-    }
-    $("slice-number").textContent = state.slice + 1;
-    $("slice-count").textContent = frames;
-    const location = (meta.slice_locations || [])[state.slice];
-    const phase = (meta.temporal_positions || [])[state.slice];
-    $("slice-info").textContent = (location !== undefined ? "position " + location.toFixed(1) + " mm" : "") +
+  function drawBox(vp) {
+    const box = draft || boxes.get(vp.slice);
+    if (!box) return;
+    const r = vp.imageRect(), sx = r.w / vp.series.cols, sy = r.h / vp.series.rows, ctx = vp.ctx;
+    ctx.strokeStyle = draft ? "#ffd400" : "#ff3b30";
+    ctx.lineWidth = 1.5 * (window.devicePixelRatio || 1);
+    ctx.strokeRect(r.x + box.x0 * sx, r.y + box.y0 * sy, (box.x1 - box.x0) * sx, (box.y1 - box.y0) * sy);
+  }
+
+  function showState(vp) {
+    const slice = vp.slice;
+    $("slice-number").textContent = slice + 1;
+    $("slice-count").textContent = vp.series.n_slices;
+    const location = (meta.slice_locations || [])[slice];
+    const phase = (meta.temporal_positions || [])[slice];
+    $("slice-info").textContent = (location !== undefined && location !== null ? "position " + location.toFixed(1) + " mm" : "") +
       (phase !== undefined && phase !== null ? " · phase " + phase : "");
-    $("window-info").textContent = "W " + state.width.toFixed(0) + " / L " + state.center.toFixed(0);
-    const saved = state.boxes.get(state.slice);
-    $("box-info").textContent = state.draft ? "new box (not saved)" :
+    const saved = boxes.get(slice);
+    $("box-info").textContent = draft ? "new box (not saved)" :
       saved ? "box " + saved.source + ": (" + saved.x0 + ", " + saved.y0 + ")–(" + saved.x1 + ", " + saved.y1 + ")" : "no box on this slice";
-    $("save-box").disabled = !state.draft;
-    $("delete-box").disabled = !saved || !!state.draft;
-    $("copy-box").disabled = !state.boxes.get(state.slice - 1) || !!saved;
+    $("save-box").disabled = !draft;
+    $("delete-box").disabled = !saved || !!draft;
+    $("copy-box").disabled = !boxes.get(slice - 1) || !!saved;
   }
 
-  function go(slice) {
-    if (!state.meta) return;
-    state.slice = Math.max(0, Math.min(state.meta.shape[0] - 1, slice));
-    state.draft = null;
-    draw();
-  }
+  // The viewer, with one viewport and no series list; a left drag draws a box instead of window/level.
+  class SeriesViewer extends window.ReaderViewer.Viewer {
+    buildSeriesList() {}
+    markList() {}
+    stepSeries() {}
+    cycleLayout() {}
 
-  function pixel(event) {
-    const rect = canvas.getBoundingClientRect();
-    const x = Math.floor((event.clientX - rect.left) / rect.width * canvas.width);
-    const y = Math.floor((event.clientY - rect.top) / rect.height * canvas.height);
-    return { x: Math.max(0, Math.min(canvas.width, x)), y: Math.max(0, Math.min(canvas.height, y)) };
-  }
-
-  canvas.addEventListener("contextmenu", (e) => e.preventDefault());
-  canvas.addEventListener("mousedown", (event) => {
-    if (!state.meta) return;
-    const p = pixel(event);
-    state.drag = { mode: event.button === 2 || event.shiftKey ? "window" : "box", start: p,
-      client: { x: event.clientX, y: event.clientY }, center: state.center, width: state.width };
-  });
-  window.addEventListener("mousemove", (event) => {
-    const drag = state.drag; if (!drag) return;
-    if (drag.mode === "window") {
-      const range = ((state.meta.value_range || [0, 4096])[1] - (state.meta.value_range || [0, 4096])[0]) || 1;
-      state.width = Math.max(1, drag.width + (event.clientX - drag.client.x) * range / 500);
-      state.center = drag.center + (event.clientY - drag.client.y) * range / 500;
-    } else {
-      const p = pixel(event);
-      state.draft = { x0: Math.min(drag.start.x, p.x), y0: Math.min(drag.start.y, p.y),
-        x1: Math.max(drag.start.x, p.x), y1: Math.max(drag.start.y, p.y) };
+    pointerMode(event, vp) {
+      if (event.button === 2 || (event.button === 0 && event.shiftKey)) return "window";
+      if (event.button === 1) return "pan";
+      return event.button === 0 ? boxDrag(vp, event) : null;
     }
-    draw();
-  });
-  window.addEventListener("mouseup", () => {
-    if (state.drag && state.draft && (state.draft.x1 - state.draft.x0 < 2 || state.draft.y1 - state.draft.y0 < 2)) state.draft = null;
-    state.drag = null; draw();
-  });
-  canvas.addEventListener("wheel", (event) => { event.preventDefault(); go(state.slice + (event.deltaY > 0 ? 1 : -1)); }, { passive: false });
-  document.addEventListener("keydown", (event) => {
-    if (event.target.tagName === "INPUT" || event.target.tagName === "SELECT" || event.target.tagName === "TEXTAREA") return;
-    const keys = { ArrowUp: -1, ArrowDown: 1 };
-    if (event.key in keys) { event.preventDefault(); go(state.slice + keys[event.key]); }
-    else if (event.key === "Home") go(0);
-    else if (event.key === "End") go(Infinity);
-    else if (event.key === "Escape") { state.draft = null; draw(); }
-  });
-  $("prev-slice").addEventListener("click", () => go(state.slice - 1));
-  $("next-slice").addEventListener("click", () => go(state.slice + 1));
-  $("reset-window").addEventListener("click", () => { resetWindow(); draw(); });
+
+    onSeriesShown(vp) {
+      super.onSeriesShown(vp);
+      const first = Math.min(...boxes.keys());
+      if (Number.isFinite(first)) vp.setSlice(first, false);   // open on the first boxed slice
+    }
+
+    onDrawn(vp) {
+      if (draft && draft.slice !== vp.slice) draft = null;     // a new box lives on its own slice only
+      drawBox(vp);
+      showState(vp);
+    }
+  }
+
+  function redraw() { if (viewer && viewer.active) viewer.active.draw(); }
 
   async function send(method, body, query) {
     const response = await fetch(root.dataset.boxes + (query || ""), {
@@ -139,27 +114,50 @@
 
   function refreshList() {
     const list = $("box-list"); list.textContent = "";
-    [...state.boxes.values()].sort((a, b) => a.slice_index - b.slice_index).forEach((b) => {
+    [...boxes.values()].sort((a, b) => a.slice_index - b.slice_index).forEach((b) => {
       const li = document.createElement("li");
       li.dataset.slice = b.slice_index;
       li.textContent = "slice " + (b.slice_index + 1) + ": (" + b.x0 + ", " + b.y0 + ")–(" + b.x1 + ", " + b.y1 + ") " + b.source;
-      li.addEventListener("click", () => go(b.slice_index));
       list.appendChild(li);
     });
+    if (!boxes.size) list.innerHTML = '<li class="muted">none yet</li>';
   }
 
+  const active = () => (viewer && viewer.active && viewer.active.ready ? viewer.active : null);
+  $("prev-slice").addEventListener("click", () => { const vp = active(); if (vp) vp.scroll(-1); });
+  $("next-slice").addEventListener("click", () => { const vp = active(); if (vp) vp.scroll(1); });
+  $("box-list").addEventListener("click", (event) => {
+    const li = event.target.closest("li[data-slice]"), vp = active();
+    if (li && vp) vp.setSlice(Number(li.dataset.slice));
+  });
   $("save-box").addEventListener("click", async () => {
-    if (!state.draft) return;
-    const saved = await send("POST", { slice_index: state.slice, ...state.draft });
-    if (saved) { state.boxes.set(state.slice, saved); state.draft = null; refreshList(); draw(); }
+    if (!draft) return;
+    const { slice, ...box } = draft;
+    const saved = await send("POST", { slice_index: slice, ...box });
+    if (saved) { boxes.set(saved.slice_index, saved); draft = null; refreshList(); redraw(); }
   });
   $("delete-box").addEventListener("click", async () => {
-    if (await send("DELETE", null, "?slice_index=" + state.slice)) { state.boxes.delete(state.slice); refreshList(); draw(); }
+    const vp = active(); if (!vp) return;
+    const slice = vp.slice;
+    if (await send("DELETE", null, "?slice_index=" + slice)) { boxes.delete(slice); refreshList(); redraw(); }
   });
   $("copy-box").addEventListener("click", () => {
-    const previous = state.boxes.get(state.slice - 1);
-    if (previous) { state.draft = { x0: previous.x0, y0: previous.y0, x1: previous.x1, y1: previous.y1 }; draw(); }
+    const vp = active(); if (!vp) return;
+    const previous = boxes.get(vp.slice - 1);
+    if (previous) { draft = { slice: vp.slice, x0: previous.x0, y0: previous.y0, x1: previous.x1, y1: previous.y1 }; redraw(); }
   });
-  document.querySelectorAll("#box-list li[data-slice]").forEach((li) => li.addEventListener("click", () => go(Number(li.dataset.slice))));
-  load().catch((error) => fail("viewer error: " + error));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && draft && !event.target.closest("input, select, textarea")) { draft = null; redraw(); }
+  });
+
+  async function start() {
+    const response = await fetch(root.dataset.meta, { credentials: "same-origin" });
+    if (!response.ok) return fail("metadata could not be loaded (" + response.status + ")");
+    meta = await response.json();
+    (meta.boxes || []).forEach((b) => boxes.set(b.slice_index, b));
+    const series = seriesOf(meta);
+    viewer = new SeriesViewer(root, { series: [series], default_series: [series.id] });
+    window.seriesPage = { viewer, boxes };
+  }
+  start().catch((error) => fail("viewer error: " + error));
 })();

@@ -5,6 +5,7 @@ import gzip
 import html
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from imaging.models import Case, SequenceRuleSet, Series, TumourBox
 from imaging.phantoms import write_phantom_cohort
 from jobs.models import Job, JobStatus
 from jobs.services import job_create, job_run
+from testsupport import CHROMIUM, CHROMIUM_MISSING, chromium_page
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -202,6 +204,128 @@ def test_coordinators_draw_and_delete_boxes_readers_cannot(client, imported, coo
     assert bad.status_code == 400 and "x" in bad.json()
     assert client.delete(f"{url}?slice_index=0").status_code == 204
     assert not TumourBox.objects.filter(series=series, slice_index=0).exists()
+
+
+def test_the_series_page_runs_the_shared_viewer_with_no_inline_code(client, imported, coordinator):
+    """The coordinator's series page and the readers' reading page load one viewer, static/js/viewer.js;
+    the page's own data travels in data-* attributes (a Content-Security-Policy allows no inline code)."""
+    from django.contrib.staticfiles import finders
+
+    series = imported.series.exclude(mapped_code="unused").first()
+    client.force_login(coordinator)
+    text = client.get(f"/imaging/series/{series.pk}/").content.decode()
+    scripts = re.findall(r"<script\b[^>]*>", text)
+    assert [re.search(r'src="([^"]+)"', tag).group(1) for tag in scripts][-2:] == [
+        "/static/js/viewer.js", "/static/imaging/series_view.js"]
+    assert all("src=" in tag for tag in scripts) and " style=" not in text
+    assert f'data-meta="/api/series/{series.pk}/meta"' in text and 'class="viewports"' in text
+    assert finders.find("js/viewer.js") and finders.find("css/viewer.css")
+    assert not finders.find("reader_study/viewer.js")          # one viewer, shared
+    templates = Path(__file__).resolve().parents[2] / "templates"
+    loaded = {m for f in templates.rglob("*.html") for m in re.findall(r"static '([^']*viewer\.js)'", f.read_text())}
+    assert loaded == {"js/viewer.js"}
+
+
+@pytest.fixture
+def page(monkeypatch):
+    """A Chromium page (testsupport.chromium_page); script errors and failed requests are in page.problems."""
+    with chromium_page(monkeypatch, viewport=(1400, 1000)) as tab:
+        yield tab
+
+
+CANVAS_PIXELS = """() => { const c = document.querySelector('.viewport canvas');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let grey = 0, red = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    grey = Math.max(grey, Math.min(d[i], d[i + 1])); red += d[i] - d[i + 1] > 100;
+  }
+  return { grey, red }; }"""  # the brightest grey, and how many pixels are red (a saved box's outline)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING)
+def test_the_series_page_draws_with_the_shared_viewer_and_edits_boxes(live_server, page, imported, coordinator):
+    """The shared viewer draws and scrolls the coordinator's series; shift-drag changes window/level; a drag
+    draws a box that is saved, copied to the next slice and deleted there; the box list moves the viewer."""
+    series = imported.series.exclude(mapped_code="unused").order_by("pk").first()
+    TumourBox.objects.filter(series=series).delete()            # no box: the page opens on the middle slice
+    middle, base, scripts = series.n_slices // 2, live_server.url, []
+    page.on("request", lambda r: r.resource_type == "script" and scripts.append(r.url))
+    page.goto(base + "/login/")
+    page.fill("#id_username", coordinator.username)
+    page.fill("#id_password", "pw-Test-1234")
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/coordinator/")
+    page.goto(f"{base}/imaging/series/{series.pk}/")
+    page.wait_for_selector("#series-viewer[data-first-image='1'] .viewport[data-ready='1']")
+    assert f"{base}/static/js/viewer.js" in scripts
+    assert page.evaluate("window.seriesPage.viewer instanceof window.ReaderViewer.Viewer")
+    viewport = page.locator(".viewport")
+    assert viewport.count() == 1 and viewport.get_attribute("data-series-code") == series.sequence_code
+    assert int(viewport.get_attribute("data-slice")) == middle
+    pixels = page.evaluate(CANVAS_PIXELS)
+    assert pixels["grey"] > 0 and pixels["red"] == 0              # the slice is drawn, no box on it
+    slice_is = "document.querySelector('.viewport').dataset.slice === '{}'".format
+
+    canvas = page.locator(".viewport canvas").bounding_box()
+    page.mouse.move(canvas["x"] + canvas["width"] / 2, canvas["y"] + canvas["height"] / 2)
+    page.mouse.wheel(0, 120)
+    page.wait_for_function(slice_is(middle + 1))
+    assert page.inner_text("#slice-number") == str(middle + 2)
+    page.keyboard.press("ArrowUp")
+    page.wait_for_function(slice_is(middle))
+
+    window = viewport.get_attribute("data-window")
+    page.keyboard.down("Shift")
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + canvas["width"] / 2 + 80, canvas["y"] + canvas["height"] / 2 + 40, steps=6)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    page.wait_for_function(f"document.querySelector('.viewport').dataset.window !== '{window}'")
+    assert page.locator("#save-box").is_disabled()               # a window/level drag draws no box
+
+    # A drag from 26 % to 76 % of the slice (fitted and centred by its physical size) draws a box there.
+    row_mm, col_mm = (series.meta or {}).get("pixel_spacing") or (1.0, 1.0)
+    width_mm, height_mm = series.cols * col_mm, series.rows * row_mm
+    scale = min(canvas["width"] / width_mm, canvas["height"] / height_mm)
+    left = canvas["x"] + (canvas["width"] - width_mm * scale) / 2
+    top = canvas["y"] + (canvas["height"] - height_mm * scale) / 2
+
+    def at(fraction):
+        return left + fraction * width_mm * scale, top + fraction * height_mm * scale
+
+    page.mouse.move(*at(0.26))
+    page.mouse.down()
+    page.mouse.move(*at(0.76), steps=8)
+    page.mouse.up()
+    page.wait_for_function("document.getElementById('box-info').textContent === 'new box (not saved)'")
+    page.click("#save-box")
+    page.wait_for_function("document.querySelectorAll('#box-list li[data-slice]').length === 1")
+    box = TumourBox.objects.get(series=series)
+    expected = (int(0.26 * series.cols), int(0.26 * series.rows), int(0.76 * series.cols), int(0.76 * series.rows))
+    assert box.slice_index == middle and box.source == "drawn"
+    assert all(abs(got - want) <= 1 for got, want in zip((box.x0, box.y0, box.x1, box.y1), expected, strict=True))
+    assert page.evaluate(CANVAS_PIXELS)["red"] > 0                 # the saved box, outlined in red
+
+    page.keyboard.press("ArrowDown")
+    page.wait_for_function(slice_is(middle + 1))
+    page.wait_for_function("!document.getElementById('copy-box').disabled")
+    page.click("#copy-box")
+    page.click("#save-box")
+    page.wait_for_function("document.querySelectorAll('#box-list li[data-slice]').length === 2")
+    copied = TumourBox.objects.get(series=series, slice_index=middle + 1)
+    assert (copied.x0, copied.y0, copied.x1, copied.y1) == (box.x0, box.y0, box.x1, box.y1)
+    page.click("#delete-box")
+    page.wait_for_function("document.querySelectorAll('#box-list li[data-slice]').length === 1")
+    assert not TumourBox.objects.filter(series=series, slice_index=middle + 1).exists()
+
+    page.click(f"#box-list li[data-slice='{middle}']")
+    page.wait_for_function(slice_is(middle))
+    page.wait_for_function("document.getElementById('box-info').textContent.startsWith('box drawn')")
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    page.screenshot(path=str(artifacts / "imaging_series_view.png"), full_page=True)
+    assert page.problems == []
 
 
 def test_rules_editor_shows_every_validation_error_and_saves_valid_rules(client, imported, coordinator):

@@ -10,46 +10,25 @@ of the coordinator's progress page are saved under test-artifacts/.
 from pathlib import Path
 
 import pytest
-from django.db import connections
 
 from factories_reader_study import EvaluationFactory, ai_result, move_washout, open_study, phantom_case
 from reader_study.models import DescriptorScore, Read
+from testsupport import CHROMIUM, CHROMIUM_MISSING, chromium_page
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.usefixtures("role_groups"),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's Chromium is not installed at "
-                                                      "/usr/bin/chromium (scripts/install_chromium.sh)"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING),
 ]
 
 
 @pytest.fixture
 def page(monkeypatch):
-    """A Chromium page; script errors and failed requests (but the favicon) are kept in page.problems."""
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")   # the ORM is used while Playwright's loop runs
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        context = browser.new_context(viewport={"width": 1500, "height": 880})
-        tab = context.new_page()
-        tab.set_default_timeout(20000)
-        tab.problems = []
-        tab.on("console", lambda m: m.type == "error" and "Failed to load resource" not in m.text
-               and tab.problems.append(m.text))
-        tab.on("pageerror", lambda e: tab.problems.append(str(e)))
-        tab.on("response", lambda r: r.status >= 400 and not r.url.endswith("/favicon.ico")
-               and tab.problems.append(f"{r.status} {r.url}"))
+    """A Chromium page (testsupport.chromium_page); script errors and failed requests are in page.problems."""
+    with chromium_page(monkeypatch) as tab:
         yield tab
-        browser.close()
-        # ORM calls made while Playwright's loop runs get a connection of their own: close it, or PostgreSQL
-        # keeps the session and the test database cannot be dropped at the end.
-        connections.close_all()
 
 
 @pytest.fixture
@@ -219,11 +198,3 @@ def test_viewer_layouts_help_zoom_and_sync(live_server, page, study_in_browser, 
     page.keyboard.press("z")
     page.wait_for_function("Number(document.querySelector('.viewport').dataset.zoom) === 1")
     assert page.problems == []
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    """Chromium must reach the live server directly."""
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")

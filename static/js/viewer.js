@@ -1,4 +1,6 @@
-// The reading viewer (DESIGN.md): vanilla JavaScript and <canvas>, no build step, no dependency.
+// The series viewer (DESIGN.md): vanilla JavaScript and <canvas>, no build step, no dependency. One viewer
+// for every page that shows images: the readers' reading page (static/reader_study/reading.js) and the
+// coordinator's series page (static/imaging/series_view.js, which subclasses Viewer to draw tumour boxes).
 //
 // A series arrives as one binary volume (uint16 little-endian, frames x rows x cols, gzip on the wire)
 // plus metadata (pixel spacing, slice positions, orientation, rescale, default window). The whole series
@@ -7,6 +9,10 @@
 // patient or dates is drawn: the overlays show the sequence code, slice number, window and zoom only.
 //
 // Public: window.ReaderViewer = { Viewer, ActiveTimer, postJSON, csrfToken }.
+// Hooks a page may override in a subclass of Viewer: onSeriesShown(vp), onDrawn(vp) (draw over the slice on
+// vp.ctx; vp.imageRect() says where the slice lies on the canvas) and pointerMode(event, vp) (what a drag
+// does: "window", "pan", "zoom", null, or the page's own { move(event), up(event) }; vp.pixelAt() maps the pointer
+// to a pixel of the slice). buildSeriesList, markList, stepSeries and cycleLayout may be made no-ops.
 (function () {
   "use strict";
 
@@ -266,6 +272,20 @@
       }
     }
 
+    imageRect(size = this.physicalSize(), k = this.baseScale() * this.zoom) {
+      // Where the slice lies on the canvas (canvas pixels): fitted, zoomed and panned.
+      const w = size.w * k, h = size.h * k;
+      return { x: (this.canvas.width - w) / 2 + this.panX, y: (this.canvas.height - h) / 2 + this.panY, w, h };
+    }
+
+    pixelAt(clientX, clientY) {
+      // The slice pixel under a pointer position (column x, row y; clamped to 0..cols and 0..rows).
+      const rect = this.canvas.getBoundingClientRect(), dpr = this.canvas.width / rect.width, r = this.imageRect();
+      const x = Math.floor(((clientX - rect.left) * dpr - r.x) / r.w * this.series.cols);
+      const y = Math.floor(((clientY - rect.top) * dpr - r.y) / r.h * this.series.rows);
+      return { x: Math.max(0, Math.min(this.series.cols, x)), y: Math.max(0, Math.min(this.series.rows, y)) };
+    }
+
     draw() {
       if (this.pending) return;
       this.pending = true;
@@ -290,8 +310,8 @@
       ctx.fillStyle = "#000";
       ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
       ctx.imageSmoothingEnabled = true;
-      const w = size.w * k, h = size.h * k;
-      ctx.drawImage(this.image, (this.canvas.width - w) / 2 + this.panX, (this.canvas.height - h) / 2 + this.panY, w, h);
+      const r = this.imageRect(size, k);
+      ctx.drawImage(this.image, r.x, r.y, r.w, r.h);
       this.updateOverlays();
       this.viewer.onDrawn(this);
     }
@@ -327,18 +347,23 @@
       c.addEventListener("pointerdown", (e) => {
         this.viewer.activate(this);
         if (!this.ready) return;
-        const mode = e.button === 1 || (e.button === 0 && e.shiftKey) ? "pan" : e.button === 2 ? "zoom" : "window";
+        const mode = this.viewer.pointerMode(e, this);
+        if (!mode) return;
         let lastX = e.clientX, lastY = e.clientY;
         const dpr = c.width / c.getBoundingClientRect().width;
         c.setPointerCapture(e.pointerId);
         const move = (m) => {
+          if (typeof mode === "object") { mode.move(m); return; }
           const dx = m.clientX - lastX, dy = m.clientY - lastY;
           lastX = m.clientX; lastY = m.clientY;
           if (mode === "window") this.adjustWindow(dx, dy);
           else if (mode === "pan") { this.panX += dx * dpr; this.panY += dy * dpr; this.draw(); }
           else this.zoomBy(Math.exp(-dy / 200), c.width / 2 + this.panX, c.height / 2 + this.panY);
         };
-        const up = () => { c.removeEventListener("pointermove", move); c.removeEventListener("pointerup", up); };
+        const up = (u) => {
+          c.removeEventListener("pointermove", move); c.removeEventListener("pointerup", up);
+          if (typeof mode === "object" && mode.up) mode.up(u);
+        };
         c.addEventListener("pointermove", move);
         c.addEventListener("pointerup", up);
         e.preventDefault();
@@ -482,6 +507,11 @@
     }
 
     onDrawn() { /* hook for pages */ }
+
+    pointerMode(e) {
+      // The readers' mouse: drag for window/level, middle or shift-drag to pan, right-drag to zoom.
+      return e.button === 1 || (e.button === 0 && e.shiftKey) ? "pan" : e.button === 2 ? "zoom" : "window";
+    }
 
     preloadAll() {
       // The rest of this case's series, one after the other, then the next case's first ones (HTTP cache).
