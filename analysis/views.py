@@ -4,7 +4,6 @@ in gets 403, an unknown study 404. Thin: selectors decide what a user may see, s
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.text import slugify
@@ -13,6 +12,7 @@ from accounts.permissions import require_role, role_required
 from accounts.roles import COORDINATOR
 from analysis import exports, figures, selectors, services
 from analysis import study_stats as ss
+from core.views import found_or_404
 
 DOWNLOADS = (
     (exports.READS_FILE, "All reads (tidy CSV)"),
@@ -30,10 +30,7 @@ CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json",
 
 def _study(request, pk: int):
     require_role(request.user, COORDINATOR, "study statistics are for coordinators")
-    try:
-        return selectors.study_for_analysis(request.user, pk)
-    except ObjectDoesNotExist:
-        raise Http404("no such study") from None
+    return found_or_404(selectors.study_for_analysis, request.user, pk, message="no such study")
 
 
 def _attachment(response, study, filename: str):

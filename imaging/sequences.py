@@ -108,6 +108,11 @@ class SeriesAttributes:
         """True when ``pattern`` is found in the normalised SeriesDescription or ProtocolName."""
         return any(pattern.search(text) for text in self.descriptions if text)
 
+    def _tagged_or_described(self, values: tuple[str, ...], tags: set[str], pattern: re.Pattern[str]) -> bool:
+        """True when a value of a multi-valued attribute (ImageType, ScanOptions) is one of ``tags`` (any case),
+        or the description says so (``pattern``)."""
+        return any(v.upper() in tags for v in values) or self.matches_description(pattern)
+
     @property
     def plane(self) -> str | None:
         """axial / sagittal / coronal from the slice normal of ImageOrientationPatient (None if absent)."""
@@ -115,8 +120,7 @@ class SeriesAttributes:
 
     @property
     def fat_suppressed(self) -> bool:
-        options = {o.upper() for o in self.scan_options}
-        return bool(options & _FAT_SAT_OPTIONS) or self.matches_description(_FAT_SUPPRESSION_RE)
+        return self._tagged_or_described(self.scan_options, _FAT_SAT_OPTIONS, _FAT_SUPPRESSION_RE)
 
     @property
     def contrast(self) -> bool:
@@ -125,17 +129,15 @@ class SeriesAttributes:
 
     @property
     def is_adc(self) -> bool:
-        image_type = {t.upper() for t in self.image_type}
-        return bool(image_type & _ADC_IMAGE_TYPES) or self.matches_description(_ADC_RE)
+        return self._tagged_or_described(self.image_type, _ADC_IMAGE_TYPES, _ADC_RE)
 
     @property
     def diffusion(self) -> bool:
         """Diffusion-weighted or derived from diffusion (ADC is diffusion too; rules order them)."""
         return (
             self.max_b_value is not None and self.max_b_value > 0
-            or bool({t.upper() for t in self.image_type} & _DIFFUSION_IMAGE_TYPES)
             or self.is_adc
-            or self.matches_description(_DIFFUSION_RE)
+            or self._tagged_or_described(self.image_type, _DIFFUSION_IMAGE_TYPES, _DIFFUSION_RE)
         )
 
     @property

@@ -5,7 +5,7 @@ through services. The upload page is in views_upload.py."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -14,9 +14,10 @@ from django.views.decorators.http import require_POST
 from accounts.permissions import role_required
 from accounts.roles import COORDINATOR
 from core.constants import CLASS_CHOICES, SEQUENCE_CODES
+from core.views import found_or_404
 from imaging import selectors, services, services_cohorts
 from imaging.forms import CaseTruthForm, CohortForm, OverrideForm, RulesForm
-from imaging.models import Case, ImportBatch
+from imaging.models import Case
 
 coordinator_required = role_required(COORDINATOR, "this page is for coordinators")
 
@@ -48,10 +49,7 @@ def case_list(request):
 
 @coordinator_required
 def case_detail(request, pk: int):
-    try:
-        case = selectors.case_for_user(request.user, pk)
-    except Case.DoesNotExist:
-        raise Http404("no such case") from None
+    case = found_or_404(selectors.case_for_user, request.user, pk, message="no such case")
     form = CaseTruthForm(request.POST or None, instance=case)
     if request.method == "POST" and form.is_valid():
         try:
@@ -69,12 +67,13 @@ def case_detail(request, pk: int):
     )
 
 
+def _series(request, pk: int):
+    return found_or_404(selectors.series_for_user, request.user, pk, message="no such series")
+
+
 @coordinator_required
 def series_detail(request, pk: int):
-    try:
-        series = selectors.series_for_user(request.user, pk)
-    except ObjectDoesNotExist:
-        raise Http404("no such series") from None
+    series = _series(request, pk)
     return render(
         request,
         "imaging/series_detail.html",
@@ -92,10 +91,7 @@ def series_detail(request, pk: int):
 @coordinator_required
 @require_POST
 def series_override(request, pk: int):
-    try:
-        series = selectors.series_for_user(request.user, pk)
-    except ObjectDoesNotExist:
-        raise Http404("no such series") from None
+    series = _series(request, pk)
     form = OverrideForm(request.POST)
     if form.is_valid():
         services.series_override_set(series=series, code=form.cleaned_data["override_code"])
@@ -196,10 +192,7 @@ def import_list(request):
 
 @coordinator_required
 def import_detail(request, pk: int):
-    try:
-        batch = selectors.import_batches_visible_to(request.user).get(pk=pk)
-    except ImportBatch.DoesNotExist:
-        raise Http404("no such import") from None
+    batch = found_or_404(selectors.import_batches_visible_to(request.user).get, pk=pk, message="no such import")
     return render(
         request,
         "imaging/import_detail.html",

@@ -2,16 +2,11 @@
 
 from django.db import models
 
-from jobs.models import JobProduct
+from jobs.models import JobProduct, work_status
 
 
 class Evaluation(JobProduct):
-    class Status(models.TextChoices):
-        PENDING = "pending", "pending"
-        RUNNING = "running", "running"
-        DONE = "done", "done"
-        FAILED = "failed", "failed"
-        CANCELLED = "cancelled", "cancelled"
+    Status = work_status("Evaluation.Status", __name__, running="running")
 
     name = models.CharField(max_length=100)
     training_run = models.ForeignKey("training.TrainingRun", null=True, blank=True, on_delete=models.PROTECT,

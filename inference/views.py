@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from accounts.permissions import role_required
 from accounts.roles import COORDINATOR, is_admin
 from core.constants import SEQUENCE_CODES
+from core.views import form_page, found_or_404
 from inference import selectors, services
 from inference.forms import CasePredictionForm, EvaluationStartForm, SubsetChoiceForm
 from inference.models import Evaluation
@@ -20,16 +21,8 @@ from inference.models import Evaluation
 FIGURES = ("per-sequence", "roc", "coverage")
 
 
-def _errors_to_form(form, exc: ValidationError) -> None:
-    for field, errors in exc.message_dict.items():
-        form.add_error(field if field in form.fields else None, errors)
-
-
 def _evaluation(request, pk: int) -> Evaluation:
-    try:
-        return selectors.evaluation_for_user(request.user, pk)
-    except Evaluation.DoesNotExist:
-        raise Http404("no such evaluation") from None
+    return found_or_404(selectors.evaluation_for_user, request.user, pk, message="no such evaluation")
 
 
 @role_required(COORDINATOR, "evaluations are for coordinators and admins")
@@ -44,18 +37,10 @@ def evaluation_start(request):
     if not selectors.can_start_evaluation(request.user):
         raise PermissionDenied("starting an evaluation is for admins")
     form = EvaluationStartForm(request.POST or None, initial={"run": request.GET.get("run")})
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            evaluation = services.evaluation_start(
-                run=data["run"], rule=data["rule"], cutoff=data["cutoff"], repredict=data["repredict"],
-                name=data["name"], user=request.user)
-        except ValidationError as exc:
-            _errors_to_form(form, exc)
-        else:
-            messages.success(request, f"evaluation {evaluation.name} queued on the gpu queue")
-            return redirect("inference_evaluation", pk=evaluation.pk)
-    return render(request, "inference/evaluation_start.html", {"form": form})
+    return form_page(request, form, "inference/evaluation_start.html", lambda data: services.evaluation_start(
+        run=data["run"], rule=data["rule"], cutoff=data["cutoff"], repredict=data["repredict"], name=data["name"],
+        user=request.user), then="inference_evaluation",
+        message=lambda evaluation: f"evaluation {evaluation.name} queued on the gpu queue")
 
 
 @login_required
@@ -150,15 +135,8 @@ def case_predict(request):
     case = get_object_or_404(Case, pk=case_pk)
     evaluations = selectors.finished_evaluations(request.user)
     form = CasePredictionForm(request.POST or None, evaluations=evaluations)
-    if request.method == "POST" and form.is_valid():
-        try:
-            job = services.case_prediction_start(case=case, evaluation=form.cleaned_data["evaluation"],
-                                                 user=request.user)
-        except ValidationError as exc:
-            _errors_to_form(form, exc)
-        else:
-            messages.success(request, f"prediction of {case.pseudonym} queued on the gpu queue")
-            return redirect("job_detail", pk=job.pk)
-    return render(request, "inference/predict.html", {
-        "case": case, "form": form,
-        "results": selectors.case_results_visible_to(request.user).filter(case=case).order_by("-created_at")})
+    return form_page(request, form, "inference/predict.html", lambda data: services.case_prediction_start(
+        case=case, evaluation=data["evaluation"], user=request.user), then="job_detail",
+        message=lambda job: f"prediction of {case.pseudonym} queued on the gpu queue", context={
+            "case": case,
+            "results": selectors.case_results_visible_to(request.user).filter(case=case).order_by("-created_at")})

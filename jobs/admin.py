@@ -1,7 +1,30 @@
 from django.contrib import admin, messages
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.html import format_html
 
 from jobs import services
 from jobs.models import Job
+
+
+class JobProductAdmin(admin.ModelAdmin):
+    """The admin of a table a job fills for a user (`jobs.models.JobProduct`: a training run, an evaluation).
+    Its rows are made on the app's start page, which creates the job too: adding here goes there."""
+
+    start_url_name: str
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return redirect(self.start_url_name)
+
+
+def page_column(url_name: str, text: str, description: str):
+    """A list_display column: a link reading ``text`` to the row's own page (``url_name`` with its pk)."""
+
+    @admin.display(description=description)
+    def page(model_admin, obj):
+        return format_html('<a href="{}">{}</a>', reverse(url_name, args=[obj.pk]), text)
+
+    return page
 
 
 @admin.register(Job)

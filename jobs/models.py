@@ -29,6 +29,15 @@ class ClaimStates:
         return (self.succeeded, self.failed, self.cancelled)
 
 
+def work_status(qualname: str, module: str, *, running: str) -> type[models.TextChoices]:
+    """The status choices of a row whose work a worker does for a user (an evaluation, a trained model): pending,
+    then ``running`` (the word its pages show: running, training), then done, failed or cancelled; each value is its
+    own label. ``qualname`` and ``module`` say where the class is defined, so that its members pickle."""
+    words = ("pending", running, "done", "failed", "cancelled")
+    return models.TextChoices(qualname.rpartition(".")[2], [(word.upper(), (word, word)) for word in words],
+                              module=module, qualname=qualname)
+
+
 def heartbeat_limit() -> timedelta:
     """How long a running row's worker may stay silent before it counts as lost."""
     return timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_S)

@@ -1,13 +1,12 @@
 """Job pages: one job with a live progress bar (it polls the API), and the list for admins."""
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ObjectDoesNotExist
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import role_required
 from accounts.roles import ADMIN
+from core.views import found_or_404
 from jobs import registry, selectors, services
 
 
@@ -22,10 +21,7 @@ def job_list(request):
 
 @login_required
 def job_detail(request, pk: int):
-    try:
-        job = selectors.job_for_user(request.user, pk)
-    except ObjectDoesNotExist:
-        raise Http404("no such job") from None
+    job = found_or_404(selectors.job_for_user, request.user, pk, message="no such job")
     return render(request, "jobs/job_detail.html", {"job": job})
 
 

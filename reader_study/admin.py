@@ -5,6 +5,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from accounts.roles import is_coordinator
+from imaging.admin import CoordinatorAdmin
 from reader_study import services
 from reader_study.models import (
     Assignment,
@@ -18,19 +19,11 @@ from reader_study.models import (
 )
 
 
-class RoleAdmin(admin.ModelAdmin):
-    """Coordinators and admins use these pages by their role (groups carry no model permissions)."""
-
-    def has_module_permission(self, request):
-        return is_coordinator(request.user)
-
-    def has_view_permission(self, request, obj=None):
-        return is_coordinator(request.user)
+class RoleAdmin(CoordinatorAdmin):
+    """Coordinators and admins use these pages by their role (groups carry no model permissions); unlike the
+    imaging pages, coordinators add and delete here too (the actions and guards below keep it safe)."""
 
     def has_add_permission(self, request, obj=None):
-        return is_coordinator(request.user)
-
-    def has_change_permission(self, request, obj=None):
         return is_coordinator(request.user)
 
     def has_delete_permission(self, request, obj=None):
@@ -80,11 +73,13 @@ class ReadOnlyInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
 
 class StudyEventInline(ReadOnlyInline):
     model = StudyEvent
     fields = ("at", "action", "actor", "reader", "detail")
-    readonly_fields = fields
 
 
 @admin.register(Study)
@@ -164,7 +159,6 @@ class AssignmentAdmin(ReadOnlyAdmin):
 class ReadAuditInline(ReadOnlyInline):
     model = ReadAudit
     fields = ("at", "actor", "action", "before", "after")
-    readonly_fields = fields
 
 
 @admin.register(Read)

@@ -146,33 +146,40 @@ def _check_evaluation_done(evaluation: Evaluation) -> None:
                                              "not done"})
 
 
+def _locked_in(study: Study, status: str, refusal: str) -> Study:
+    """The study's row, locked until the transaction ends, when it is (still) in ``status``; else ``refusal``."""
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.status != status:
+        raise ValidationError({"status": f"{refusal}; this one is {study.status}"})
+    return study
+
+
+def _moved(study: Study, *, to: str, stamp: str, action: str, by) -> Study:
+    """The locked study moved to status ``to`` now (the time in its field ``stamp``), with its event."""
+    study.status = to
+    setattr(study, stamp, timezone.now())
+    study.save(update_fields=["status", stamp])
+    _event(study, action, actor=by)
+    return study
+
+
 @transaction.atomic
 def study_open(*, study: Study, by) -> Study:
     """Open a draft study: every enrolled reader's worklists are drawn and stored now."""
     _require_coordinator(by)
-    study = Study.objects.select_for_update().get(pk=study.pk)
-    if study.status != Study.Status.DRAFT:
-        raise ValidationError({"status": f"only a draft study can be opened; this one is {study.status}"})
+    study = _locked_in(study, Study.Status.DRAFT, "only a draft study can be opened")
     _check_openable(study)
     for enrollment in study.enrollments.select_related("reader"):
         _draw_worklists(study, enrollment.reader)
-    study.status, study.opened_at = Study.Status.OPEN, timezone.now()
-    study.save(update_fields=["status", "opened_at"])
-    _event(study, "opened", actor=by)
-    return study
+    return _moved(study, to=Study.Status.OPEN, stamp="opened_at", action="opened", by=by)
 
 
 @transaction.atomic
 def study_close(*, study: Study, by) -> Study:
     """Close an open study: nothing more can be answered; reads stay for the analysis."""
     _require_coordinator(by)
-    study = Study.objects.select_for_update().get(pk=study.pk)
-    if study.status != Study.Status.OPEN:
-        raise ValidationError({"status": f"only an open study can be closed; this one is {study.status}"})
-    study.status, study.closed_at = Study.Status.CLOSED, timezone.now()
-    study.save(update_fields=["status", "closed_at"])
-    _event(study, "closed", actor=by)
-    return study
+    study = _locked_in(study, Study.Status.OPEN, "only an open study can be closed")
+    return _moved(study, to=Study.Status.CLOSED, stamp="closed_at", action="closed", by=by)
 
 
 @transaction.atomic

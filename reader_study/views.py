@@ -7,6 +7,8 @@ Coordinators: the study list, creating a study, and a study's page (enrol, open/
 
 from __future__ import annotations
 
+from functools import wraps
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
@@ -16,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.permissions import role_required
 from accounts.roles import COORDINATOR, READER
+from core.views import form_page, found_or_404
 from reader_study import forms, payloads, selectors, services
 from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, Study
 
@@ -29,10 +32,7 @@ reader_page = role_required(READER, "these pages are for readers")
 
 
 def _my_study(request, pk: int) -> Study:
-    try:
-        return selectors.study_for_reader(request.user, pk)
-    except ObjectDoesNotExist:
-        raise Http404("no such study in your studies") from None
+    return found_or_404(selectors.study_for_reader, request.user, pk, message="no such study in your studies")
 
 
 def _exam_or_404(exam: int, tasks=EXAMS) -> int:
@@ -128,10 +128,7 @@ coordinator_page = role_required(COORDINATOR, "these pages are for coordinators"
 
 
 def _coordinated_study(request, pk: int) -> Study:
-    try:
-        return selectors.study_for_coordinator(request.user, pk)
-    except ObjectDoesNotExist:
-        raise Http404("no such study") from None
+    return found_or_404(selectors.study_for_coordinator, request.user, pk, message="no such study")
 
 
 @coordinator_page
@@ -143,16 +140,10 @@ def study_list(request):
 @coordinator_page
 def study_create(request):
     form = forms.StudyCreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            study = services.study_create(created_by=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            for field_name, errors in exc.message_dict.items():
-                form.add_error(field_name if field_name in form.fields else None, errors)
-        else:
-            messages.success(request, f"Study {study.name!r} created as a draft.")
-            return redirect("reader_study:study_detail", pk=study.pk)
-    return render(request, "reader_study/study_form.html", {"form": form})
+    return form_page(request, form, "reader_study/study_form.html",
+                     lambda data: services.study_create(created_by=request.user, **data),
+                     then="reader_study:study_detail",
+                     message=lambda study: f"Study {study.name!r} created as a draft.")
 
 
 def _enrolled(study: Study):
@@ -171,65 +162,64 @@ def study_detail(request, pk: int):
         "events": study.events.select_related("actor", "reader")[:50]})
 
 
-def _coordinator_action(request, pk: int, action) -> Study:
-    study = _coordinated_study(request, pk)
-    try:
-        done = action(study)
-        if done:
-            messages.success(request, done)
-    except ValidationError as exc:
-        messages.error(request, _message(exc))
-    return redirect("reader_study:study_detail", pk=study.pk)
+def _posted(form, problem: str) -> dict:
+    """The cleaned data of a coordinator's posted form, or ``problem`` as the action's ValidationError."""
+    if not form.is_valid():
+        raise ValidationError(problem)
+    return form.cleaned_data
 
 
-@coordinator_page
-@require_POST
-def study_open(request, pk: int):
-    return _coordinator_action(request, pk, lambda s: services.study_open(study=s, by=request.user) and
-                               "Study opened: every reader's worklists are drawn.")
+def coordinator_action(action):
+    """A coordinator's POST on a study's page as a view: ``action(request, study)`` runs on the coordinator's
+    study and says what it did (shown as a success), or raises the ValidationError shown as the reason it was
+    refused; back to the study's page either way."""
+
+    @coordinator_page
+    @require_POST
+    @wraps(action)
+    def view(request, pk: int):
+        study = _coordinated_study(request, pk)
+        try:
+            done = action(request, study)
+            if done:
+                messages.success(request, done)
+        except ValidationError as exc:
+            messages.error(request, _message(exc))
+        return redirect("reader_study:study_detail", pk=study.pk)
+
+    return view
 
 
-@coordinator_page
-@require_POST
-def study_close(request, pk: int):
-    return _coordinator_action(request, pk, lambda s: services.study_close(study=s, by=request.user) and
-                               "Study closed.")
+@coordinator_action
+def study_open(request, study: Study) -> str:
+    services.study_open(study=study, by=request.user)
+    return "Study opened: every reader's worklists are drawn."
 
 
-@coordinator_page
-@require_POST
-def study_enrol(request, pk: int):
-    def enrol(study):
-        form = forms.EnrolForm(request.POST, queryset=selectors.readers_enrollable(study))
-        if not form.is_valid():
-            raise ValidationError("choose a reader to enrol")
-        services.reader_enrol(study=study, reader=form.cleaned_data["reader"], by=request.user)
-        return f"{form.cleaned_data['reader'].username} enrolled."
-
-    return _coordinator_action(request, pk, enrol)
+@coordinator_action
+def study_close(request, study: Study) -> str:
+    services.study_close(study=study, by=request.user)
+    return "Study closed."
 
 
-@coordinator_page
-@require_POST
-def washout_override(request, pk: int):
-    def override(study):
-        form = forms.OverrideForm(request.POST, queryset=_enrolled(study))
-        if not form.is_valid():
-            raise ValidationError("choose an enrolled reader and give a reason")
-        reader = form.cleaned_data["reader"]
-        services.washout_override(study=study, reader=reader, by=request.user,
-                                  reason=form.cleaned_data["reason"])
-        return f"Washout overridden for {reader.username} (audited)."
-
-    return _coordinator_action(request, pk, override)
+@coordinator_action
+def study_enrol(request, study: Study) -> str:
+    form = forms.EnrolForm(request.POST, queryset=selectors.readers_enrollable(study))
+    reader = _posted(form, "choose a reader to enrol")["reader"]
+    services.reader_enrol(study=study, reader=reader, by=request.user)
+    return f"{reader.username} enrolled."
 
 
-@coordinator_page
-@require_POST
-def descriptor_consensus(request, pk: int):
-    def apply(study):
-        s = services.descriptor_consensus_apply(study=study, by=request.user)
-        return (f"Consensus ({s['k']} of {s['n']}): {s['written']} descriptor(s) written on {s['cases']} "
-                f"leiomyoma case(s), {s['undecided']} still undecided.")
+@coordinator_action
+def washout_override(request, study: Study) -> str:
+    form = forms.OverrideForm(request.POST, queryset=_enrolled(study))
+    data = _posted(form, "choose an enrolled reader and give a reason")
+    services.washout_override(study=study, reader=data["reader"], by=request.user, reason=data["reason"])
+    return f"Washout overridden for {data['reader'].username} (audited)."
 
-    return _coordinator_action(request, pk, apply)
+
+@coordinator_action
+def descriptor_consensus(request, study: Study) -> str:
+    s = services.descriptor_consensus_apply(study=study, by=request.user)
+    return (f"Consensus ({s['k']} of {s['n']}): {s['written']} descriptor(s) written on {s['cases']} "
+            f"leiomyoma case(s), {s['undecided']} still undecided.")

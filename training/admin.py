@@ -1,24 +1,15 @@
 from django.contrib import admin
-from django.urls import reverse
-from django.utils.html import format_html
 
+from jobs.admin import JobProductAdmin, page_column
 from training.models import FoldSplit, TrainedModel, TrainingRun
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(JobProductAdmin):
     list_display = ("name", "cohort", "repeats", "job", "created_at", "page")
     readonly_fields = ("job", "created_by", "created_at")
-
-    @admin.display(description="run page")
-    def page(self, run):
-        return format_html('<a href="{}">grid</a>', reverse("training_run", args=[run.pk]))
-
-    def add_view(self, request, form_url="", extra_context=None):
-        """Runs are started from the start page (it creates the models and the job)."""
-        from django.shortcuts import redirect
-
-        return redirect("training_start")
+    start_url_name = "training_start"     # it creates the models and the job
+    page = page_column("training_run", "grid", "run page")
 
 
 @admin.register(TrainedModel)

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from jobs.models import Claimable, ClaimStates, JobProduct
+from jobs.models import Claimable, ClaimStates, JobProduct, work_status
 
 
 class FoldSplit(models.Model):
@@ -31,12 +31,7 @@ class TrainingRun(JobProduct):
 class TrainedModel(Claimable):
     """One (repeat, fold) model, claimed and trained by one gpu worker at a time (jobs.claims)."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "pending"
-        TRAINING = "training", "training"
-        DONE = "done", "done"
-        FAILED = "failed", "failed"
-        CANCELLED = "cancelled", "cancelled"
+    Status = work_status("TrainedModel.Status", __name__, running="training")
 
     CLAIM_STATES = ClaimStates(waiting=Status.PENDING, running=Status.TRAINING, succeeded=Status.DONE,
                                failed=Status.FAILED, cancelled=Status.CANCELLED)

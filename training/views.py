@@ -1,12 +1,11 @@
 """Training pages: start a run (admins), a run's page with its repeat × fold grid, a model card."""
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 
 from accounts.permissions import role_required
 from accounts.roles import ADMIN, COORDINATOR, is_admin
+from core.views import form_page
 from training import selectors, services
 from training.forms import TrainingStartForm
 
@@ -20,18 +19,10 @@ def run_list(request):
 @role_required(ADMIN, "starting training is for admins")
 def run_start(request):
     form = TrainingStartForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            run = services.training_run_start(cohort=data["cohort"], config=form.config(), repeats=data["repeats"],
-                                              seed=data["seed"], name=data["name"], user=request.user)
-        except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
-        else:
-            messages.success(request, f"training run {run.name}: {run.models.count()} models queued")
-            return redirect("training_run", pk=run.pk)
-    return render(request, "training/run_start.html", {"form": form})
+    return form_page(request, form, "training/run_start.html", lambda data: services.training_run_start(
+        cohort=data["cohort"], config=form.config(), repeats=data["repeats"], seed=data["seed"], name=data["name"],
+        user=request.user), then="training_run",
+        message=lambda run: f"training run {run.name}: {run.models.count()} models queued")
 
 
 @login_required
