@@ -1,12 +1,20 @@
-"""Writes on accounts: create a user with a role (and a reader profile for readers)."""
+"""Writes on accounts: create a user with a role (and a reader profile for readers); unlock a locked-out
+account (login throttling, accounts/lockout.py)."""
 
+import logging
+
+from axes.handlers.proxy import AxesProxyHandler
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import Group
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from accounts import roles
 from accounts.models import ReaderGroup, ReaderProfile
 from accounts.roles import READER, ROLES
+
+log = logging.getLogger(__name__)
 
 
 def _next_reader_code() -> str:
@@ -51,3 +59,24 @@ def user_create(*, username: str, password: str, role: str, email: str = "", rea
                       or _next_reader_code()},
         )
     return user
+
+
+def user_can_unlock(by, user) -> bool:
+    """Admins unlock anyone; coordinators unlock readers (and users without a role), not each other."""
+    return roles.is_admin(by) or (roles.is_coordinator(by) and not roles.is_coordinator(user))
+
+
+@transaction.atomic
+def user_unlock(*, user, by) -> int:
+    """Lift a login lockout of ``user`` at once: forget its failed logins (from every address). Audited in
+    the Django admin's history of the user (LogEntry, actor ``by``) and in the log. Returns the number of
+    attempt records cleared (0: it was not locked; still audited)."""
+    if not user_can_unlock(by, user):
+        raise PermissionDenied("only an admin can unlock a coordinator or an admin" if roles.is_coordinator(by)
+                               else "unlocking accounts is for coordinators and admins")
+    cleared = AxesProxyHandler.reset_attempts(username=user.get_username())
+    LogEntry.objects.log_actions(user_id=by.pk, queryset=[user], action_flag=CHANGE, single_object=True,
+                                 change_message=f"Unlocked sign-in (login throttling): {cleared} failed-login "
+                                                f"record(s) cleared.")
+    log.info("user %s unlocked by user %s (%s failed-login records cleared)", user.pk, by.pk, cleared)
+    return cleared

@@ -10,4 +10,6 @@ urlpatterns = [
     path("reader/", views.reader_home, name="reader_home"),
     path("coordinator/", views.coordinator_home, name="coordinator_home"),
     path("console/", views.admin_home, name="admin_home"),
+    path("accounts/locked/", views.locked_accounts, name="locked_accounts"),
+    path("accounts/<int:pk>/unlock/", views.user_unlock, name="user_unlock"),
 ]

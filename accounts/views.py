@@ -1,10 +1,15 @@
-"""Home (sends each role to its page) and the role landing pages."""
+"""Home (sends each role to its page), the role landing pages, and the locked accounts (login throttling)."""
 
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
-from accounts import roles
-from accounts.permissions import require_role
+from accounts import roles, selectors, services
+from accounts.lockout import cool_off_seconds
+from accounts.permissions import require_role, role_required
 from core import navigation
 
 ROLE_PAGES = {roles.ADMIN: "admin_home", roles.COORDINATOR: "coordinator_home", roles.READER: "reader_home"}
@@ -36,3 +41,22 @@ def coordinator_home(request):
 @login_required
 def admin_home(request):
     return _role_page(request, roles.ADMIN)
+
+
+@role_required(roles.COORDINATOR, "unlocking accounts is for coordinators and admins")
+def locked_accounts(request):
+    """The accounts locked out by login throttling that this user may unlock, each with an Unlock button."""
+    seconds = cool_off_seconds()
+    return render(request, "accounts/locked_accounts.html", {
+        "rows": selectors.locked_users_visible_to(request.user),
+        "cool_off_minutes": seconds // 60 if seconds else None, "failure_limit": settings.AXES_FAILURE_LIMIT,
+    })
+
+
+@require_POST
+@role_required(roles.COORDINATOR, "unlocking accounts is for coordinators and admins")
+def user_unlock(request, pk: int):
+    user = get_object_or_404(get_user_model(), pk=pk)
+    services.user_unlock(user=user, by=request.user)   # 403 for a coordinator unlocking a coordinator
+    messages.success(request, f"{user.get_username()} can sign in again (audited).")
+    return redirect("locked_accounts")

@@ -7,6 +7,7 @@ ALLOWED_HOSTS. With DEBUG off, secrets are required and every `check --deploy` i
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "core",
     "accounts",
     "jobs",
@@ -64,6 +66,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",  # CONTENT_SECURITY_POLICY below
+    "core.middleware.PermissionsPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.gzip.GZipMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -71,6 +75,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page (accounts/lockout.py)
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -128,7 +133,8 @@ CACHES = {
 USER_CACHE = env_bool("USER_CACHE", bool(REDIS_URL))
 
 # --- auth -----------------------------------------------------------------------------------------
-AUTHENTICATION_BACKENDS = ["accounts.backends.CachedUserBackend"]
+# django-axes first: it refuses a locked-out account before any password is checked (docs/security.md).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.CachedUserBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -138,6 +144,32 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login lockout (django-axes; docs/security.md, *Login throttling*). Failures are counted per account
+# (username), not per address: readers behind one hospital NAT share an address, and one reader's typos must
+# not lock the others out. An account is locked after AXES_FAILURE_LIMIT failures within the cool-off (the
+# right password is then refused too) until the cool-off has passed since the last failure or a coordinator
+# or admin unlocks it; a success before the limit clears the count. An address is locked only after
+# AXES_ADDRESS_FAILURE_LIMIT failures over all accounts (a password spray; 0: off). Attempts live in the
+# database, so every web process sees them.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10)
+AXES_ADDRESS_FAILURE_LIMIT = env_int("AXES_ADDRESS_FAILURE_LIMIT", 100)
+_AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 30)   # 0: locked until unlocked
+AXES_COOLOFF_TIME = timedelta(minutes=_AXES_COOLOFF_MINUTES) if _AXES_COOLOFF_MINUTES > 0 else None
+AXES_LOCKOUT_PARAMETERS = ["username"]
+# axes.W006 wants "ip_address" among them against attackers rotating User-Agents or cookies. Per username,
+# failures are summed over every address and User-Agent, so rotating gains nothing; per address is the
+# separate, higher AXES_ADDRESS_FAILURE_LIMIT (accounts/lockout.py).
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False   # tries while locked neither count nor extend the lock
+AXES_HANDLER = "accounts.lockout.AccountAndAddressHandler"
+AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip"
+AXES_HTTP_RESPONSE_CODE = 429
+# Behind a TLS proxy REMOTE_ADDR is the proxy's: PROXY_COUNT proxies that append to X-Forwarded-For are
+# trusted to name the client (login lockout and the API's anonymous rate). 0: REMOTE_ADDR, the header ignored.
+PROXY_COUNT = env_int("PROXY_COUNT", 0)
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -215,6 +247,15 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "core.pagination.BoundedLimitOffsetPagination",
+    # Rate limits (docs/security.md, *Login throttling*): far above what a reader's client sends (a ping
+    # every few seconds, seven requests per case), so only a runaway or hostile client meets a 429 +
+    # Retry-After. Counted in the default cache (Redis in production; per process without it). A rate of
+    # "" switches it off. A view may add a tighter limit with `throttle_scope` and a rate under that name.
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.AnonRateThrottle", "core.throttling.UserRateThrottle",
+                                 "core.throttling.ScopedRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"anon": env_str("API_THROTTLE_ANON", "60/min") or None,
+                               "user": env_str("API_THROTTLE_USER", "2000/min") or None},
+    "NUM_PROXIES": PROXY_COUNT,
     "PAGE_SIZE": 100,
 }
 SPECTACULAR_SETTINGS = {
@@ -222,6 +263,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Imaging, training, inference, reader-study and analysis endpoints. Session auth + CSRF.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs page (/api/schema/, /api/docs/) are for signed-in users only, in every mode.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -244,6 +287,25 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp 4; docs/security.md, *Content-Security-Policy and headers*). Every script
+# and style is a same-origin file: no inline script, event-handler attribute, style attribute or <style> block
+# (tests/core/test_core_security_headers.py walks the templates). The viewer draws fetched arrays on a canvas
+# and the figures are same-origin PNGs, so no data: or blob: image is allowed; only the API docs page adds data:
+# for Swagger UI's icons (config/api_docs.py). Permissions-Policy: core/middleware.py.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 12 * 3600)
 
 # --- logging --------------------------------------------------------------------------------------
@@ -265,7 +327,9 @@ LOGGING = {
                                                     "callback": _client_error_without_traceback}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    # pydicom's own warnings quote header values (names, IDs): keep them out of every log.
+    # pydicom's own warnings quote header values (names, IDs): keep them out of every log. django-axes: failed
+    # logins and lockouts (WARNING, username and address masked), not every login (INFO).
     "loggers": {"django.db.backends": {"level": "WARNING"}, "pydicom": {"level": "ERROR"},
+                "axes": {"level": "WARNING"},
                 "django.request": {"filters": ["client_errors_without_traceback"]}},
 }

@@ -47,6 +47,19 @@ def admin_user(make_user):
     return make_user("admin")
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_limit_history():
+    """The API's rate limits (core.throttling) count requests in the default cache, per user and per address
+    (every test client is 127.0.0.1, and user ids come back after a rollback): each test starts with an empty
+    local-memory cache, so one test's requests never throttle another's. A real cache server (REDIS_URL set
+    for a test run) is never flushed."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    if isinstance(caches["default"], LocMemCache):
+        caches["default"].clear()
+
+
 @pytest.fixture
 def shared_cache(settings):
     """What production has with Redis, in one process: a cache every request sees and the cached user on (a

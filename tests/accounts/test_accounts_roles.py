@@ -40,7 +40,7 @@ def test_create_user_command_refuses_an_existing_user_without_update(coordinator
                                                 ("admin", "/console/")])
 def test_home_sends_each_role_to_its_page(client, make_user, role, landing):
     user = make_user(role)
-    assert client.login(username=user.username, password="pw-Test-1234")
+    assert client.post("/login/", {"username": user.username, "password": "pw-Test-1234"}).status_code == 302
     response = client.get("/")
     assert response.status_code == 302 and response.url == landing
     assert client.get(landing).status_code == 200
@@ -66,12 +66,13 @@ def test_role_pages_are_closed_to_other_roles(client, make_user, role, forbidden
 def test_demo_setup_creates_a_login_for_every_role(settings):
     settings.DEBUG = True
     from django.contrib.auth import authenticate
+    from django.test import RequestFactory
 
     from core.demo import DEMO_PASSWORD
 
     call_command("demo_setup", "--users-only", stdout=io.StringIO())
-    for name in ("admin", "coordinator", "reader1", "reader6"):
-        assert authenticate(username=name, password=DEMO_PASSWORD) is not None
+    for name in ("admin", "coordinator", "reader1", "reader6"):   # django-axes needs the request
+        assert authenticate(RequestFactory().post("/login/"), username=name, password=DEMO_PASSWORD) is not None
     assert ReaderProfile.objects.filter(group="specialist").count() == 3
 
 
