@@ -7,7 +7,10 @@ Service Unavailable**, a ``Retry-After`` header and a message that says to retry
 a plain page elsewhere — so the browser and API clients can retry safely: a write either committed before the
 error (and the client was answered) or did not happen at all (services write inside transactions).
 
-Both pages are self-contained: no database, no session, no static file, since either may be what failed.
+A URL that names no page (``handler404``) answers DRF's ``{"detail": ...}`` under ``/api/`` too, as every API
+view's 404 does, instead of an HTML page an API client cannot read (``/api/jobs/-1/`` matches no route).
+
+Both 500/503 pages are self-contained: no database, no session, no static file, since either may be what failed.
 Nothing of the exception reaches the response (its text can quote SQL); the traceback goes to the log.
 """
 
@@ -18,6 +21,7 @@ import sys
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template import loader
+from django.views.defaults import page_not_found
 
 RETRY_AFTER_S = 5
 UNAVAILABLE = "The database is temporarily unavailable; nothing was saved by this request. Retry in a few seconds."
@@ -31,6 +35,12 @@ def database_unavailable(exc: BaseException | None) -> bool:
 
 def _wants_json(request) -> bool:
     return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+def not_found(request, exception=None) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
 
 
 def server_error(request, *args, **kwargs) -> HttpResponse:

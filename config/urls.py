@@ -1,13 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
+
+from config.api_docs import api_docs
 
 urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("jobs.urls")),
     path("admin/", admin.site.urls),
+    # Both need a login (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]); the docs page runs under the CSP (api_docs.py).
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+    path("api/docs/", api_docs, name="api_docs"),
 ]
 
 # Each domain app contributes its pages and API here once it has them.
@@ -18,5 +21,7 @@ for app in ("imaging", "training", "inference", "reader_study", "analysis"):
         if exc.name != f"{app}.urls":
             raise
 
-# A lost database connection answers 503 + Retry-After (retryable); anything else a plain 500 page.
+# A lost database connection answers 503 + Retry-After (retryable); anything else a plain 500 page. Under /api/
+# both, and a URL that names nothing (404), answer JSON.
+handler404 = "config.errors.not_found"
 handler500 = "config.errors.server_error"

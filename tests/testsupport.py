@@ -130,6 +130,18 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
+def _predicates_as_functions(wait_for_function):
+    """The pages run under a CSP without 'unsafe-eval' (docs/security.md). Playwright evaluates a plain string
+    predicate with eval() at every poll, which the CSP refuses; a function predicate is compiled once, by the
+    DevTools protocol (which the CSP does not govern), and then only called. So every predicate becomes one."""
+    def wait(expression: str, *args, **kwargs):
+        if not expression.lstrip().startswith(("(", "function", "async")):
+            expression = f"() => ({expression})"
+        return wait_for_function(expression, *args, **kwargs)
+
+    return wait
+
+
 @contextmanager
 def chromium_page(monkeypatch, viewport=(1500, 880)):
     """A headless Chromium page; script errors and failed requests (but the favicon) are kept in page.problems.
@@ -155,6 +167,7 @@ def chromium_page(monkeypatch, viewport=(1500, 880)):
         tab.on("pageerror", lambda e: tab.problems.append(str(e)))
         tab.on("response", lambda r: r.status >= 400 and not r.url.endswith("/favicon.ico")
                and tab.problems.append(f"{r.status} {r.url}"))
+        tab.wait_for_function = _predicates_as_functions(tab.wait_for_function)
         try:
             yield tab
         finally:

@@ -7,7 +7,7 @@
 
   function render(job) {
     $("job-status").textContent = job.display_status;
-    $("job-fill").style.width = job.percent + "%";
+    $("job-fill").value = job.percent;
     $("job-count").textContent = job.done + "/" + job.total;
     $("job-percent").textContent = job.percent;
     $("job-step").textContent = job.step;

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from factories_reader_study import EvaluationFactory, ai_result, move_washout, open_study, phantom_case
+from factories_reader_study import EvaluationFactory, ai_result, answer_all, move_washout, open_study, phantom_case
+from reader_study import services
 from reader_study.models import DescriptorScore, Read
 from testsupport import CHROMIUM, CHROMIUM_MISSING, chromium_page
 
@@ -197,4 +198,28 @@ def test_viewer_layouts_help_zoom_and_sync(live_server, page, study_in_browser, 
     page.wait_for_function("Number(document.querySelector('.viewport').dataset.zoom) > 1")
     page.keyboard.press("z")
     page.wait_for_function("Number(document.querySelector('.viewport').dataset.zoom) === 1")
+    assert page.problems == []
+
+
+def test_reading_page_runs_under_its_content_security_policy(live_server, page, study_in_browser, reader):
+    """Exam 2 (the viewer, the AI panel's meter, the answer form) with the site's CSP: Chromium refuses
+    nothing — no inline script or style, no image or request outside the site — and reports no header error."""
+    study, base = study_in_browser, live_server.url
+    answer_all(reader, study, 1)
+    services.exam_finish(reader=reader, study=study, exam=1)
+    move_washout(study, reader, days=29)
+    page.add_init_script("window.cspViolations = []; document.addEventListener('securitypolicyviolation', "
+                         "(e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));")
+    console = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    _log_in(page, base, reader)
+    response = page.goto(f"{base}/studies/{study.pk}/exam/2/resume/")
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    _wait_for_images(page)
+    assert page.locator("#ai-panel meter.bar").is_visible()
+    _scroll_and_window(page)
+    page.keyboard.press("?")                                   # the help overlay
+    page.keyboard.press("Escape")
+    assert page.evaluate("window.cspViolations") == []
+    assert [m for m in console if "Content Security Policy" in m or "Permissions-Policy" in m] == []
     assert page.problems == []
