@@ -56,7 +56,8 @@ ENDPOINTS = [
     ("GET /api/reading/studies/[id]/exams/1/", "GET", re.compile(r"^/api/reading/studies/\d+/exams/1/$")),
     ("GET /reading/[assignment]/", "GET", re.compile(r"^/reading/\d+/$")),
     ("GET /api/reading/[assignment]/", "GET", re.compile(r"^/api/reading/\d+/$")),
-    ("GET /api/reading/series/[id]/volume?v=", "GET", re.compile(r"^/api/reading/series/\d+/volume$")),
+    ("GET /api/reading/[assignment]/series/[handle]/volume?v=", "GET",
+     re.compile(r"^/api/reading/\d+/series/[0-9a-f]+/volume$")),
     ("POST /api/reading/[assignment]/time/", "POST", re.compile(r"^/api/reading/\d+/time/$")),
     ("POST /api/reading/[assignment]/read/", "POST", re.compile(r"^/api/reading/\d+/read/$")),
 ]

@@ -40,7 +40,7 @@ CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 LOGIN_FORM, LOGIN = "GET /login/", "POST /login/"
 WORKLIST = "GET /api/reading/studies/[id]/exams/1/"
 PAGE, CASE = "GET /reading/[assignment]/", "GET /api/reading/[assignment]/"
-VOLUME = "GET /api/reading/series/[id]/volume?v="
+VOLUME = "GET /api/reading/[assignment]/series/[handle]/volume?v="
 TIME, READ = "POST /api/reading/[assignment]/time/", "POST /api/reading/[assignment]/read/"
 
 _reader_numbers = count()

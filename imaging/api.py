@@ -6,7 +6,7 @@ volume's SHA-256 and ``Cache-Control: private``; a client that does not accept g
 A request whose ``?v=`` names the volume's content (the reader payload's URLs) is cached as immutable.
 ``GET /api/series/<pk>/meta``: shape, spacing, positions, orientation, rescale, default window.
 Both only for coordinators and admins (``selectors.series_visible_to``); anyone else gets 404, as if it did
-not exist. Readers get volumes from reader_study (``/api/reading/series/<pk>/volume``), which uses
+not exist. Readers get volumes from reader_study (``/api/reading/<assignment>/series/<handle>/volume``), which uses
 ``volume_response`` here with its own permission rule (the cases of their open studies).
 Never a DICOM header, never a source UID.
 """
@@ -21,8 +21,8 @@ from types import SimpleNamespace
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.http import FileResponse, HttpResponseNotModified, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import status
 from rest_framework.decorators import api_view, renderer_classes
 from rest_framework.exceptions import NotFound
 from rest_framework.generics import ListAPIView, RetrieveAPIView
@@ -31,9 +31,10 @@ from rest_framework.response import Response
 
 from accounts.permissions import require_role
 from accounts.roles import COORDINATOR, is_coordinator
-from core.constants import CASE_ATTRIBUTES
+from core.serializers import errors
 from imaging import importer_store, selectors, services
-from imaging.models import Case, Series
+from imaging.models import Series
+from imaging.serializers import BoxSerializer, CaseSerializer, SeriesMetaSerializer
 
 VOLUME_CACHE_SECONDS = 7 * 24 * 3600  # a stored volume never changes: its ETag is its content hash
 # A URL that names the content (?v=<first 16 hex digits of its SHA-256>, as the reader payload builds it)
@@ -64,35 +65,45 @@ def _etag_matches(request, etag: str) -> bool:
     return any(tag.strip() in (etag, f"W/{etag}", "*") for tag in header.split(",")) if header else False
 
 
+VOLUME_RESPONSES = {(200, "application/octet-stream"): OpenApiTypes.BINARY,
+                    304: OpenApiResponse(description="not modified (If-None-Match names the ETag)"),
+                    **errors(403, 404)}
+
+
 @extend_schema(
-    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-    description="The series volume (coordinators and admins; readers use /api/reading/series/<pk>/volume): "
-    "uint16 little-endian, frames × rows × cols (see /meta), gzip content-encoded.",
+    responses=VOLUME_RESPONSES,
+    description="The series volume (coordinators and admins; readers use "
+    "/api/reading/<assignment>/series/<handle>/volume): uint16 little-endian, frames × rows × cols "
+    "(see /meta), gzip content-encoded.",
 )
 @api_view(["GET"])
 @renderer_classes([OctetStreamRenderer, JSONRenderer])
 def series_volume(request, pk: int):
-    return volume_response(request, selectors.series_visible_to(request.user).filter(pk=pk))
+    return volume_response(request, selectors.series_visible_to(request.user).filter(pk=pk)
+                           .values(*VOLUME_FIELDS).first())
 
 
 VOLUME_FIELDS = ("volume_path", "volume_sha256", "n_slices", "rows", "cols")
 
 
-def volume_response(request, series_qs):
-    """The volume of the one series in ``series_qs`` (already filtered by the caller's permission rule), or
-    404. Only the columns the file needs, as a plain row: the viewer asks for several volumes per case, so no
-    Case join and no JSON decoded. Used by this API and by reader_study's volume endpoint for readers."""
-    series = series_qs.values(*VOLUME_FIELDS).first()
+def volume_response(request, series: dict | None, *, tag=lambda volume_sha256: volume_sha256):
+    """The volume of ``series`` (a row of ``VOLUME_FIELDS``, already chosen by the caller's permission
+    rule), or 404 for None. A plain row, not a model: the viewer asks for several volumes per case, so no Case
+    join and no JSON decoded. Used by this API and by reader_study's volume endpoint for readers.
+
+    ``tag``: the content hash as this caller's client may see it, for the ETag and ``?v=`` (readers get one
+    keyed to their assignment, so that a volume's ETag cannot link two views of a case)."""
     if series is None:
         raise NotFound("no such series")
     series = SimpleNamespace(**series)
     path = importer_store.volume_file(series)
     if not series.volume_path or not path.exists():
         raise NotFound("the volume of this series is missing from the store")
+    public = tag(series.volume_sha256) if series.volume_sha256 else ""
     gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "").lower()
-    etag = f'"{series.volume_sha256[:32]}{"-gz" if gzip_ok else ""}"'
+    etag = f'"{public[:32]}{"-gz" if gzip_ok else ""}"'
     version = request.GET.get("v")
-    versioned = bool(version) and bool(series.volume_sha256) and version == series.volume_sha256[:16]
+    versioned = bool(version) and bool(public) and version == public[:16]
     headers = {
         "ETag": etag,
         "Cache-Control": VERSIONED_CACHE_CONTROL if versioned else f"private, max-age={VOLUME_CACHE_SECONDS}",
@@ -161,11 +172,12 @@ def series_meta_data(series: Series, user) -> dict:
     return data
 
 
-@extend_schema(responses=OpenApiTypes.OBJECT, description="Volume metadata for the viewer.")
+@extend_schema(responses={200: SeriesMetaSerializer, 304: VOLUME_RESPONSES[304], **errors(403, 404)},
+               description="Volume metadata for the viewer.")
 @api_view(["GET"])
 def series_meta(request, pk: int):
     series = _series_or_404(request.user, pk)
-    data = series_meta_data(series, request.user)
+    data = SeriesMetaSerializer(series_meta_data(series, request.user)).data
     etag = '"' + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32] + '"'
     if _etag_matches(request, etag):
         response = HttpResponseNotModified()
@@ -177,29 +189,21 @@ def series_meta(request, pk: int):
     return response
 
 
-class BoxSerializer(serializers.Serializer):
-    slice_index = serializers.IntegerField(min_value=0)
-    x0 = serializers.IntegerField(min_value=0)
-    y0 = serializers.IntegerField(min_value=0)
-    x1 = serializers.IntegerField(min_value=1)
-    y1 = serializers.IntegerField(min_value=1)
-    source = serializers.CharField(read_only=True)
-
-
 def _coordinator_series(request, pk: int) -> Series:
     require_role(request.user, COORDINATOR, "tumour boxes are edited by coordinators")
     return _series_or_404(request.user, pk)
 
 
-@extend_schema(methods=["GET"], responses=BoxSerializer(many=True))
-@extend_schema(methods=["POST"], request=BoxSerializer, responses=BoxSerializer)
-@extend_schema(methods=["DELETE"], parameters=[OpenApiParameter("slice_index", int)], responses=None)
+@extend_schema(methods=["GET"], responses={200: BoxSerializer(many=True), **errors(403, 404)})
+@extend_schema(methods=["POST"], request=BoxSerializer, responses={201: BoxSerializer, **errors(400, 403, 404)})
+@extend_schema(methods=["DELETE"], parameters=[OpenApiParameter("slice_index", int, required=True)],
+               responses={204: None, **errors(400, 403, 404)})
 @api_view(["GET", "POST", "DELETE"])
 def series_boxes(request, pk: int):
     """A series' tumour boxes: list; draw one (replaces the slice's box); delete one (?slice_index=)."""
     series = _coordinator_series(request, pk)
     if request.method == "GET":
-        return Response(selectors.boxes_of(series))
+        return Response(BoxSerializer(selectors.boxes_of(series), many=True).data)
     if request.method == "DELETE":
         try:
             index = int(request.query_params.get("slice_index", ""))
@@ -219,35 +223,11 @@ def series_boxes(request, pk: int):
     return Response(BoxSerializer(box).data, status=status.HTTP_201_CREATED)
 
 
-class CaseSerializer(serializers.ModelSerializer):
-    volume_ml = serializers.FloatField(read_only=True)
-    series = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Case
-        fields = (
-            "id",
-            "pseudonym",
-            "truth",
-            *CASE_ATTRIBUTES,
-            "volume_ml",
-            "is_synthetic",
-            "series",
-        )
-
-    def get_series(self, case) -> list[dict]:
-        return [
-            {
-                "id": s.pk,
-                "sequence_code": s.sequence_code,
-                "plane": s.plane,
-                "n_slices": s.n_slices,
-                "series_number": s.series_number,
-            }
-            for s in case.series.all()
-        ]
-
-
+@extend_schema_view(get=extend_schema(
+    parameters=[OpenApiParameter("q", str, description="pseudonym contains"),
+                OpenApiParameter("truth", str), OpenApiParameter("sequence", str, description="has a series of"),
+                OpenApiParameter("institution", str)],
+    responses={200: CaseSerializer(many=True), **errors(400, 403)}))
 class CaseListApi(ListAPIView):
     """Cases for coordinators and admins (ground truth included); empty for everyone else."""
 
@@ -264,6 +244,7 @@ class CaseListApi(ListAPIView):
         ).prefetch_related("series")
 
 
+@extend_schema_view(get=extend_schema(responses={200: CaseSerializer, **errors(403, 404)}))
 class CaseDetailApi(RetrieveAPIView):
     serializer_class = CaseSerializer
 

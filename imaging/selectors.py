@@ -1,7 +1,7 @@
 """Reads on imaging, with the permission filter built in.
 
 Coordinators and admins see every case and series; nobody else sees anything here. Readers reach images
-only through reader_study (``/api/reading/series/<pk>/volume``), which knows their assignments: imaging
+only through reader_study (``/api/reading/<assignment>/series/<handle>/volume``), which knows their assignments: imaging
 imports no app above it (docs/architecture.md).
 """
 

@@ -1,36 +1,15 @@
-"""Inference API: an evaluation's status and results, and its per-case AI results (coordinators and admins)."""
+"""Inference API: an evaluation's status and results, and its per-case AI results (coordinators and admins).
+Output: inference/serializers.py."""
 
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 
+from core.serializers import errors
 from inference import selectors
-from inference.models import CaseAIResult, Evaluation
+from inference.serializers import CaseAIResultSerializer, EvaluationSerializer, EvaluationSummarySerializer
 
 
-class EvaluationSerializer(serializers.ModelSerializer):
-    training_run = serializers.PrimaryKeyRelatedField(read_only=True)
-
-    class Meta:
-        model = Evaluation
-        fields = ("id", "name", "training_run", "job", "status", "config", "chosen_subset", "results", "created_at")
-        read_only_fields = fields
-
-
-class EvaluationSummarySerializer(EvaluationSerializer):
-    class Meta(EvaluationSerializer.Meta):
-        fields = ("id", "name", "training_run", "job", "status", "config", "chosen_subset", "created_at")
-        read_only_fields = fields
-
-
-class CaseAIResultSerializer(serializers.ModelSerializer):
-    case = serializers.SlugRelatedField(slug_field="pseudonym", read_only=True)
-
-    class Meta:
-        model = CaseAIResult
-        fields = ("case", "likelihood", "per_sequence", "subset", "n_ensembles", "is_deployment", "created_at")
-        read_only_fields = fields
-
-
+@extend_schema_view(get=extend_schema(responses={200: EvaluationSummarySerializer(many=True), **errors(400, 403)}))
 class EvaluationListApi(ListAPIView):
     serializer_class = EvaluationSummarySerializer
 
@@ -38,6 +17,7 @@ class EvaluationListApi(ListAPIView):
         return selectors.evaluations_visible_to(self.request.user).defer("results")
 
 
+@extend_schema_view(get=extend_schema(responses={200: EvaluationSerializer, **errors(403, 404)}))
 class EvaluationApi(RetrieveAPIView):
     serializer_class = EvaluationSerializer
 
@@ -45,7 +25,10 @@ class EvaluationApi(RetrieveAPIView):
         return selectors.evaluations_visible_to(self.request.user)
 
 
+@extend_schema_view(get=extend_schema(responses={200: CaseAIResultSerializer(many=True), **errors(400, 403, 404)}))
 class EvaluationCaseResultsApi(ListAPIView):
+    """An evaluation's AI results, one per case (empty, not 404, for an evaluation the user may not see)."""
+
     serializer_class = CaseAIResultSerializer
 
     def get_queryset(self):

@@ -1,33 +1,21 @@
-"""Job API: list, detail (polled by the job page), cancel, resume."""
+"""Job API: list, detail (polled by the job page), cancel, resume. Output: jobs/serializers.py."""
 
 from django.core.exceptions import ObjectDoesNotExist
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status
 from rest_framework.decorators import api_view
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.response import Response
 
 from accounts.roles import is_admin
+from core.serializers import errors
 from jobs import selectors, services
 from jobs.models import Job
+from jobs.serializers import JobSerializer
 
 
-class JobSerializer(serializers.ModelSerializer):
-    display_status = serializers.CharField(read_only=True)
-    percent = serializers.FloatField(read_only=True)
-    worker_lost = serializers.BooleanField(read_only=True)
-    can_resume = serializers.BooleanField(read_only=True)
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-
-    class Meta:
-        model = Job
-        fields = ("id", "kind", "status", "display_status", "done", "total", "percent", "step", "error",
-                  "cancel_requested", "worker_lost", "can_resume", "result", "params", "created_by",
-                  "created_at", "started_at", "finished_at", "heartbeat_at", "attempts")
-        read_only_fields = fields
-
-
+@extend_schema_view(get=extend_schema(responses={200: JobSerializer(many=True), **errors(400, 403)}))
 class JobListApi(ListAPIView):
     serializer_class = JobSerializer
 
@@ -35,6 +23,7 @@ class JobListApi(ListAPIView):
         return selectors.jobs_visible_to(self.request.user)
 
 
+@extend_schema_view(get=extend_schema(responses={200: JobSerializer, **errors(403, 404)}))
 class JobDetailApi(RetrieveAPIView):
     serializer_class = JobSerializer
 
@@ -49,14 +38,14 @@ def _job_or_404(user, pk: int) -> Job:
         raise NotFound(f"no job {pk}") from None
 
 
-@extend_schema(request=None, responses=JobSerializer)
+@extend_schema(request=None, responses={200: JobSerializer, **errors(403, 404)})
 @api_view(["POST"])
 def job_cancel_api(request, pk: int):
     job = services.job_cancel(job=_job_or_404(request.user, pk))
     return Response(JobSerializer(job).data)
 
 
-@extend_schema(request=None, responses=JobSerializer)
+@extend_schema(request=None, responses={200: JobSerializer, **errors(403, 404, 409)})
 @api_view(["POST"])
 def job_resume_api(request, pk: int):
     job = _job_or_404(request.user, pk)

@@ -1,4 +1,5 @@
 """Reader-study API (DRF, session auth + CSRF). Thin: selectors decide what a user may see, services write.
+Output: ``serializers.py`` (readers), ``serializers_coordination.py`` (coordinators).
 
 Reader endpoints live under /api/reading/, coordinator endpoints under /api/studies/. Anything a user may
 not see answers 404 (not 403), so that ids of other readers' cases are not even confirmed to exist. The
@@ -10,7 +11,6 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, permission_classes, renderer_classes
@@ -20,9 +20,26 @@ from rest_framework.response import Response
 
 from accounts.permissions import IsCoordinator, IsReader, require_role
 from accounts.roles import READER
-from imaging.api import OctetStreamRenderer, volume_response
+from core.serializers import errors
+from imaging.api import VOLUME_FIELDS, VOLUME_RESPONSES, OctetStreamRenderer, volume_response
 from reader_study import payloads, selectors, services
-from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, Study
+from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, TASKS, Study
+from reader_study.serializers import (
+    ActiveTimeSerializer,
+    ExamStatusSerializer,
+    ReaderStudySerializer,
+    ReadingPayloadSerializer,
+    ReadResultSerializer,
+    ScoreResultSerializer,
+    WorklistSerializer,
+)
+from reader_study.serializers_coordination import (
+    ConsensusSerializer,
+    EnrolmentSerializer,
+    StudyProgressSerializer,
+    StudySerializer,
+    WashoutOverrideSerializer,
+)
 
 
 class AnswerSerializer(serializers.Serializer):
@@ -38,12 +55,14 @@ class DescriptorAnswerSerializer(serializers.Serializer):
     active_seconds = serializers.FloatField(required=False, default=0.0)
 
 
-# Each task's own answer: the fields its submit carries and the service that stores them.
+# Each task's own answer: the fields its submit carries, the service that stores them, what the API answers.
 READING_API_IS_FOR_READERS = "the reading API is for readers"
-ANSWERS = {**dict.fromkeys(EXAMS, (AnswerSerializer, services.read_submit)),
-           DESCRIPTORS: (DescriptorAnswerSerializer, services.descriptor_score_submit)}
+ANSWERS = {**dict.fromkeys(EXAMS, (AnswerSerializer, services.read_submit, ReadResultSerializer)),
+           DESCRIPTORS: (DescriptorAnswerSerializer, services.descriptor_score_submit, ScoreResultSerializer)}
 ANY_ANSWER = PolymorphicProxySerializer(component_name="ReaderAnswer", resource_type_field_name=None,
                                         serializers=[AnswerSerializer, DescriptorAnswerSerializer])
+ANY_ANSWER_RESULT = PolymorphicProxySerializer(component_name="ReaderAnswerResult", resource_type_field_name=None,
+                                               serializers=[ReadResultSerializer, ScoreResultSerializer])
 
 
 class SecondsSerializer(serializers.Serializer):
@@ -76,20 +95,6 @@ def _valid(serializer_class, data) -> dict:
 
 
 # --- reader ---------------------------------------------------------------------------------------
-def _exam_json(s: selectors.ExamStatus) -> dict:
-    return {"exam": s.exam, "state": s.state, "reason": s.reason, "total": s.total, "done": s.done,
-            "active_seconds": round(s.active_seconds, 1), "finished_at": s.finished_at,
-            "opens_at": s.opens_at}
-
-
-def _reader_study_json(study: Study, user) -> dict:
-    d = selectors.exam_status(study, user, DESCRIPTORS)
-    return {"id": study.pk, "name": study.name, "status": study.status, "instructions": study.instructions,
-            "washout_days": study.washout_days,
-            "exams": [_exam_json(selectors.exam_status(study, user, x)) for x in EXAMS],
-            "descriptors": {"state": d.state, "reason": d.reason, "total": d.total, "done": d.done}}
-
-
 class ReadingAPI(IsReader):
     message = READING_API_IS_FOR_READERS
 
@@ -101,22 +106,25 @@ def _my_study(user, pk: int) -> Study:
         raise NotFound(f"no study {pk} in your studies") from None
 
 
-@extend_schema(responses=None, operation_id="reading_studies_list")
+@extend_schema(responses={200: ReaderStudySerializer(many=True), **errors(403)},
+               operation_id="reading_studies_list")
 @api_view(["GET"])
 @permission_classes([ReadingAPI])
 def reader_studies_api(request):
     """The studies the reader is enrolled in, with their own progress per exam."""
-    return Response([_reader_study_json(s, request.user) for s in selectors.studies_for_reader(request.user)])
+    studies = selectors.studies_for_reader(request.user)
+    return Response(ReaderStudySerializer(studies, many=True, context={"user": request.user}).data)
 
 
-@extend_schema(responses=None)
+@extend_schema(responses={200: ReaderStudySerializer, **errors(403, 404)})
 @api_view(["GET"])
 @permission_classes([ReadingAPI])
 def reader_study_api(request, pk: int):
-    return Response(_reader_study_json(_my_study(request.user, pk), request.user))
+    study = _my_study(request.user, pk)
+    return Response(ReaderStudySerializer(study, context={"user": request.user}).data)
 
 
-@extend_schema(responses=None)
+@extend_schema(responses={200: WorklistSerializer, **errors(403, 404)})
 @api_view(["GET"])
 @permission_classes([ReadingAPI])
 def worklist_api(request, pk: int, exam: int, tasks=EXAMS):
@@ -127,18 +135,17 @@ def worklist_api(request, pk: int, exam: int, tasks=EXAMS):
     state = selectors.exam_status(study, request.user, exam)
     if not state.is_open and state.state != "finished":
         raise PermissionDenied(f"{TASK_NAMES[exam]}: {state.reason}")
-    items = [{"assignment": a.pk, "position": a.position + 1, "display_code": a.display_code,
-              "answered": a.answer is not None} for a in selectors.worklist(study, request.user, exam)]
-    return Response({"exam": _exam_json(state), "items": items})
+    items = selectors.worklist(study, request.user, exam)
+    return Response(WorklistSerializer({"exam": state, "items": items}).data)
 
 
-@extend_schema(request=None, responses=None)
+@extend_schema(request=None, responses={200: ExamStatusSerializer, **errors(400, 403, 404)})
 @api_view(["POST"])
 @permission_classes([ReadingAPI])
 def exam_finish_api(request, pk: int, exam: int):
     study = _my_study(request.user, pk)
-    return _run(lambda: Response(_exam_json(selectors.exam_status(
-        study, request.user, services.exam_finish(reader=request.user, study=study, exam=exam).exam))))
+    return _run(lambda: Response(ExamStatusSerializer(selectors.exam_status(
+        study, request.user, services.exam_finish(reader=request.user, study=study, exam=exam).exam)).data))
 
 
 def _my_assignment(request, pk: int, tasks):
@@ -149,7 +156,7 @@ def _my_assignment(request, pk: int, tasks):
         raise NotFound(f"no case {pk} in your worklists") from None
 
 
-@extend_schema(responses=None)
+@extend_schema(responses={200: ReadingPayloadSerializer, **errors(400, 403, 404)})
 @api_view(["GET"])
 def reading_case_api(request, pk: int, tasks=EXAMS):
     """One case as the reader sees it: display code, series, their answer, and in exam 2 only the AI."""
@@ -158,48 +165,59 @@ def reading_case_api(request, pk: int, tasks=EXAMS):
 
     def open_case():
         services.assignment_open(reader=request.user, assignment=assignment, status=state.status)
-        return Response(payloads.reading_payload(assignment, state))
+        return Response(ReadingPayloadSerializer(payloads.reading_payload(assignment, state)).data)
 
     return _run(open_case)
 
 
 @extend_schema(
-    responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    responses=VOLUME_RESPONSES,
     description="A series volume of a case in one of the reader's open studies: uint16 little-endian, "
     "frames × rows × cols (shape in the case payload), gzip content-encoded; immutable when ?v= names it.",
 )
 @api_view(["GET"])
-@permission_classes([ReadingAPI])
 @renderer_classes([OctetStreamRenderer, JSONRenderer])
-def series_volume_api(request, pk: int):
-    """Readers' images come from here, not from imaging: reader_study knows which cases a reader may see."""
-    return volume_response(request, selectors.series_readable_by(request.user).filter(pk=pk))
+def series_volume_api(request, pk: int, handle: str):
+    """A series of the case of the reader's own assignment ``pk``, named by its handle in the case payload.
+
+    Readers' images come from here, not from imaging, and only while the assignment's task is open to the
+    reader (none in the washout, none once it is finished); the handle and the ETag are keyed to the
+    assignment, so the two exams of a case cannot be linked through them."""
+    assignment = _my_assignment(request, pk, TASKS)
+    status = selectors.exam_status(assignment.study, request.user, assignment.exam, counts=False)
+    if not status.is_open:
+        raise PermissionDenied(f"{TASK_NAMES[assignment.exam]}: {status.reason}: its images open with it")
+    rows = selectors.case_volumes(assignment.case_id, VOLUME_FIELDS)
+    series = next(({k: row[k] for k in VOLUME_FIELDS} for row in rows
+                   if payloads.series_handle(assignment.pk, row["pk"]) == handle), None)
+    return volume_response(request, series, tag=lambda sha: payloads.volume_tag(assignment.pk, sha))
 
 
-@extend_schema(request=ANY_ANSWER, responses=None)
+@extend_schema(request=ANY_ANSWER, responses={200: ANY_ANSWER_RESULT, **errors(400, 403, 404)})
 @api_view(["POST"])
 def answer_submit_api(request, pk: int, tasks=EXAMS):
     """The reader's answer to a case, in its task's own form: a read in an exam ({call, confidence, note}), a
     descriptor score in the descriptor task ({degeneration, irregular_margin}); both with active_seconds."""
     assignment = _my_assignment(request, pk, tasks)
-    serializer, submit = ANSWERS[assignment.exam]
+    serializer, submit, result = ANSWERS[assignment.exam]
     data = _valid(serializer, request.data)
 
     def store():
         answer = submit(reader=request.user, assignment=assignment, **data)
         upcoming = selectors.next_assignment(assignment)
-        return Response({**payloads.answer_json(answer), "next_unread": upcoming.pk if upcoming else None})
+        return Response(result({**payloads.answer_json(answer), "next_unread": upcoming.pk if upcoming else None})
+                        .data)
 
     return _run(store)
 
 
-@extend_schema(request=SecondsSerializer, responses=None)
+@extend_schema(request=SecondsSerializer, responses={200: ActiveTimeSerializer, **errors(400, 403, 404)})
 @api_view(["POST"])
 def active_time_api(request, pk: int, tasks=EXAMS):
     assignment = _my_assignment(request, pk, tasks)
     seconds = _valid(SecondsSerializer, request.data)["seconds"]
-    return _run(lambda: Response({"active_seconds": round(services.active_time_add(
-        reader=request.user, assignment=assignment, seconds=seconds), 1)}))
+    return _run(lambda: Response(ActiveTimeSerializer({"active_seconds": round(services.active_time_add(
+        reader=request.user, assignment=assignment, seconds=seconds), 1)}).data))
 
 
 # --- coordinator ------------------------------------------------------------------------------------
@@ -210,34 +228,20 @@ def _coordinated_study(request, pk: int) -> Study:
         raise NotFound(f"no study {pk}") from None
 
 
-def _study_json(study: Study) -> dict:
-    return {"id": study.pk, "name": study.name, "status": study.status, "washout_days": study.washout_days,
-            "evaluation": study.evaluation_id, "cohort": study.cohort_id, "descriptor_k": study.descriptor_k,
-            "cases": study.cases.count(), "readers": study.enrollments.count(),
-            "created_at": study.created_at, "opened_at": study.opened_at, "closed_at": study.closed_at}
-
-
-@extend_schema(responses=None)
+@extend_schema(responses={200: StudySerializer(many=True), **errors(403)}, operation_id="studies_list")
 @api_view(["GET"])
 @permission_classes([IsCoordinator])
 def study_list_api(request):
-    return Response([_study_json(s) for s in selectors.studies_for_coordinator(request.user)])
+    return Response(StudySerializer(selectors.studies_for_coordinator(request.user), many=True).data)
 
 
-@extend_schema(responses=None)
+@extend_schema(responses={200: StudyProgressSerializer, **errors(403, 404)})
 @api_view(["GET"])
 @permission_classes([IsCoordinator])
 def study_progress_api(request, pk: int):
     """Every reader's progress per exam, with time spent (coordinators)."""
     study = _coordinated_study(request, pk)
-    rows = [{"reader": p.reader.pk, "username": p.reader.username,
-             "code": getattr(getattr(p.reader, "reader_profile", None), "code", ""),
-             "exams": [{**_exam_json(s), "median_seconds": s.median_seconds, "overridden": s.overridden}
-                       for s in p.exams.values()],
-             "descriptors": {"state": p.descriptors.state, "total": p.descriptors.total,
-                             "done": p.descriptors.done}}
-            for p in selectors.study_progress(study)]
-    return Response({"study": _study_json(study), "readers": rows})
+    return Response(StudyProgressSerializer({"study": study, "readers": selectors.study_progress(study)}).data)
 
 
 def _reader(pk: int):
@@ -247,46 +251,51 @@ def _reader(pk: int):
     return user
 
 
-@extend_schema(request=None, responses=None)
+STUDY_ACTION_RESPONSES = errors(400, 403, 404)
+
+
+@extend_schema(request=None, responses={200: StudySerializer, **STUDY_ACTION_RESPONSES})
 @api_view(["POST"])
 @permission_classes([IsCoordinator])
 def study_open_api(request, pk: int):
     study = _coordinated_study(request, pk)
-    return _run(lambda: Response(_study_json(services.study_open(study=study, by=request.user))))
+    return _run(lambda: Response(StudySerializer(services.study_open(study=study, by=request.user)).data))
 
 
-@extend_schema(request=None, responses=None)
+@extend_schema(request=None, responses={200: StudySerializer, **STUDY_ACTION_RESPONSES})
 @api_view(["POST"])
 @permission_classes([IsCoordinator])
 def study_close_api(request, pk: int):
     study = _coordinated_study(request, pk)
-    return _run(lambda: Response(_study_json(services.study_close(study=study, by=request.user))))
+    return _run(lambda: Response(StudySerializer(services.study_close(study=study, by=request.user)).data))
 
 
-@extend_schema(request=ReaderActionSerializer, responses=None)
+@extend_schema(request=ReaderActionSerializer, responses={200: EnrolmentSerializer, **STUDY_ACTION_RESPONSES})
 @api_view(["POST"])
 @permission_classes([IsCoordinator])
 def study_enrol_api(request, pk: int):
     study = _coordinated_study(request, pk)
     reader = _reader(_valid(ReaderActionSerializer, request.data)["reader"])
-    return _run(lambda: Response({"enrollment": services.reader_enrol(study=study, reader=reader,
-                                                                      by=request.user).pk}))
+    return _run(lambda: Response(EnrolmentSerializer({"enrollment": services.reader_enrol(
+        study=study, reader=reader, by=request.user).pk}).data))
 
 
-@extend_schema(request=ReaderActionSerializer, responses=None)
+@extend_schema(request=ReaderActionSerializer,
+               responses={200: WashoutOverrideSerializer, **STUDY_ACTION_RESPONSES})
 @api_view(["POST"])
 @permission_classes([IsCoordinator])
 def washout_override_api(request, pk: int):
     study = _coordinated_study(request, pk)
     data = _valid(ReaderActionSerializer, request.data)
     reader = _reader(data["reader"])
-    return _run(lambda: Response({"overridden_at": services.washout_override(
-        study=study, reader=reader, by=request.user, reason=data["reason"]).washout_override_at}))
+    return _run(lambda: Response(WashoutOverrideSerializer({"overridden_at": services.washout_override(
+        study=study, reader=reader, by=request.user, reason=data["reason"]).washout_override_at}).data))
 
 
-@extend_schema(request=None, responses=None)
+@extend_schema(request=None, responses={200: ConsensusSerializer, **STUDY_ACTION_RESPONSES})
 @api_view(["POST"])
 @permission_classes([IsCoordinator])
 def descriptor_consensus_api(request, pk: int):
     study = _coordinated_study(request, pk)
-    return _run(lambda: Response(services.descriptor_consensus_apply(study=study, by=request.user)))
+    return _run(lambda: Response(ConsensusSerializer(services.descriptor_consensus_apply(
+        study=study, by=request.user)).data))

@@ -3,7 +3,9 @@
 Everything in it is chosen field by field (no model serialised whole), so nothing identifying — no
 pseudonym, no UID, no series number, no ground truth — and nothing of the AI outside exam 2 can slip in. One
 payload serves every task (exam 1, exam 2, the descriptor task); it carries the answer of its own task only
-(``"read"`` in an exam, ``"score"`` in the descriptor task), never another task's.
+(``"read"`` in an exam, ``"score"`` in the descriptor task), never another task's. Series are named by
+assignment-scoped handles and versions (``series_handle``, ``volume_tag``), never by key or content hash, so
+the two exams of a case cannot be linked through the payload, the volume URLs or their ETags.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils.crypto import salted_hmac
 
 from core.constants import SEQUENCE_CODES
-from imaging.models import Series
 from reader_study import selectors
 from reader_study.models import DESCRIPTORS, Assignment, DescriptorScore, Read
 
@@ -23,30 +25,48 @@ AI_EXPLANATION = ("Share of the model ensembles whose patient-level call is sarc
                   "below; per sequence: the share calling sarcoma from that sequence alone.")
 
 
+# What the reader's browser gets instead of a series' database key and content hash: values keyed to the
+# assignment (HMAC with the site's secret), so the same series seen in exam 1 and exam 2 (two assignments),
+# or by two readers, has nothing in common that would link the two views of a case.
+HANDLE_SALT = "reader_study.series-handle"
+TAG_SALT = "reader_study.volume-tag"
+_ASSIGNMENT_MARK, _HANDLE_MARK = 987654321, "HANDLE"
+
+
+def series_handle(assignment_pk: int, series_pk: int) -> str:
+    """The series' name within one assignment: opaque, stable, meaningless outside that assignment."""
+    return salted_hmac(HANDLE_SALT, f"{assignment_pk}:{series_pk}").hexdigest()[:16]
+
+
+def volume_tag(assignment_pk: int, volume_sha256: str) -> str:
+    """The volume's version as one assignment sees it (its ETag and ``?v=``): changes with the content,
+    differs between assignments."""
+    return salted_hmac(TAG_SALT, f"{assignment_pk}:{volume_sha256}").hexdigest()[:32]
+
+
 @functools.lru_cache(maxsize=32)
-def _volume_url_parts(script_prefix: str, urlconf: str | None, root_urlconf: str) -> tuple[str, str]:
-    """The volume endpoint's path around its pk, reversed once per URL configuration (a payload holds a
+def _volume_url_template(script_prefix: str, urlconf: str | None, root_urlconf: str) -> str:
+    """The volume endpoint's path as a format string, reversed once per URL configuration (a payload holds a
     dozen volume URLs: reversing each costs more than the rest of building them)."""
-    head, _, tail = reverse("reader_study:api_series_volume", args=[0], urlconf=urlconf).rpartition("/0/")
-    return f"{head}/", f"/{tail}"
+    url = reverse("reader_study:api_series_volume", args=[_ASSIGNMENT_MARK, _HANDLE_MARK], urlconf=urlconf)
+    return url.replace(str(_ASSIGNMENT_MARK), "{assignment}").replace(_HANDLE_MARK, "{handle}")
 
 
-def volume_url(series: Series | selectors.ViewerSeries) -> str:
-    """The readers' series-volume endpoint (reader_study's; it serves the cases of the reader's open studies).
+def volume_url(assignment_pk: int, series: selectors.ViewerSeries) -> str:
+    """The readers' volume endpoint for one series of an assignment's case (reader_study serves it only while
+    that task is open to the reader). The assignment's version tag rides along, so the browser may cache a
+    volume for good yet sees a new one."""
+    template = _volume_url_template(get_script_prefix(), get_urlconf(), settings.ROOT_URLCONF)
+    url = template.format(assignment=assignment_pk, handle=series_handle(assignment_pk, series.pk))
+    return f"{url}?v={volume_tag(assignment_pk, series.volume_sha256)[:16]}" if series.volume_sha256 else url
 
-    The content hash rides along as a version, so the browser may cache a volume for good yet sees a new one.
-    """
-    head, tail = _volume_url_parts(get_script_prefix(), get_urlconf(), settings.ROOT_URLCONF)
-    url = f"{head}{series.pk}{tail}"
-    return f"{url}?v={series.volume_sha256[:16]}" if series.volume_sha256 else url
 
-
-def series_payload(series: selectors.ViewerSeries) -> dict:
+def series_payload(assignment_pk: int, series: selectors.ViewerSeries) -> dict:
     """What the viewer needs to show a series: shape, geometry, rescale, default window, where to load it."""
     meta = series.meta or {}
     code = series.sequence_code
     return {
-        "id": series.pk,
+        "id": series_handle(assignment_pk, series.pk),
         "code": code if code in SEQUENCE_CODES else "other",
         "plane": series.plane,
         "n_slices": series.n_slices, "rows": series.rows, "cols": series.cols,
@@ -57,29 +77,25 @@ def series_payload(series: selectors.ViewerSeries) -> dict:
         "window": meta.get("window") or None,
         "value_range": meta.get("value_range") or None,
         "temporal_positions": meta.get("temporal_positions") or None,
-        "volume_url": volume_url(series),
+        "volume_url": volume_url(assignment_pk, series),
     }
 
 
-def case_images_payload(case_id: int, series: list[selectors.ViewerSeries] | None = None) -> dict:
-    """The case's series and the ones the first viewports open; ``preload``: the page's first request.
-
-    ``series``: the case's ``selectors.case_series`` where the caller fetched them already.
-    """
-    series = selectors.case_series(case_id) if series is None else series
+def case_images_payload(assignment_pk: int, series: list[selectors.ViewerSeries]) -> dict:
+    """The case's series and the ones the first viewports open; ``preload``: the page's first request."""
     shown = selectors.default_viewports(series)
     first = next((s for s in series if shown and s.pk == shown[0]), None)
-    return {"series": [series_payload(s) for s in series], "default_series": shown,
-            "preload": volume_url(first) if first else None}
+    return {"series": [series_payload(assignment_pk, s) for s in series],
+            "default_series": [series_handle(assignment_pk, pk) for pk in shown],
+            "preload": volume_url(assignment_pk, first) if first else None}
 
 
-def _prefetch_urls(case_id: int | None, series: list[selectors.ViewerSeries] | None = None) -> list[str]:
+def _prefetch_urls(assignment_pk: int | None, series: list[selectors.ViewerSeries]) -> list[str]:
     """The next case's first series, fetched in idle time so that "submit and next" shows images at once."""
-    if case_id is None:
+    if assignment_pk is None:
         return []
-    series = selectors.case_series(case_id) if series is None else series
     by_pk = {s.pk: s for s in series}
-    return [volume_url(by_pk[pk]) for pk in selectors.default_viewports(series)]
+    return [volume_url(assignment_pk, by_pk[pk]) for pk in selectors.default_viewports(series)]
 
 
 def ai_payload(assignment: Assignment) -> dict | None:
@@ -149,11 +165,11 @@ def reading_payload(assignment: Assignment, state: selectors.ReadingState | None
         "assignment": assignment.pk, "exam": assignment.exam, "display_code": assignment.display_code,
         "position": assignment.position + 1, "total": status.total, "done": status.done,
         "study": {"id": assignment.study_id, "name": assignment.study.name},
-        **case_images_payload(assignment.case_id, series.get(assignment.case_id, [])),
+        **case_images_payload(assignment.pk, series.get(assignment.case_id, [])),
         answer_key(assignment.exam): answer_json(assignment.answer),
         "previous": state.previous, "following": state.following,
         "next_unread": state.next_unread,
-        "prefetch": _prefetch_urls(upcoming_case, series.get(upcoming_case, [])),
+        "prefetch": _prefetch_urls(state.next_unread, series.get(upcoming_case, [])),
         "urls": {
             "submit": reverse(names.submit, args=[assignment.pk]),
             "time": reverse(names.time, args=[assignment.pk]),

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.roles import READER, is_coordinator, is_reader
 from core.constants import LEIOMYOMA, SEQUENCE_CODES, UNUSED_SEQUENCE
-from imaging.models import Case, Series
+from imaging.models import Series
 from inference.models import CaseAIResult
 from reader_study.models import (
     ANSWER_RELATION,
@@ -40,31 +40,6 @@ DEFAULT_VIEWPORT_CODES = ("T2axi", "T2sag", "DWI")
 
 
 # --- cases and studies ------------------------------------------------------------------------------
-def case_ids_readable_by(user) -> QuerySet:
-    """Primary keys of the cases whose images ``user`` may view now.
-
-    Coordinators and admins: every case. Readers: the cases of the OPEN studies they are enrolled in.
-    Anyone else: none. A lazy queryset of ints, usable as ``pk in ...`` or in ``filter(case_id__in=...)``.
-    """
-    if not getattr(user, "is_authenticated", False):
-        return Case.objects.none().values_list("pk", flat=True)
-    if is_coordinator(user):
-        return Case.objects.values_list("pk", flat=True)
-    if is_reader(user):   # the study-case link table itself: one join fewer than from Case (asked per volume)
-        return (Study.cases.through.objects.filter(study__status=Study.Status.OPEN,
-                                                   study__enrollments__reader=user)
-                .values_list("case_id", flat=True).distinct())
-    return Case.objects.none().values_list("pk", flat=True)
-
-
-def series_readable_by(user) -> QuerySet[Series]:
-    """The series whose images ``user`` may view as a reader: those of the cases of their open studies (the
-    one rule, ``case_ids_readable_by``). The readers' volume endpoint is built on it."""
-    if not is_reader(user):
-        return Series.objects.none()
-    return Series.objects.filter(case_id__in=case_ids_readable_by(user))
-
-
 def studies_for_reader(user) -> QuerySet[Study]:
     """The open or closed studies ``user`` is enrolled in (drafts stay invisible to readers)."""
     if not is_reader(user):
@@ -233,7 +208,8 @@ def _apply_descriptor_gate(status: ExamStatus, study: Study, exam2: ExamProgress
 # --- worklists and reading ------------------------------------------------------------------------
 def assignment_for_reader(user, pk: int, *, exams=EXAMS, in_reader_role: bool = False) -> Assignment:
     """The reader's own assignment of one of ``exams`` (the tasks the asking page serves) in a non-draft study;
-    Assignment.DoesNotExist for anyone else's.
+    Assignment.DoesNotExist for anyone else's, and for the reader's own items of the descriptor task while
+    that task is locked to them (exactly as if they did not exist: see below).
 
     Its study and answer (if any) come in the same query, and its reader is ``user`` itself (no query).
     ``in_reader_role``: also require the Reader role, in the same query (the API checks the role this way
@@ -245,6 +221,11 @@ def assignment_for_reader(user, pk: int, *, exams=EXAMS, in_reader_role: bool = 
                                                                            exam__in=exams, **role)
     if assignment.study.status == Study.Status.DRAFT:
         raise Assignment.DoesNotExist(f"no assignment {pk} in the reader's non-draft studies")
+    if assignment.exam == DESCRIPTORS and exam_status(assignment.study, user, DESCRIPTORS,
+                                                      counts=False).state == "locked":
+        # the locked descriptor task holds the leiomyomas only: answering "locked" (403) for one's own items and
+        # "not found" for the others would count them, so a locked item does not exist for its reader yet
+        raise Assignment.DoesNotExist(f"no assignment {pk} open to the reader")
     assignment.reader = user
     return assignment
 
@@ -370,6 +351,13 @@ def cases_series(case_ids, *, meta_for=None) -> dict[int, list[ViewerSeries]]:
         meta = (json.loads(text) if text else {}) if row["case_id"] in meta_for else None
         by_case.setdefault(row["case_id"], []).append(ViewerSeries(**row, meta=meta))
     return {pk: sorted(items, key=_series_sort_key) for pk, items in by_case.items()}
+
+
+def case_volumes(case_id: int, fields: tuple[str, ...]) -> list[dict]:
+    """The viewable series of a case as plain rows of ``pk`` and ``fields`` (one query, no JSON decoded: the
+    readers' volume endpoint asks this several times per case and picks the series its handle names)."""
+    return list(Series.objects.filter(case_id=case_id, n_slices__gt=0).exclude(volume_path="").order_by()
+                .values("pk", *fields))
 
 
 def default_viewports(series: list[ViewerSeries], n: int = 3) -> list[int]:

@@ -1,37 +1,15 @@
-"""Training API: a run with its model grid (polled by the run page), and a model's card."""
+"""Training API: a run with its model grid (polled by the run page), and a model's card. Output:
+training/serializers.py."""
 
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.generics import RetrieveAPIView
 
+from core.serializers import errors
 from training import selectors
-from training.models import TrainedModel, TrainingRun
+from training.serializers import TrainedModelSerializer, TrainingRunSerializer
 
 
-class TrainingRunSerializer(serializers.ModelSerializer):
-    cohort = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    grid = serializers.SerializerMethodField()
-    epochs = serializers.SerializerMethodField()
-
-    class Meta:
-        model = TrainingRun
-        fields = ("id", "name", "cohort", "config", "repeats", "seed", "job", "created_at", "epochs", "grid")
-        read_only_fields = fields
-
-    def get_grid(self, run) -> list[dict]:
-        return selectors.model_grid(run)
-
-    def get_epochs(self, run) -> int:
-        return int(run.config.get("epochs", 50))
-
-
-class TrainedModelSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = TrainedModel
-        fields = ("id", "run", "repeat", "fold", "seed", "status", "epochs_done", "history", "metrics", "card",
-                  "error", "started_at", "finished_at")
-        read_only_fields = fields
-
-
+@extend_schema_view(get=extend_schema(responses={200: TrainingRunSerializer, **errors(403, 404)}))
 class TrainingRunApi(RetrieveAPIView):
     serializer_class = TrainingRunSerializer
 
@@ -39,6 +17,7 @@ class TrainingRunApi(RetrieveAPIView):
         return selectors.runs_visible_to(self.request.user)
 
 
+@extend_schema_view(get=extend_schema(responses={200: TrainedModelSerializer, **errors(403, 404)}))
 class TrainedModelApi(RetrieveAPIView):
     serializer_class = TrainedModelSerializer
 

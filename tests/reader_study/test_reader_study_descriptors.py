@@ -39,7 +39,7 @@ def test_the_task_opens_only_after_exam2_and_hides_its_size_until_then(study_set
         services.descriptor_score_submit(reader=reader, assignment=item, degeneration=True,
                                          irregular_margin=False)
     client.force_login(reader)
-    assert client.get(f"/api/reading/descriptors/{item.pk}/").status_code == 403
+    assert client.get(f"/api/reading/descriptors/{item.pk}/").status_code == 404  # locked: as if missing
     _finish_both_exams(reader, study, coordinator)
     assert selectors.exam_status(study, reader, DESCRIPTORS).state == "open"
     payload = client.get(f"/api/reading/descriptors/{item.pk}/").json()

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from factories_reader_study import case_with_series
-from reader_study import selectors, services
+from reader_study import payloads, selectors, services
 from reader_study.models import DESCRIPTORS, Study
 
 pytestmark = pytest.mark.django_db
@@ -48,8 +48,8 @@ MATRIX = [
      {**READER_PAGE, "owner": 302, "other": 404, "outsider": 404}),
     ("descriptor worklist (locked)", "get", "/studies/{study}/descriptors/", None,
      {**READER_PAGE, "owner": 302, "other": 302, "outsider": 404}),
-    ("descriptor page (locked)", "get", "/descriptors/{item}/", None,
-     {**READER_PAGE, "owner": 302, "other": 404, "outsider": 404}),
+    ("descriptor page (locked: as if missing)", "get", "/descriptors/{item}/", None,
+     {**READER_PAGE, "owner": 404, "other": 404, "outsider": 404}),
     # coordinator pages
     ("study list", "get", "/coordination/studies/", None, COORDINATOR_PAGE),
     ("new study", "get", "/coordination/studies/new/", None, COORDINATOR_PAGE),
@@ -85,16 +85,19 @@ MATRIX = [
      {"call": "sarcoma", "confidence": 55}, {**READER_API, "owner": 403, "other": 404, "outsider": 404}),
     ("api active time", "post", "/api/reading/{a1}/time/", {"seconds": 3},
      {**READER_API, "owner": 200, "other": 404, "outsider": 404}),
-    ("api descriptor case (locked)", "get", "/api/reading/descriptors/{item}/", None,
-     {**READER_API, "owner": 403, "other": 404, "outsider": 404}),
-    ("api descriptor score (locked)", "post", "/api/reading/descriptors/{item}/score/",
+    ("api descriptor case (locked: as if missing)", "get", "/api/reading/descriptors/{item}/", None,
+     {**READER_API, "owner": 404, "other": 404, "outsider": 404}),
+    ("api descriptor score (locked: as if missing)", "post", "/api/reading/descriptors/{item}/score/",
      {"degeneration": True, "irregular_margin": False},
+     {**READER_API, "owner": 404, "other": 404, "outsider": 404}),
+    ("api descriptor time (locked: as if missing)", "post", "/api/reading/descriptors/{item}/time/",
+     {"seconds": 3}, {**READER_API, "owner": 404, "other": 404, "outsider": 404}),
+    # the readers' volumes (reader_study: through the reader's own open assignment) and imaging's, for
+    # coordinators and admins
+    ("series volume (reading)", "get", "/api/reading/{a1}/series/{handle1}/volume", None,
+     {**READER_API, "owner": 200, "other": 404, "outsider": 404}),
+    ("series volume (reading, exam 2 locked)", "get", "/api/reading/{a2}/series/{handle2}/volume", None,
      {**READER_API, "owner": 403, "other": 404, "outsider": 404}),
-    ("api descriptor time (locked)", "post", "/api/reading/descriptors/{item}/time/", {"seconds": 3},
-     {**READER_API, "owner": 403, "other": 404, "outsider": 404}),
-    # the readers' volumes (reader_study, case_ids_readable_by) and imaging's, for coordinators and admins
-    ("series volume (reading)", "get", "/api/reading/series/{series}/volume", None,
-     {**READER_API, "owner": 200, "other": 200, "outsider": 404}),
     ("series volume (imaging)", "get", "/api/series/{series}/volume", None,
      _codes(403, 404, 404, 404, 200, 200)),
     # coordinator API
@@ -127,10 +130,16 @@ def world(study_setup, reader, other_reader, make_user, coordinator, admin_user)
         "a2": selectors.worklist(study, reader, 2).first().pk,
         "item": selectors.worklist(study, reader, DESCRIPTORS).first().pk,
         "series": study_setup["cases"][0].series.first().pk,
+        "handle1": _handle(selectors.worklist(study, reader, 1).first()),
+        "handle2": _handle(selectors.worklist(study, reader, 2).first()),
     }
     users = {"anonymous": None, "owner": reader, "other": other_reader, "outsider": outsider,
              "coordinator": coordinator, "admin": admin_user}
     return ids, users
+
+
+def _handle(assignment) -> str:
+    return payloads.series_handle(assignment.pk, selectors.case_series(assignment.case_id)[0].pk)
 
 
 def _fill(value, ids):
@@ -149,6 +158,7 @@ def test_the_matrix_names_every_reader_study_url():
     tested = {template for _, _, template, _, _ in MATRIX}
     for pattern in urls.urlpatterns:
         route = "/" + str(pattern.pattern).replace("<int:pk>", "{x}").replace("<int:exam>", "1")
+        route = route.replace("<str:handle>", "{x}")
         assert any(_shape(t) == _shape(route) or _shape(t) == _shape(route.replace("/1/", "/2/"))
                    for t in tested), f"{pattern.name} ({route}) is missing from the permission matrix"
 

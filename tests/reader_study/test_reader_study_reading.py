@@ -117,13 +117,15 @@ def test_reading_payload_lists_series_by_code_with_geometry(client, study_setup,
 
 def test_the_viewer_loads_volumes_from_the_reading_endpoint_for_enrolled_readers_only(
         client, study_setup, reader, make_user):
-    """Readers' volumes come from reader_study (case_ids_readable_by); imaging's endpoint never serves them."""
+    """Readers' volumes come from reader_study, through their own assignment; imaging's endpoint never serves
+    them."""
     client.force_login(reader)
     first = selectors.worklist(study_setup["study"], reader, 1).first()
     payload = client.get(f"/api/reading/{first.pk}/").json()
     series = payload["series"][0]
-    assert series["volume_url"].startswith(f"/api/reading/series/{series['id']}/volume?v=")
-    assert client.get(f"/api/series/{series['id']}/volume", HTTP_ACCEPT_ENCODING="gzip").status_code == 404
+    assert series["volume_url"].startswith(f"/api/reading/{first.pk}/series/{series['id']}/volume?v=")
+    for s in first.case.series.all():
+        assert client.get(f"/api/series/{s.pk}/volume", HTTP_ACCEPT_ENCODING="gzip").status_code == 404
     response = client.get(series["volume_url"], HTTP_ACCEPT_ENCODING="gzip")
     assert response.status_code == 200 and response["Content-Encoding"] == "gzip"
     values = np.frombuffer(gzip.decompress(b"".join(response.streaming_content)), dtype="<u2")

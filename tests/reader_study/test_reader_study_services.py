@@ -275,17 +275,6 @@ def test_progress_counts_answers_and_time_per_reader_and_exam(study_setup, reade
     assert rows[reader].exams[2].state == "locked"
 
 
-def test_case_ids_readable_by_follows_enrolment_and_study_status(study_setup, reader, make_user, coordinator):
-    case_ids = {c.pk for c in study_setup["cases"]}
-    outsider = make_user("reader")
-    extra = case_with_series()
-    assert set(selectors.case_ids_readable_by(reader)) == case_ids
-    assert not set(selectors.case_ids_readable_by(outsider))
-    assert extra.pk in set(selectors.case_ids_readable_by(coordinator))
-    services.study_close(study=study_setup["study"], by=coordinator)
-    assert not set(selectors.case_ids_readable_by(reader))
-
-
 def test_default_viewports_prefer_t2axi_t2sag_dwi(coordinator, reader):
     case = case_with_series(codes=("ADC", "DWI", "T1axi", "T2sag", "T2axi"))
     series = selectors.case_series(case.pk)

@@ -1,0 +1,20 @@
+"""The job API's output: one job as the job page polls it (core/serializers.py says why output serializers)."""
+
+from rest_framework import serializers
+
+from jobs.models import Job
+
+
+class JobSerializer(serializers.ModelSerializer):
+    display_status = serializers.CharField(read_only=True)
+    percent = serializers.FloatField(read_only=True)
+    worker_lost = serializers.BooleanField(read_only=True)
+    can_resume = serializers.BooleanField(read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = Job
+        fields = ("id", "kind", "status", "display_status", "done", "total", "percent", "step", "error",
+                  "cancel_requested", "worker_lost", "can_resume", "result", "params", "created_by",
+                  "created_at", "started_at", "finished_at", "heartbeat_at", "attempts")
+        read_only_fields = fields

@@ -1,0 +1,185 @@
+"""The reading API's output (readers): their studies, worklists, a case as they see it, their answers.
+
+core/serializers.py says why output serializers; the coordinators' side is in ``serializers_coordination.py``.
+The case payload is built once in ``payloads.py`` (the reading page embeds the same JSON) and passes through
+``ReadingPayloadSerializer`` here, which states it in the API schema. Times are sent in UTC ("...Z"), as the
+dicts these serializers replaced were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from core.serializers import NUMBER, NUMBERS, DictSerializer, JSONValue
+from reader_study import selectors
+from reader_study.models import DESCRIPTORS, EXAMS, Study
+
+
+def utc_datetime(**kwargs) -> serializers.DateTimeField:
+    return serializers.DateTimeField(default_timezone=dt.UTC, **kwargs)
+
+
+class ExamStatusSerializer(serializers.Serializer):
+    """Where the reader stands in one task: open, locked (``reason`` says why, ``opens_at`` when), finished,
+    closed; for the descriptor task none, locked, open, done or closed."""
+
+    exam = serializers.IntegerField()
+    state = serializers.CharField()
+    reason = serializers.CharField()
+    total = serializers.IntegerField()
+    done = serializers.IntegerField()
+    active_seconds = serializers.SerializerMethodField()
+    finished_at = utc_datetime(allow_null=True)
+    opens_at = utc_datetime(allow_null=True)
+
+    def get_active_seconds(self, status) -> float:
+        return round(status.active_seconds, 1)
+
+
+class DescriptorStatusSerializer(serializers.Serializer):
+    state = serializers.CharField()
+    reason = serializers.CharField()
+    total = serializers.IntegerField()
+    done = serializers.IntegerField()
+
+
+class ReaderStudySerializer(serializers.Serializer):
+    """A study as its reader sees it, with their own progress per task (context: ``user``)."""
+
+    id = serializers.IntegerField(source="pk")
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=Study.Status.choices)
+    instructions = serializers.CharField()
+    washout_days = serializers.IntegerField()
+    exams = serializers.SerializerMethodField()
+    descriptors = serializers.SerializerMethodField()
+
+    @extend_schema_field(ExamStatusSerializer(many=True))
+    def get_exams(self, study):
+        user = self.context["user"]
+        return ExamStatusSerializer([selectors.exam_status(study, user, x) for x in EXAMS], many=True).data
+
+    @extend_schema_field(DescriptorStatusSerializer)
+    def get_descriptors(self, study):
+        return DescriptorStatusSerializer(selectors.exam_status(study, self.context["user"], DESCRIPTORS)).data
+
+
+class WorklistItemSerializer(serializers.Serializer):
+    """One case of a worklist (an Assignment): its display code and whether it is answered, nothing else."""
+
+    assignment = serializers.IntegerField(source="pk")
+    position = serializers.SerializerMethodField()
+    display_code = serializers.CharField()
+    answered = serializers.SerializerMethodField()
+
+    def get_position(self, assignment) -> int:
+        return assignment.position + 1
+
+    def get_answered(self, assignment) -> bool:
+        return assignment.answer is not None
+
+
+class WorklistSerializer(serializers.Serializer):
+    exam = ExamStatusSerializer()
+    items = WorklistItemSerializer(many=True)
+
+
+# --- a case as the reader sees it (payloads.reading_payload) ------------------------------------------
+class ViewerSeriesSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="the series' handle: opaque, meaningful only within this assignment")
+    code = serializers.CharField(help_text="sequence code, or 'other'")
+    plane = serializers.CharField()
+    n_slices = serializers.IntegerField()
+    rows = serializers.IntegerField()
+    cols = serializers.IntegerField()
+    pixel_spacing = JSONValue(NUMBERS)
+    slice_positions = JSONValue({"type": "array", "items": NUMBERS})
+    orientation = JSONValue(NUMBERS)
+    rescale = JSONValue({"type": "object", "properties": {"slope": NUMBER, "intercept": NUMBER}})
+    window = JSONValue({"type": "object", "properties": {"center": NUMBER, "width": NUMBER,
+                                                         "source": {"type": "string"}}}, allow_null=True)
+    value_range = JSONValue(NUMBERS, allow_null=True)
+    temporal_positions = JSONValue({"type": "array", "items": {"type": "integer"}}, allow_null=True)
+    volume_url = serializers.CharField()
+
+
+class StudyRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class ReadSerializer(serializers.Serializer):
+    call = serializers.CharField()
+    confidence = serializers.IntegerField()
+    note = serializers.CharField()
+    revision = serializers.IntegerField()
+
+
+class ScoreSerializer(serializers.Serializer):
+    degeneration = serializers.BooleanField()
+    irregular_margin = serializers.BooleanField()
+
+
+class AISequenceSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    percent = serializers.FloatField()
+    in_subset = serializers.BooleanField()
+
+
+class AIPanelSerializer(serializers.Serializer):
+    likelihood = serializers.FloatField()
+    per_sequence = AISequenceSerializer(many=True)
+    subset = serializers.ListField(child=serializers.CharField())
+    n_ensembles = serializers.IntegerField()
+    explanation = serializers.CharField()
+
+
+class ReadingUrlsSerializer(serializers.Serializer):
+    submit = serializers.CharField()
+    time = serializers.CharField()
+    worklist = serializers.CharField()
+    page = serializers.CharField(help_text="a case's page, {id} standing for the assignment")
+
+
+class ReadingPayloadSerializer(DictSerializer):
+    """One case of one task as its reader sees it. ``read`` (in an exam) or ``score`` (in the descriptor task)
+    is the reader's own answer, null until answered; ``ai`` exists in exam 2 only (null without a result)."""
+
+    assignment = serializers.IntegerField()
+    exam = serializers.IntegerField()
+    display_code = serializers.CharField()
+    position = serializers.IntegerField()
+    total = serializers.IntegerField()
+    done = serializers.IntegerField()
+    study = StudyRefSerializer()
+    series = ViewerSeriesSerializer(many=True)
+    default_series = serializers.ListField(child=serializers.CharField())
+    preload = serializers.CharField(allow_null=True)
+    read = ReadSerializer(required=False, allow_null=True)
+    score = ScoreSerializer(required=False, allow_null=True)
+    previous = serializers.IntegerField(allow_null=True)
+    following = serializers.IntegerField(allow_null=True)
+    next_unread = serializers.IntegerField(allow_null=True)
+    prefetch = serializers.ListField(child=serializers.CharField())
+    urls = ReadingUrlsSerializer()
+    ai = AIPanelSerializer(required=False, allow_null=True)
+
+
+# --- answers -------------------------------------------------------------------------------------------
+class ReadResultSerializer(ReadSerializer):
+    """The stored read, and the next unanswered case of the worklist (null when none is left)."""
+
+    next_unread = serializers.IntegerField(allow_null=True)
+
+
+class ScoreResultSerializer(ScoreSerializer):
+    """The stored descriptor score, and the next unscored case of the worklist (null when none is left)."""
+
+    next_unread = serializers.IntegerField(allow_null=True)
+
+
+class ActiveTimeSerializer(serializers.Serializer):
+    active_seconds = serializers.FloatField(help_text="the case's active reading time so far (s)")
