@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import traceback
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -83,6 +84,36 @@ def work_dir_for(job) -> Path:
 
 
 def run(job, ctx) -> None:
+    """The runner. An unexpected error ends the job with a fixed reason and the exception's class name:
+    an exception's message can name a server path or an archive member (``str(OSError)`` holds the file
+    name, and a member's name can identify a patient), so neither the job's error nor the log gets it;
+    the log gets the class and where it was raised (code files and lines only)."""
+    from jobs.services import JobCancelled, JobDetached, JobError
+
+    try:
+        _run(job, ctx)
+    except (JobCancelled, JobDetached, JobError):
+        raise
+    except Exception as error:
+        log.error(
+            "import job %s stopped on an unexpected %s at %s",
+            job.pk,
+            type(error).__name__,
+            _where(error),
+        )
+        raise JobError(
+            f"the import stopped on an unexpected error ({type(error).__name__}); the worker log says "
+            "where. Files already stored are kept; resume the job once the cause is fixed"
+        ) from None
+
+
+def _where(error: BaseException) -> str:
+    """The code locations of a traceback (file base name, line, function): no message, no argument."""
+    frames = traceback.extract_tb(error.__traceback__)[-6:]
+    return " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames)) or "?"
+
+
+def _run(job, ctx) -> None:
     from jobs.services import JobCancelled, JobError
 
     params = job.params

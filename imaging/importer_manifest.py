@@ -95,6 +95,9 @@ def _read_table(path: Path, parsed: Parsed, known: tuple[str, ...]) -> list[tupl
     except UnicodeDecodeError:
         parsed.problems.append(Problem(0, "", "not UTF-8 text (save the CSV as UTF-8)"))
         return []
+    except OSError as error:  # its message would name the path
+        parsed.problems.append(Problem(0, "", f"cannot be read ({type(error).__name__})"))
+        return []
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
     except csv.Error:

@@ -7,7 +7,8 @@ No Django import. Three concerns live here:
   are read like any other. OS clutter (``.DS_Store``, ``__MACOSX/``) and companion text files
   (``*.csv``, ``*.txt``, ... that do not start like a DICOM file) are *skipped*, not rejected.
 * **Zip safety** (`extract_zip_safely`): members with absolute paths, ``..`` or drive letters,
-  symbolic links and encrypted members are refused one by one; an archive that would expand past a
+  symbolic links, encrypted members and members whose path another member already took (a file ``X``
+  beside ``X/IM0001``) are refused one by one; an archive that would expand past a
   total size or member count, or a member compressed suspiciously well (a decompression bomb), is
   stopped. Sizes are counted on the bytes actually written, never trusted from the archive header.
 * **File labels** (`file_label`): file names can identify a patient ("SMITH_JANE_MRI.dcm", or an MRN
@@ -36,6 +37,10 @@ DEFAULT_MAX_MEMBERS = 200_000
 DEFAULT_MAX_RATIO = 200.0  # expanded / compressed size of one member
 _RATIO_MIN_BYTES = 1024 * 1024  # tiny members may compress well without harm
 _COPY_CHUNK = 1024 * 1024
+MEMBER_CONFLICT = (
+    "member conflicts with another member's path (a file and a folder of the same name, or the same "
+    "name twice): not extracted"
+)
 
 _OS_CLUTTER = {".ds_store", "thumbs.db", "desktop.ini", "__macosx", ".spotlight-v100", ".trashes"}
 COMPANION_EXTENSIONS = {".csv", ".txt", ".md", ".json", ".xml", ".html", ".htm", ".ini", ".log", ".inf"}
@@ -209,7 +214,7 @@ def extract_zip_safely(archive: Path, dest: Path, *, limits: ZipLimits) -> list[
     dest.mkdir(parents=True, exist_ok=True)
     try:
         handle = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # BadZipFile, OSError, a name that is not UTF-8, ...: messages can quote names
         raise UnsafeArchive("not a readable zip archive") from None
     rejected: list[dict] = []
     total = 0
@@ -258,8 +263,7 @@ def extract_zip_safely(archive: Path, dest: Path, *, limits: ZipLimits) -> list[
                     f"the archive expands beyond the limit of {_gib(limits.max_total_bytes)}; "
                     "nothing was imported from it"
                 ) from None
-            except _MemberProblem as problem:
-                target.unlink(missing_ok=True)
+            except _MemberProblem as problem:  # our own fixed phrases; the partial file is already gone
                 rejected.append({"file": label, "index": number, "reason": str(problem)})
                 continue
             total += written
@@ -281,11 +285,24 @@ def _gib(n: int) -> str:
 def _copy_member(
     handle: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, *, budget: int, max_ratio: float
 ) -> int:
-    """Stream one member to ``target``, counting real bytes against the budget and the ratio."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Stream one member to ``target``, counting real bytes against the budget and the ratio.
+
+    Raises _MemberProblem (a fixed phrase, never an exception's message: an OSError's names the path,
+    which holds the member's name) or _MemberTooLarge. The target is created exclusively, so a member
+    whose path is taken by another member (a file ``X`` and an entry ``X/IM0001``, in either order, or
+    the same name twice) is refused and never overwrites or removes the other one's file. A partial
+    file of a refused member is removed.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        out = open(target, "xb")
+    except (FileExistsError, NotADirectoryError, IsADirectoryError):
+        raise _MemberProblem(MEMBER_CONFLICT) from None
+    except OSError as error:  # a name too long for the file system, no space, ...
+        raise _MemberProblem(f"archive member cannot be extracted ({type(error).__name__})") from None
     written = 0
     try:
-        with handle.open(info) as source, open(target, "wb") as out:
+        with out, handle.open(info) as source:
             while True:
                 chunk = source.read(_COPY_CHUNK)
                 if not chunk:
@@ -305,13 +322,10 @@ def _copy_member(
                         "decompression bomb): not extracted"
                     )
                 out.write(chunk)
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        OSError,
-        EOFError,
-        NotImplementedError,
-        RuntimeError,
-    ) as error:
+    except (_MemberTooLarge, _MemberProblem):
+        target.unlink(missing_ok=True)
+        raise
+    except Exception as error:  # BadZipFile, OSError, EOFError, NotImplementedError, zlib.error, ...
+        target.unlink(missing_ok=True)
         raise _MemberProblem(f"archive member cannot be extracted ({type(error).__name__})") from None
     return written

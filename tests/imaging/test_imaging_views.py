@@ -178,7 +178,7 @@ def test_an_upload_without_files_is_refused(client, settings, tmp_path, coordina
     client.force_login(coordinator)
     response = client.post("/imaging/import/", {"label": "nothing"})
     assert response.status_code == 400 and b"choose a zip archive or DICOM files" in response.content
-    assert not Job.objects.exists() and list((tmp_path / "uploads").iterdir()) == []
+    assert not Job.objects.exists() and list((tmp_path / "uploads").rglob("*")) == []  # no folder made
 
 
 def test_coordinators_draw_and_delete_boxes_readers_cannot(client, imported, coordinator, reader):
