@@ -35,12 +35,12 @@ from django.db import transaction
 
 from imaging import importer_files, importer_manifest, importer_sources, importer_store, sequences
 from imaging.models import Case, ImportBatch, Series
+from jobs.models import PATH_PARAMS
 
 log = logging.getLogger(__name__)
 
 PARALLEL_MIN_FILES = 200  # below this, starting reader processes costs more than it saves
 STORE_THREADS = 2
-_PATH_PARAMS = ("source", "manifest", "boxes", "upload_dir")
 _CHUNKSIZE = 8
 
 
@@ -180,7 +180,7 @@ def _forget_paths(job) -> None:
     from jobs.models import Job
 
     redacted = {
-        key: ("(removed after import)" if key in _PATH_PARAMS and value else value)
+        key: ("(removed after import)" if key in PATH_PARAMS and value else value)
         for key, value in job.params.items()
     }
     job.params = redacted

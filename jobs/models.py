@@ -104,6 +104,12 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+# Server paths a job's params may hold (an import's source folder, manifest, boxes, upload folder): they can
+# carry patient names (/data/DOE_JANE/...), so they never leave the server (the job API hides them; a
+# successful import removes them).
+PATH_PARAMS = ("source", "manifest", "boxes", "upload_dir")
+
+
 class Job(Claimable):
     CLAIM_STATES = ClaimStates(waiting=JobStatus.QUEUED, running=JobStatus.RUNNING, succeeded=JobStatus.SUCCEEDED,
                                failed=JobStatus.FAILED, cancelled=JobStatus.CANCELLED)

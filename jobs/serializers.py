@@ -2,10 +2,19 @@
 
 from rest_framework import serializers
 
-from jobs.models import Job
+from jobs.models import PATH_PARAMS, Job
+
+
+class ParamsField(serializers.DictField):
+    """A job's params without its server paths (``PATH_PARAMS``), whatever the job's state."""
+
+    def to_representation(self, value):
+        return {key: ("(server path, not shown)" if key in PATH_PARAMS and item else item)
+                for key, item in (value or {}).items()}
 
 
 class JobSerializer(serializers.ModelSerializer):
+    params = ParamsField(read_only=True)
     display_status = serializers.CharField(read_only=True)
     percent = serializers.FloatField(read_only=True)
     worker_lost = serializers.BooleanField(read_only=True)
