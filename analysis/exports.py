@@ -123,6 +123,19 @@ def reads_csv_lines(study) -> Iterator[str]:
     return csv_lines(READS_COLUMNS, (_read_row(study.name, r) for r in selectors.reads_for_export(study)))
 
 
+CASE_AUDIT_FILE = "case_audit.csv"
+CASE_AUDIT_COLUMNS = ("study", "case", "at", "action", "actor", "before", "after", "reason")
+
+
+def case_audit_csv_lines(study) -> Iterator[str]:
+    """The audit trail of the study's cases (columns CASE_AUDIT_COLUMNS; before/after as JSON)."""
+    from analysis import selectors
+
+    return csv_lines(CASE_AUDIT_COLUMNS, (
+        (study.name, a["case"], a["at"], a["action"], a["actor"], json.dumps(a["before"], sort_keys=True),
+         json.dumps(a["after"], sort_keys=True), a["reason"]) for a in selectors.case_audit_for_export(study)))
+
+
 # --------------------------------------------------------------------------------------------------
 # Statistics tables
 # --------------------------------------------------------------------------------------------------
@@ -312,6 +325,10 @@ comparisons.csv         every t-test (Student's = equal variances; Welch's = une
 dnn.csv                 the DNN on the study's cases (sarcoma when likelihood >= 50 %) and as its evaluation
                         reports it
 cases.csv               per case: truth, size, descriptors, AI likelihood, who misdiagnosed it per exam
+                        (truth: the ground truth frozen with the study when it opened, as in reads.csv)
+case_audit.csv          every recorded change of the study's cases (truth, subtype, boxes, series, merges,
+                        corrections): case label, when, action, actor (user number, or import or job),
+                        before and after (JSON), reason
 mrmc.csv, mrmc.json     MRMC exam 1 vs exam 2 (readers complete in both exams)
 figures/                the statistics page's figures as PNG and SVG
 """

@@ -17,6 +17,7 @@ from analysis.study_stats import CaseInfo, ReaderInfo, ReadRecord
 from core.constants import CLASS_CHOICES
 from inference.models import CaseAIResult
 from reader_study.models import Assignment, DescriptorScore, Read, Study
+from reader_study.selectors import study_truths
 
 KNOWN_TRUTHS = {value for value, _ in CLASS_CHOICES}
 UNKNOWN_GROUP = "unknown"
@@ -84,7 +85,10 @@ def _degeneration_votes(study: Study) -> dict[int, tuple[int, int]]:
 
 
 def study_records(study: Study) -> StudyRecords:
-    """The readers, cases (with ground truth only) and reads of a study for :func:`study_stats.compute`."""
+    """The readers, cases (with ground truth only) and reads of a study for :func:`study_stats.compute`.
+
+    The truth is the one frozen with the study (``reader_study.selectors.study_truths``: frozen when it opened,
+    else its cohort's), never the live ``Case.truth``: a later correction marks the study stale instead."""
     labels = case_labels(study)
     likelihood = {}
     if study.evaluation_id:
@@ -92,13 +96,15 @@ def study_records(study: Study) -> StudyRecords:
                           .filter(evaluation_id=study.evaluation_id, case__in=study.cases.all())
                           .values_list("case_id", "likelihood"))
     votes = _degeneration_votes(study)
+    truths = study_truths(study)
     cases, without_truth, synthetic = [], 0, True
     for case in study.cases.order_by("pk"):
         synthetic = synthetic and case.is_synthetic
-        if case.truth not in KNOWN_TRUTHS:
+        truth = truths.get(case.pk, "")
+        if truth not in KNOWN_TRUTHS:
             without_truth += 1
             continue
-        cases.append(CaseInfo(label=labels[case.pk], truth=case.truth, max_diameter_mm=case.max_diameter_mm,
+        cases.append(CaseInfo(label=labels[case.pk], truth=truth, max_diameter_mm=case.max_diameter_mm,
                               degeneration=case.degeneration, irregular_margin=case.irregular_margin,
                               ai_likelihood=likelihood.get(case.pk), degeneration_votes=votes.get(case.pk)))
     readers = reader_infos(study)
@@ -120,6 +126,7 @@ def reads_for_export(study: Study) -> Iterator[dict]:
     """Every read of the study, one dict per read, in reader-code, exam, case order; streamed from the
     database in chunks (``iterator``), so a large study never sits in memory at once."""
     labels = case_labels(study)
+    truths = study_truths(study)
     readers = reader_infos(study)
     order = {pk: i for i, pk in enumerate(readers)}
     assignments = (Assignment.objects.filter(study=study, read__isnull=False)
@@ -129,14 +136,42 @@ def reads_for_export(study: Study) -> Iterator[dict]:
         rows = (Read.objects.filter(assignment__study=study, assignment__reader_id=reader_id)
                 .order_by("assignment__exam", "assignment__case_id")
                 .values("assignment__exam", "assignment__case_id", "assignment__display_code",
-                        "assignment__case__truth", "call", "confidence", "active_seconds",
+                        "call", "confidence", "active_seconds",
                         "ai_likelihood_shown"))
         for row in rows.iterator(chunk_size=2000):
             yield {"reader": info.code, "group": info.group, "years_experience": info.years,
                    "exam": row["assignment__exam"], "case": labels.get(row["assignment__case_id"], ""),
-                   "display_code": row["assignment__display_code"], "truth": row["assignment__case__truth"],
+                   "display_code": row["assignment__display_code"], "truth": truths.get(row["assignment__case_id"], ""),
                    "call": row["call"], "confidence": row["confidence"],
                    "active_seconds": row["active_seconds"], "ai_likelihood_shown": row["ai_likelihood_shown"]}
+
+
+def _without_pseudonym(value, pseudonym: str, label: str):
+    """``value`` (JSON) with the pseudonym replaced by the study label wherever it occurs in a string."""
+    if isinstance(value, str):
+        return value.replace(pseudonym, label) if pseudonym else value
+    if isinstance(value, list):
+        return [_without_pseudonym(v, pseudonym, label) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_pseudonym(v, pseudonym, label) for k, v in value.items()}
+    return value
+
+
+def case_audit_for_export(study: Study) -> Iterator[dict]:
+    """The audit trail of the study's cases (imaging ``CaseAudit``), for case_audit.csv: cases under their
+    study label, never their pseudonym (also replaced wherever a reason or value quotes it); the actor as
+    ``user <pk>`` (coordinators' usernames stay out of exports, as readers' do) or ``import or job``."""
+    from imaging.selectors import case_audit_for_cases
+
+    labels = case_labels(study)
+    pseudonyms = dict(study.cases.values_list("pk", "pseudonym"))
+    for line in case_audit_for_cases(labels).iterator(chunk_size=2000):
+        label, pseudonym = labels[line.case_id], pseudonyms.get(line.case_id, "")
+        yield {"case": label, "at": line.at.isoformat(timespec="seconds"), "action": line.action,
+               "actor": f"user {line.actor_id}" if line.actor_id else "import or job",
+               "before": _without_pseudonym(line.before, pseudonym, label),
+               "after": _without_pseudonym(line.after, pseudonym, label),
+               "reason": _without_pseudonym(line.reason, pseudonym, label)}
 
 
 # --------------------------------------------------------------------------------------------------

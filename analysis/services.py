@@ -107,16 +107,19 @@ def report_contents(report: StudyReport, *, figures: bool = True) -> Iterator[tu
 def study_export(*, study: Study, out, figures: bool = True) -> list[Path]:
     """Write every export of ``study`` into the folder ``out`` (created if needed); return the files written.
 
-    Files: the tidy reads CSV (streamed to disk), the statistics CSVs, the MRMC results as CSV and JSON, a
-    README and, with ``figures``, every figure as PNG and SVG under ``figures/``. Files of the same names
-    are replaced.
+    Files: the tidy reads CSV (streamed to disk), the case audit trail (case_audit.csv, streamed too), the
+    statistics CSVs, the MRMC results as CSV and JSON, a README and, with ``figures``, every figure as PNG and
+    SVG under ``figures/``. Files of the same names are replaced.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     reads = out / exports.READS_FILE
     with reads.open("w", newline="", encoding="utf-8") as handle:
         handle.writelines(exports.reads_csv_lines(study))
-    written = [reads]
+    audit = out / exports.CASE_AUDIT_FILE
+    with audit.open("w", newline="", encoding="utf-8") as handle:
+        handle.writelines(exports.case_audit_csv_lines(study))
+    written = [reads, audit]
     for name, content in report_contents(study_report(study=study), figures=figures):
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +133,7 @@ def study_export_zip(*, study: Study) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(exports.READS_FILE, "".join(exports.reads_csv_lines(study)))
+        archive.writestr(exports.CASE_AUDIT_FILE, "".join(exports.case_audit_csv_lines(study)))
         for name, content in report_contents(study_report(study=study)):
             archive.writestr(name, content)
     return buffer.getvalue()

@@ -23,6 +23,7 @@ DOWNLOADS = (
     ("cases.csv", "Cases and misdiagnoses"),
     ("mrmc.csv", "MRMC (CSV)"),
     ("mrmc.json", "MRMC (JSON)"),
+    (exports.CASE_AUDIT_FILE, "Case audit trail"),
 )
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json",
                  "txt": "text/plain; charset=utf-8", "zip": "application/zip"}
@@ -106,6 +107,9 @@ def export(request, pk: int, filename: str):
     study = _study(request, pk)
     if filename == exports.READS_FILE:
         response = StreamingHttpResponse(exports.reads_csv_lines(study), content_type=CONTENT_TYPES["csv"])
+        return _attachment(response, study, filename)
+    if filename == exports.CASE_AUDIT_FILE:
+        response = StreamingHttpResponse(exports.case_audit_csv_lines(study), content_type=CONTENT_TYPES["csv"])
         return _attachment(response, study, filename)
     if filename == "all.zip":
         archive = services.study_export_zip(study=study)

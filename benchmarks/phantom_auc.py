@@ -12,7 +12,7 @@ and for the CLI; `--cohort NAME` takes a cohort built by the platform (Django is
 the phantom cohort of the imaging app (SYNTHETIC DICOM: make_phantoms → import_dicom → build_cohort):
 
     .venv/bin/python benchmarks/phantom_auc.py --synthetic --out /tmp/phantom
-    .venv/bin/python benchmarks/phantom_auc.py --store path/to/array_store --out /tmp/phantom
+    .venv/bin/python benchmarks/phantom_auc.py --store var/media/cohorts/<name>/store --out /tmp/phantom
     DEBUG=1 .venv/bin/python manage.py make_phantoms /tmp/ph --patients 24 --sarcoma-fraction 0.5
     DEBUG=1 .venv/bin/python manage.py import_dicom /tmp/ph/dicom --manifest /tmp/ph/manifest.csv \
         --boxes /tmp/ph/boxes.csv --inline
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: no oneDNN / CPU-feature chatter
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -176,20 +179,37 @@ def platform_cohort_store(name: str) -> ArrayStore:
     return open_cohort_store(cohort)
 
 
-def main(argv=None) -> int:
+def store_folder(path: Path) -> Path:
+    """An array store folder; a platform cohort's folder (MEDIA_ROOT/cohorts/<name>) holds it as `store/`."""
+    path = Path(path)
+    if not (path / "slices.npy").exists() and (path / "store" / "slices.npy").exists():
+        return path / "store"
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--store", type=Path, help="an array store folder")
     source.add_argument("--synthetic", action="store_true", help="make a synthetic bright/dark blob store")
     source.add_argument("--cohort", help="a cohort built by the platform (its array store), e.g. the phantoms")
-    parser.add_argument("--out", type=Path, required=True, help="work folder for stores and checkpoints")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="work folder for stores and checkpoints (default: a new temporary folder, printed)")
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-per-class", type=int, default=12, help="synthetic patients per class")
     parser.add_argument("--epochs", type=int, default=PHANTOM_CONFIG.epochs)
     parser.add_argument("--samples-per-epoch", type=int, default=PHANTOM_CONFIG.samples_per_epoch)
     parser.add_argument("--eager", action="store_true", help="run_eagerly (no ~30 s compile per model)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.out is None:
+        import tempfile
+
+        args.out = Path(tempfile.mkdtemp(prefix="phantom-auc-"))
     began = time.monotonic()
     if args.cohort:
         store = platform_cohort_store(args.cohort)
@@ -197,7 +217,7 @@ def main(argv=None) -> int:
         store = synthetic_blob_store(args.out / "store", n_per_class=args.n_per_class,
                                      size=PHANTOM_CONFIG.input_size, seed=args.seed)
     else:
-        store = open_array_store(args.store)
+        store = open_array_store(store_folder(args.store))
     config = TrainingConfig.from_dict({**PHANTOM_CONFIG.to_dict(), "input_size": store.input_size,
                                        "epochs": args.epochs, "samples_per_epoch": args.samples_per_epoch,
                                        "run_eagerly": args.eager})
@@ -211,6 +231,7 @@ def main(argv=None) -> int:
     report["synthetic"] = bool(store.meta.get("synthetic"))
     report["config"] = config.to_dict()
     report["seconds"] = round(time.monotonic() - began, 1)
+    report["out"] = str(args.out)
     print(json.dumps(report, indent=1))
     return 0
 

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "core",  # before whitenoise: its `runserver` refuses to start without the secrets (core.management)
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
@@ -53,7 +54,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
-    "core",
     "accounts",
     "jobs",
     "imaging",
@@ -324,12 +324,16 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "filters": {"client_errors_without_traceback": {"()": "django.utils.log.CallbackFilter",
-                                                    "callback": _client_error_without_traceback}},
+                                                    "callback": _client_error_without_traceback},
+                # the embedded broker's URL `filesystem://` has no host by design: kombu's warning is noise
+                "no_broker_hostname_warning": {"()": "django.utils.log.CallbackFilter",
+                                               "callback": lambda r: "No hostname was supplied" not in r.getMessage()}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # pydicom's own warnings quote header values (names, IDs): keep them out of every log. django-axes: failed
     # logins and lockouts (WARNING, username and address masked), not every login (INFO).
     "loggers": {"django.db.backends": {"level": "WARNING"}, "pydicom": {"level": "ERROR"},
-                "axes": {"level": "WARNING"},
+                "axes": {"level": "WARNING"}, "kombu.connection": {"filters": ["no_broker_hostname_warning"]},
+                "absl": {"level": "ERROR"},  # TensorFlow/Keras start-up and saving chatter
                 "django.request": {"filters": ["client_errors_without_traceback"]}},
 }

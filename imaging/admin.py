@@ -12,8 +12,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from accounts.roles import is_admin, is_coordinator
-from imaging import sequences, services
-from imaging.models import Case, Cohort, CohortCase, ImportBatch, SequenceRuleSet, Series, TumourBox
+from imaging import frozen, sequences, services
+from imaging.models import Case, CaseAudit, Cohort, CohortCase, ImportBatch, SequenceRuleSet, Series, TumourBox
 
 
 class CoordinatorAdmin(admin.ModelAdmin):
@@ -62,6 +62,21 @@ class SeriesInline(CoordinatorInline):
         return is_admin(request.user)
 
 
+class CaseAuditInline(CoordinatorInline):
+    """The case's audit trail, read-only (written by the services only)."""
+
+    model = CaseAudit
+    fields = ("at", "actor", "action", "before", "after", "reason")
+    readonly_fields = fields
+    ordering = ("at", "pk")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Case)
 class CaseAdmin(CoordinatorAdmin):
     list_display = ("pseudonym", *services.CASE_FIELDS[:6], "volume", *services.CASE_FIELDS[6:], "is_synthetic")
@@ -69,7 +84,7 @@ class CaseAdmin(CoordinatorAdmin):
     search_fields = ("pseudonym", "subtype")
     fields = ("pseudonym", "is_synthetic", *services.CASE_FIELDS, "import_batch", "created_at")
     readonly_fields = ("pseudonym", "is_synthetic", "import_batch", "created_at")
-    inlines = [SeriesInline]
+    inlines = [SeriesInline, CaseAuditInline]
 
     @admin.display(description="volume (mL)")
     def volume(self, case):
@@ -77,15 +92,23 @@ class CaseAdmin(CoordinatorAdmin):
 
     def save_model(self, request, obj, form, change):
         values = {f: form.cleaned_data[f] for f in services.CASE_FIELDS if f in form.changed_data}
-        services.case_update(case=obj, **values)
+        case = Case.objects.get(pk=obj.pk)   # the stored values: the form has set its own on obj already
+        try:
+            services.case_update(case=case, by=request.user, **values)
+        except ValidationError as error:
+            messages.error(request, "; ".join(error.messages))
 
     def save_formset(self, request, form, formset, change):
         if formset.model is Series:
             for series_form in formset.forms:
                 if "override_code" in series_form.changed_data:
-                    services.series_override_set(
-                        series=series_form.instance, code=series_form.cleaned_data["override_code"]
-                    )
+                    series = Series.objects.get(pk=series_form.instance.pk)
+                    try:
+                        services.series_override_set(series=series, user=request.user,
+                                                     code=series_form.cleaned_data["override_code"])
+                    except ValidationError as error:
+                        messages.error(request, "; ".join(error.messages))
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []   # for the log
             return
         super().save_formset(request, form, formset, change)
 
@@ -145,9 +168,17 @@ class SeriesAdmin(CoordinatorAdmin):
             }
         )
 
+    def has_delete_permission(self, request, obj=None):
+        """A frozen case's series are taken off it only by a correction (the case page)."""
+        return super().has_delete_permission(request, obj) and not (obj and frozen.is_frozen(obj.case_id))
+
     def save_model(self, request, obj, form, change):
         if "override_code" in form.changed_data:
-            services.series_override_set(series=obj, code=form.cleaned_data["override_code"])
+            try:
+                services.series_override_set(series=Series.objects.get(pk=obj.pk), user=request.user,
+                                             code=form.cleaned_data["override_code"])
+            except ValidationError as error:
+                messages.error(request, "; ".join(error.messages))
 
     def save_formset(self, request, form, formset, change):
         for box_form in formset.forms:
@@ -156,11 +187,17 @@ class SeriesAdmin(CoordinatorAdmin):
             data = box_form.cleaned_data
             if data.get("DELETE"):
                 if box_form.instance.pk:
-                    services.box_delete(series=form.instance, slice_index=box_form.instance.slice_index)
+                    try:
+                        services.box_delete(series=form.instance, slice_index=box_form.instance.slice_index,
+                                            user=request.user)
+                    except ValidationError as error:
+                        messages.error(request, "; ".join(error.messages))
                 continue
             try:
-                if box_form.instance.pk and box_form.instance.slice_index != data["slice_index"]:
-                    TumourBox.objects.filter(pk=box_form.instance.pk).delete()
+                old_index = TumourBox.objects.filter(pk=box_form.instance.pk).values_list("slice_index", flat=True)
+                if box_form.instance.pk and old_index and old_index[0] != data["slice_index"]:
+                    frozen.refuse_if_frozen(form.instance.case, "changed (its tumour boxes included)")
+                    services.box_delete(series=form.instance, slice_index=old_index[0], user=request.user)
                 services.box_save(
                     series=form.instance,
                     slice_index=data["slice_index"],
@@ -180,6 +217,9 @@ class TumourBoxAdmin(CoordinatorAdmin):
     list_filter = ("source",)
     search_fields = ("series__case__pseudonym",)
     readonly_fields = ("series", "source", "drawn_by")
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not (obj and frozen.is_frozen(obj.series.case_id))
 
     def save_model(self, request, obj, form, change):
         try:

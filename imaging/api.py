@@ -211,7 +211,11 @@ def series_boxes(request, pk: int):
             return Response(
                 {"slice_index": ["a whole number is required"]}, status=status.HTTP_400_BAD_REQUEST
             )
-        if not services.box_delete(series=series, slice_index=index):
+        try:
+            deleted = services.box_delete(series=series, slice_index=index, user=request.user)
+        except ValidationError as error:
+            return Response({"detail": " ".join(error.messages)}, status=status.HTTP_400_BAD_REQUEST)
+        if not deleted:
             raise NotFound("no box on this slice")
         return Response(status=status.HTTP_204_NO_CONTENT)
     incoming = BoxSerializer(data=request.data)
@@ -219,7 +223,8 @@ def series_boxes(request, pk: int):
     try:
         box = services.box_save(series=series, user=request.user, **incoming.validated_data)
     except ValidationError as error:
-        return Response(error.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        body = error.message_dict if hasattr(error, "error_dict") else {"detail": " ".join(error.messages)}
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
     return Response(BoxSerializer(box).data, status=status.HTTP_201_CREATED)
 
 

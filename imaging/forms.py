@@ -2,9 +2,9 @@
 
 from django import forms
 
-from core.constants import SEQUENCE_CODES, UNUSED_SEQUENCE
-from imaging.models import Case
-from imaging.services import CASE_FIELDS
+from core.constants import CLASS_CHOICES, SEQUENCE_CODES, UNUSED_SEQUENCE
+from imaging.models import Case, Series
+from imaging.services import CASE_FIELDS, FROZEN_FIELDS
 
 OVERRIDE_CHOICES = (
     [("", "— use the rule's code —")] + [(c, c) for c in SEQUENCE_CODES] + [(UNUSED_SEQUENCE, "unused")]
@@ -30,11 +30,38 @@ class CaseTruthForm(forms.ModelForm):
         model = Case
         fields = CASE_FIELDS
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, frozen_by=(), **kwargs):
         super().__init__(*args, **kwargs)
         for name in ("degeneration", "irregular_margin"):
             value = getattr(self.instance, name)
             self.initial[name] = "" if value is None else ("true" if value else "false")
+        if frozen_by:   # a frozen case: truth and subtype change only through a correction
+            for name in FROZEN_FIELDS:
+                self.fields[name].disabled = True
+                self.fields[name].help_text = f"frozen by {', '.join(frozen_by)}: use “Correct this case”"
+
+
+class CaseCorrectionForm(forms.Form):
+    """The correction of a frozen case: new truth or subtype, series to take off it, and the reason."""
+
+    truth = forms.ChoiceField(choices=[("", "no ground truth")] + list(CLASS_CHOICES), required=False,
+                              label="Ground truth")
+    subtype = forms.CharField(max_length=64, required=False)
+    remove_series = forms.ModelMultipleChoiceField(
+        queryset=Series.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
+        label="Series to take off this case", help_text="series of another patient (their boxes go with them)")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+                             help_text="why (kept in the case's audit trail and on what is marked stale); "
+                                       "no patient names")
+
+    def __init__(self, *args, case: Case, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["remove_series"].queryset = case.series.order_by("series_number", "pk")
+        self.fields["remove_series"].label_from_instance = (
+            lambda s: f"#{s.series_number if s.series_number is not None else '—'} {s.sequence_code} "
+                      f"({s.n_slices} slices)")
+        self.initial.setdefault("truth", case.truth)
+        self.initial.setdefault("subtype", case.subtype)
 
 
 class OverrideForm(forms.Form):
@@ -51,6 +78,12 @@ class UploadOptionsForm(forms.Form):
 
     label = forms.CharField(
         max_length=120, required=False, help_text="what this is, e.g. 'site B batch 3' (no patient names)"
+    )
+    source_name = forms.CharField(
+        max_length=64, required=False, label="Source",
+        help_text="where the files come from, as a site code (e.g. site-B): the issuer of their patient IDs when "
+        "the files carry no Issuer of Patient ID and the manifest no institution. Required once the platform "
+        "holds cases from more than one source: the same patient ID from two sources is two patients",
     )
 
 

@@ -4,14 +4,17 @@ Runner ``run(job, ctx)``; params (see ``services.import_start``)::
 
     {"source": path, "manifest": path | None, "boxes": path | None,
      "upload_dir": path | None,   # a web upload: deleted after a successful import
-     "label": "what was imported (never a path)", "workers": int | None}
+     "label": "what was imported (never a path)", "workers": int | None,
+     "source_name": "site code, the issuer of patient IDs the files and manifest do not give"}
 
 Steps: enumerate the files (``importer_sources``: folder, zip, DICOMDIR); read each one
 (``importer_files``: validate, classify from the original header, de-identify, spool the pixels),
 in parallel processes when the worker allows it; group by (de-identified) series; store each series
-as one volume (``importer_store``) under a case found by the keyed hash of its source patient key or
-created with a random pseudonym; then apply the manifest and the boxes. Every file costs two units
-of progress (read, stored). One bad file never stops the others: it is listed with its reason.
+as one volume (``importer_store``) under the case ``importer_cases`` chooses: found by the keyed hash of the
+patient identity (issuer, patient key), created with a random pseudonym, or held for review apart from an
+existing case the study disagrees with (never merged silently); then apply the manifest and the boxes.
+Every file costs two units of progress (read, stored). One bad file never stops the others: it is
+listed with its reason.
 
 Resuming (a lost worker, a failed run) reads the files again and skips the series this import
 already stored. Files are reported by index and sanitised name (``importer_sources.file_label``).
@@ -33,7 +36,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from imaging import importer_files, importer_manifest, importer_sources, importer_store, sequences
+from imaging import importer_cases, importer_files, importer_manifest, importer_sources, importer_store, sequences
 from imaging.models import Case, ImportBatch, Series
 from jobs.models import PATH_PARAMS
 
@@ -64,6 +67,9 @@ class Tally:
     imported_files: int = 0
     series_done: list[int] = field(default_factory=list)
     cases_created: int = 0
+    resolver: importer_cases.IssuerResolver | None = None
+    placer: importer_cases.CasePlacer | None = None
+    already: dict[int, list] = field(default_factory=dict)  # case pk -> [pseudonym, series already imported]
 
     def reject(self, index: int, reason: str) -> None:
         source = self.files.get(index)
@@ -142,14 +148,19 @@ def _run(job, ctx) -> None:
             files={f.index: f for f in sources.files},
             rejected=list(sources.rejected),
             skipped=list(sources.skipped),
+            resolver=importer_cases.IssuerResolver.for_import(source_name=params.get("source_name") or "",
+                                                              manifest=manifest),
+            placer=importer_cases.CasePlacer(batch=batch, manifest=manifest),
         )
         total = 2 * len(sources.files)
         ctx.progress(done=0, total=total, step=f"reading {len(sources.files)} files", force=True)
         _read_files(ctx, sources, tally, work / "spool", params.get("workers"))
         _store_series(ctx, batch, tally)
-        manifest_report = _apply_manifest(manifest)
-        boxes_report = _apply_boxes(boxes)
+        manifest_report = _apply_manifest(manifest, tally)
+        boxes_report = _apply_boxes(boxes, tally)
+        _audit_added(batch, tally)
         summary = _summary(batch, sources, tally, manifest_report, boxes_report)
+        summary["source_name"] = params.get("source_name") or ""
         batch.files_seen = len(sources.files) + len(sources.rejected)
         batch.files_imported = tally.imported_files
         batch.rejections = tally.rejected
@@ -266,13 +277,16 @@ def _read_files(ctx, sources, tally: Tally, spool: Path, workers) -> None:
                 {"file": tally.files[outcome.index].label, "index": outcome.index, "reason": outcome.reason}
             )
             ctx.advance(2)
+        elif not _resolve_identity(tally, outcome):
+            tally.reject(outcome.index, importer_cases.NO_ISSUER_REASON)
+            ctx.advance(2)
         elif outcome.sop_uid in tally.sop_seen:
             tally.reject(
                 outcome.index,
                 f"duplicate instance (same SOP Instance UID as file #{tally.sop_seen[outcome.sop_uid]})",
             )
             ctx.advance(2)
-        elif series_owner.setdefault(outcome.series_uid, outcome.key_hash) != outcome.key_hash:
+        elif series_owner.setdefault(outcome.series_uid, outcome.identity) != outcome.identity:
             tally.reject(outcome.index, "belongs to another patient than the rest of its series")
             ctx.advance(2)
         else:
@@ -299,17 +313,21 @@ def _store_series(ctx, batch: ImportBatch, tally: Tally) -> None:
     """Encode and write each new series' volume in a small thread pool (numpy and zlib release the GIL,
     so two series compress at once), then record them in the database here, one by one, in order."""
     rules = _rule_set()
-    existing = {s.series_uid: s for s in Series.objects.filter(series_uid__in=list(tally.groups))}
+    existing = {s.series_uid: s for s in Series.objects.filter(series_uid__in=list(tally.groups))
+                .select_related("case", "case__review_of")}
     new_groups = []
     for group in tally.groups.values():
         found = existing.get(group.series_uid)
         if found is None:
             new_groups.append(group)
             continue
+        tally.placer.case_by_key.setdefault(group.first.key_hash, found.case_id)
         if found.import_batch_id == batch.pk:  # stored by an earlier run of this job
             tally.imported_files += len(group.outcomes)
             tally.series_done.append(found.pk)
+            tally.placer.note_existing(found.case, study=found.study_uid)
         else:
+            tally.already.setdefault(found.case_id, [found.case.pseudonym, 0])[1] += 1
             where = f"import {found.import_batch_id}" if found.import_batch_id else "an earlier import"
             for outcome in group.outcomes:
                 tally.reject(
@@ -377,7 +395,9 @@ def _record_one(
     meta = prepared.encoded.meta
     first = group.first
     with transaction.atomic():
-        case, created = _case_for(first.key_hash, synthetic=first.synthetic, batch=batch)
+        placement = tally.placer.place(first)
+        case = placement.case
+        created = placement.outcome in ("created", "held") and case.pk not in tally.placer.events
         series = Series.objects.create(
             case=case,
             series_uid=group.series_uid,
@@ -395,7 +415,9 @@ def _record_one(
             volume_sha256=prepared.digest,
             import_batch=batch,
         )
-    tally.cases_created += int(created)
+    tally.cases_created += int(created and placement.outcome == "created")
+    tally.placer.note(case, placement.outcome, study=first.study_uid, series=1, target=placement.target,
+                      reason=placement.reason)
     tally.imported_files += len(prepared.kept)
     return series
 
@@ -429,29 +451,76 @@ def _safe_error(error: Exception) -> str:
     return text if len(text) < 160 else text[:157] + "..."
 
 
-def _case_for(key_hash: str, *, synthetic: bool, batch: ImportBatch) -> tuple[Case, bool]:
-    from imaging.services import case_get_or_create
-
-    return case_get_or_create(key_hash=key_hash, synthetic=synthetic, import_batch=batch)
+def _resolve_identity(tally: Tally, outcome: importer_files.FileOutcome) -> bool:
+    """Set the file's patient identity (issuer, patient key) as a keyed hash; False when the issuer is unknown
+    and the platform holds more than one source (``importer_cases``)."""
+    resolved = tally.resolver.identity(outcome.key_hash, outcome.issuer_hash)
+    if resolved is None:
+        return False
+    outcome.identity, outcome.resolved_issuer = resolved
+    return True
 
 
 # --- manifest and boxes -----------------------------------------------------------------------------
 
 
-def _apply_manifest(manifest) -> dict | None:
+def _identity_of(tally: Tally):
+    """Patient key hash -> identity hash, for manifest and box rows of patients whose files this import did not
+    carry (the manifest's institution or the import's source as the issuer)."""
+    def identity(key_hash: str) -> str:
+        resolved = tally.resolver.identity(key_hash)
+        return resolved[0] if resolved else key_hash
+
+    return identity
+
+
+def _apply_manifest(manifest, tally: Tally) -> dict | None:
     if manifest is None:
         return None
     from imaging.services import manifest_apply
 
-    return manifest_apply(parsed=manifest)
+    report = manifest_apply(parsed=manifest, cases_by_key=tally.placer.case_by_key, identity=_identity_of(tally))
+    held = tally.placer.held_manifest_keys()
+    rows = {importer_cases.uids.patient_key_hash(settings.PSEUDONYM_KEY, r.patient_key): r for r in manifest.rows}
+    for key_hash in held:
+        row = rows.get(key_hash)
+        event = tally.placer.events[tally.placer.case_by_key[key_hash]]
+        if row is not None:
+            event.manifest_note = (f"its manifest row (line {row.line}) was applied to the held study {event.case} "
+                                   f"only, not to {event.target}")
+    return report
 
 
-def _apply_boxes(boxes) -> dict | None:
+def _apply_boxes(boxes, tally: Tally) -> dict | None:
     if boxes is None:
         return None
     from imaging.services import boxes_apply
 
-    return boxes_apply(parsed=boxes)
+    return boxes_apply(parsed=boxes, cases_by_key=tally.placer.case_by_key, identity=_identity_of(tally))
+
+
+def _audit_added(batch: ImportBatch, tally: Tally) -> None:
+    """A study added to an existing case is a change of that case: one audit line per case (series added)."""
+    from imaging.models import CaseAudit
+    from imaging.services import case_audit_record
+
+    for case_pk, event in tally.placer.events.items():
+        if event.outcome == "added":
+            already = CaseAudit.objects.filter(case_id=case_pk, action=CaseAudit.Action.SERIES_ADDED,
+                                               after__import_batch=batch.pk).exists()
+            if not already:
+                case_audit_record(case=Case.objects.get(pk=case_pk), action=CaseAudit.Action.SERIES_ADDED,
+                                  after={"import_batch": batch.pk, "series": event.series,
+                                         "studies": len(event.studies)},
+                                  reason=f"study added by import {batch.pk}")
+
+
+def _patients_report(tally: Tally) -> list[dict]:
+    report = tally.placer.report()
+    for case_pk, (pseudonym, n) in sorted(tally.already.items(), key=lambda item: item[1][0]):
+        if case_pk not in tally.placer.events:
+            report.append(importer_cases.CaseEvent(case=pseudonym, outcome="unchanged", series=n).as_dict())
+    return report
 
 
 def _summary(batch, sources, tally: Tally, manifest_report, boxes_report) -> dict:
@@ -460,6 +529,7 @@ def _summary(batch, sources, tally: Tally, manifest_report, boxes_report) -> dic
     codes = defaultdict(int)
     for code in stored.values_list("mapped_code", flat=True):
         codes[code] += 1
+    patients = _patients_report(tally)
     return {
         "import_batch": batch.pk,
         "source_kind": sources.kind,
@@ -472,6 +542,9 @@ def _summary(batch, sources, tally: Tally, manifest_report, boxes_report) -> dic
         "slices": slices,
         "cases": stored.values("case").distinct().count(),
         "cases_created": tally.cases_created,
+        "patients": patients,
+        "cases_added_to": sum(1 for p in patients if p["outcome"] == "added"),
+        "held_for_review": sum(1 for p in patients if p["outcome"] == "held"),
         "series_by_code": dict(sorted(codes.items())),
         "rejected": sorted(tally.rejected, key=lambda r: (r["file"].startswith("archive"), r["index"])),
         "skipped": sorted(tally.skipped, key=lambda r: r["index"]),

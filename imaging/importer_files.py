@@ -27,7 +27,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from imaging import deid, dicom_read, sequences
-from imaging.uids import UidMap, patient_key_hash
+from imaging.uids import UidMap, fact_hash, issuer_hash, patient_key_hash
 
 # Words of MR protocol names that identify nobody; anything else in a description is dropped.
 PROTOCOL_VOCABULARY = frozenset(
@@ -105,6 +105,11 @@ class FileOutcome:
     synthetic: bool = False
     temporal_identifier: int | None = None
     spool: str | None = None  # where the pixels wait on disk (.npy) until their series is stored
+    issuer_hash: str = ""  # keyed hash of Issuer of Patient ID (0010,0021); "" when the file has none
+    sex_hash: str = ""  # keyed hashes of PatientSex and PatientBirthDate: tell two patients apart, never stored raw
+    birth_date_hash: str = ""
+    identity: str = ""  # keyed hash of (issuer, patient key), set by the importer (issuer may come from elsewhere)
+    resolved_issuer: str = ""  # the issuer hash the importer used (the file's, the manifest's or the source's)
 
     def load_pixels(self) -> np.ndarray:
         return self.pixels if self.pixels is not None else np.load(self.spool)
@@ -142,6 +147,14 @@ def _source_patient_key(ds: Dataset) -> str:
         return key
     study = str(ds.get("StudyInstanceUID", "") or "").strip().strip("\x00").strip()
     return f"study:{study}" if study else ""
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    """A top-level text value, or "" (a multi-valued or odd one is read as its text form)."""
+    try:
+        return str(ds.get(keyword, "") or "")
+    except (TypeError, ValueError):
+        return ""
 
 
 def _is_synthetic(ds: Dataset) -> bool:
@@ -210,6 +223,9 @@ def process_file(pipeline: Pipeline, index: int, path: Path) -> FileOutcome | Fi
             return FileRejected(index, problem)
         series_number = _int_or_none(ds.get("SeriesNumber"))
         temporal = _int_or_none(ds.get("TemporalPositionIdentifier"))
+        issuer = issuer_hash(pipeline.secret, _text(ds, "IssuerOfPatientID"))
+        sex = fact_hash(pipeline.secret, "sex", _text(ds, "PatientSex"))
+        birth = fact_hash(pipeline.secret, "birth_date", _text(ds, "PatientBirthDate"))
     return FileOutcome(
         index=index,
         key_hash=patient_key_hash(pipeline.secret, source_key),
@@ -223,6 +239,9 @@ def process_file(pipeline: Pipeline, index: int, path: Path) -> FileOutcome | Fi
         shape=tuple(int(v) for v in result.pixels.shape[1:]),
         synthetic=synthetic,
         temporal_identifier=temporal,
+        issuer_hash=issuer,
+        sex_hash=sex,
+        birth_date_hash=birth,
     )
 
 

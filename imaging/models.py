@@ -55,9 +55,34 @@ class ImportBatch(models.Model):
         return f"import {self.pk}: {self.files_imported}/{self.files_seen} files"
 
 
+class CaseQuerySet(models.QuerySet):
+    def usable(self):
+        """Cases that may enter cohorts, studies, training and evaluation: not held for review (issue 13)."""
+        return self.filter(review_reason="")
+
+    def held(self):
+        """Imported studies held for a coordinator's review ("same patient" or "new patient")."""
+        return self.exclude(review_reason="")
+
+
 class Case(models.Model):
     pseudonym = models.CharField(max_length=32, unique=True)
-    source_key_hash = models.CharField(max_length=64, unique=True, help_text="HMAC-SHA256 of the source patient key")
+    source_key_hash = models.CharField(max_length=64, unique=True,
+                                       help_text="HMAC-SHA256 of the patient identity (issuer, patient key)")
+    identity_hash = models.CharField(max_length=64, blank=True, db_index=True, default="", db_default="",
+                                     help_text="keyed hash of (issuer, patient key); empty for cases imported "
+                                               "before issuers (their source_key_hash is the identity)")
+    issuer_hash = models.CharField(max_length=64, blank=True, default="", db_default="",
+                                   help_text="keyed hash of the issuer of the patient ID; empty: none known")
+    sex_hash = models.CharField(max_length=64, blank=True, default="", db_default="",
+                                help_text="keyed hash of PatientSex (never the value)")
+    birth_date_hash = models.CharField(max_length=64, blank=True, default="", db_default="",
+                                       help_text="keyed hash of PatientBirthDate (never the value)")
+    review_reason = models.TextField(blank=True, default="", db_default="",
+                                     help_text="non-empty: an imported study held for review")
+    review_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="held_imports",
+                                  help_text="the existing case the held study may belong to")
     truth = models.CharField(max_length=16, choices=CLASS_CHOICES, blank=True, help_text="ground truth")
     subtype = models.CharField(max_length=64, blank=True, help_text="histopathological subtype")
     institution = models.CharField(max_length=64, blank=True, help_text="site code from the manifest")
@@ -70,6 +95,8 @@ class Case(models.Model):
     import_batch = models.ForeignKey(ImportBatch, null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="cases")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = CaseQuerySet.as_manager()
 
     class Meta:
         ordering = ["pseudonym"]
@@ -160,6 +187,9 @@ class Cohort(JobProduct):
     store_path = models.CharField(max_length=255, blank=True, help_text="array store folder, relative to MEDIA_ROOT")
     content_hash = models.CharField(max_length=80, blank=True, help_text='"sha256:<hex>" of the array store')
     n_slices = models.PositiveIntegerField(default=0)
+    stale_since = models.DateTimeField(null=True, blank=True,
+                                       help_text="a case of the cohort was corrected after it was frozen")
+    stale_reason = models.TextField(blank=True, help_text="what was corrected (rebuild needed)")
 
 
 class CohortCase(models.Model):
@@ -173,3 +203,40 @@ class CohortCase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case} in {self.cohort}"
+
+
+class CaseAudit(models.Model):
+    """Who changed what of a case, and when (issue 13): truth, subtype, boxes, series, merges, corrections.
+
+    ``before`` and ``after`` hold the changed values only, never an identifying one (no source key, no UID,
+    no file name): a class, a subtype, a box's slice and corners, a series' id, number and sequence code.
+    """
+
+    class Action(models.TextChoices):
+        TRUTH = "truth", "ground truth changed"
+        SUBTYPE = "subtype", "subtype changed"
+        DETAILS = "details", "descriptors changed"
+        BOX_ADDED = "box_added", "box added"
+        BOX_CHANGED = "box_changed", "box changed"
+        BOX_REMOVED = "box_removed", "box removed"
+        SERIES_ADDED = "series_added", "series added"
+        SERIES_REMOVED = "series_removed", "series removed"
+        SERIES_CODE = "series_code", "series sequence code changed"
+        MERGED = "merged", "merged"
+        CORRECTED = "corrected", "corrected (frozen case)"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="audit")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+", help_text="empty for an import or a job")
+    at = models.DateTimeField(auto_now_add=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    before = models.JSONField(default=dict, blank=True)
+    after = models.JSONField(default=dict, blank=True)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["case", "at", "pk"]
+        indexes = [models.Index(fields=["case", "at"], name="case_audit_case_at")]
+
+    def __str__(self) -> str:
+        return f"{self.case}: {self.get_action_display()} at {self.at:%Y-%m-%d %H:%M:%S}"

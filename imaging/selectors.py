@@ -12,7 +12,7 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 from accounts.roles import is_coordinator
 from core.constants import SEQUENCE_CODES
 from imaging import sequences
-from imaging.models import Case, Cohort, ImportBatch, SequenceRuleSet, Series, TumourBox
+from imaging.models import Case, CaseAudit, Cohort, ImportBatch, SequenceRuleSet, Series, TumourBox
 
 
 def cases_visible_to(user) -> QuerySet[Case]:
@@ -25,8 +25,9 @@ def cases_visible_to(user) -> QuerySet[Case]:
 def case_list(
     user, *, q: str = "", truth: str = "", sequence: str = "", institution: str = ""
 ) -> QuerySet[Case]:
-    """The coordinator's case list: pseudonym / subtype search, class, sequence code, institution."""
-    cases = cases_visible_to(user)
+    """The coordinator's case list: pseudonym / subtype search, class, sequence code, institution. Studies held
+    for review are not cases yet: they are listed on their import's page (``held_imports``)."""
+    cases = cases_visible_to(user).usable()
     if q:
         cases = cases.filter(Q(pseudonym__icontains=q) | Q(subtype__icontains=q))
     if truth == "unknown":
@@ -44,7 +45,7 @@ def case_list(
 
 def institutions(user) -> list[str]:
     return list(
-        cases_visible_to(user)
+        cases_visible_to(user).usable()
         .exclude(institution="")
         .values_list("institution", flat=True)
         .distinct()
@@ -60,6 +61,18 @@ def case_for_user(user, pk: int) -> Case:
         .prefetch_related(Prefetch("series", queryset=Series.objects.prefetch_related(boxes)))
         .get(pk=pk)
     )
+
+
+def case_audit(user, case: Case) -> QuerySet[CaseAudit]:
+    """A case's audit trail, oldest first, for coordinators and admins; empty for anyone else."""
+    if not is_coordinator(user):
+        return CaseAudit.objects.none()
+    return CaseAudit.objects.filter(case=case).select_related("actor").order_by("at", "pk")
+
+
+def case_audit_for_cases(case_ids) -> QuerySet[CaseAudit]:
+    """The audit lines of the given cases (the study export's case_audit.csv; the caller checks the role)."""
+    return CaseAudit.objects.filter(case_id__in=case_ids).select_related("actor").order_by("case_id", "at", "pk")
 
 
 def series_visible_to(user) -> QuerySet[Series]:
@@ -117,7 +130,18 @@ def sequence_codes() -> tuple[str, ...]:
 def import_batches_visible_to(user) -> QuerySet[ImportBatch]:
     if not is_coordinator(user):
         return ImportBatch.objects.none()
-    return ImportBatch.objects.select_related("job", "created_by")
+    return ImportBatch.objects.select_related("job", "created_by").annotate(
+        held_count=Count("cases", filter=~Q(cases__review_reason=""), distinct=True))
+
+
+def held_imports(user, batch: ImportBatch | None = None) -> QuerySet[Case]:
+    """Studies held for review (issue 13), all or one import's, oldest first, with the case each may belong to;
+    coordinators only."""
+    if not is_coordinator(user):
+        return Case.objects.none()
+    cases = (Case.objects.held().select_related("review_of", "import_batch")
+             .annotate(series_count=Count("series", distinct=True)).order_by("created_at", "pk"))
+    return cases.filter(import_batch=batch) if batch is not None else cases
 
 
 def cohorts_visible_to(user) -> QuerySet[Cohort]:

@@ -9,20 +9,23 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from core.constants import CASE_ATTRIBUTES, SEQUENCE_CODES, UNUSED_SEQUENCE
-from imaging import importer_manifest, sequences
-from imaging.models import Case, ImportBatch, SequenceRuleSet, Series, TumourBox
+from core.constants import CASE_ATTRIBUTES, CLASS_CHOICES, SEQUENCE_CODES, UNUSED_SEQUENCE
+from imaging import frozen, importer_manifest, sequences
+from imaging.models import Case, CaseAudit, Cohort, ImportBatch, SequenceRuleSet, Series, TumourBox
 from imaging.uids import patient_key_hash
 
 PSEUDONYM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud without mistakes
 PSEUDONYM_LENGTH = 8
 CASE_FIELDS = ("truth", *CASE_ATTRIBUTES)
+FROZEN_FIELDS = ("truth", "subtype")   # with the boxes and series: what a frozen case keeps (issue 13)
 
 
 # --- cases ------------------------------------------------------------------------------------------
@@ -39,6 +42,16 @@ def new_pseudonym() -> str:
 def source_key_hash(source_key: str) -> str:
     """The keyed hash (HMAC-SHA256 with settings.PSEUDONYM_KEY) that links a source patient key to a case."""
     return patient_key_hash(settings.PSEUDONYM_KEY, source_key)
+
+
+def source_identity_hash(source_key: str, issuer: str = "") -> str:
+    """The keyed hash of a patient identity (issuer, source patient key); without an issuer the old hash of the
+    key alone (``uids.patient_identity_hash``). A case's ``source_key_hash`` is this for the patient it was
+    created for."""
+    from imaging.uids import issuer_hash, patient_identity_hash
+
+    return patient_identity_hash(settings.PSEUDONYM_KEY, source_key_hash(source_key),
+                                 issuer_hash(settings.PSEUDONYM_KEY, issuer))
 
 
 def case_get_or_create(
@@ -60,16 +73,146 @@ def case_get_or_create(
         return Case.objects.get(source_key_hash=key_hash), False
 
 
-def case_update(*, case: Case, **values) -> Case:
-    """Edit a case's ground truth and descriptors (class, subtype, institution, dimensions, flags)."""
+def _user(by):
+    return by if by is not None and getattr(by, "is_authenticated", False) else None
+
+
+def case_audit_record(*, case: Case, action: str, before: dict | None = None, after: dict | None = None,
+                      by=None, reason: str = "") -> CaseAudit:
+    """One line of a case's audit trail (``CaseAudit``): who (None for an import or a job), what, before and
+    after. Callers pass only non-identifying values (classes, subtypes, box corners, series ids, numbers and
+    codes; never a source key, UID or file name). Every service that changes a case calls this, the importer
+    too (``series_added``, ``merged``)."""
+    if action not in CaseAudit.Action.values:
+        raise ValueError(f"unknown case audit action {action!r}")
+    return CaseAudit.objects.create(case=case, action=action, before=before or {}, after=after or {},
+                                    actor=_user(by), reason=reason or "")
+
+
+def _audit_field_changes(case: Case, before: dict, after: dict, *, by, reason: str = "") -> None:
+    """Audit lines for changed case fields: one for the truth, one for the subtype, one for the rest."""
+    groups = {CaseAudit.Action.TRUTH: ("truth",), CaseAudit.Action.SUBTYPE: ("subtype",),
+              CaseAudit.Action.DETAILS: tuple(f for f in CASE_FIELDS if f not in FROZEN_FIELDS)}
+    for action, names in groups.items():
+        changed = [n for n in names if n in after and before.get(n) != after[n]]
+        if changed:
+            case_audit_record(case=case, action=action, by=by, reason=reason,
+                              before={n: before.get(n) for n in changed}, after={n: after[n] for n in changed})
+
+
+def case_update(*, case: Case, by=None, **values) -> Case:
+    """Edit a case's ground truth and descriptors (class, subtype, institution, dimensions, flags).
+
+    A frozen case (``imaging.frozen``) keeps its truth and subtype: changing either is refused with the
+    cohorts and studies that freeze it named (``case_correct`` is the way); its other descriptors stay
+    editable. Every change is audited (``CaseAudit``)."""
     unknown = set(values) - set(CASE_FIELDS)
     if unknown:
         raise ValidationError({name: "not an editable case field" for name in sorted(unknown)})
+    before = {name: getattr(case, name) for name in values}
+    if any(before[n] != values[n] for n in FROZEN_FIELDS if n in values):
+        frozen.refuse_if_frozen(case, "changed")
     for name, value in values.items():
         setattr(case, name, value)
     case.full_clean(exclude=["pseudonym", "source_key_hash"])
-    case.save(update_fields=list(values) or None)
+    with transaction.atomic():
+        case.save(update_fields=list(values) or None)
+        _audit_field_changes(case, before, {n: getattr(case, n) for n in values}, by=by)
     return case
+
+
+# --- corrections of frozen cases ---------------------------------------------------------------------
+
+_UNCHANGED = object()
+
+
+@dataclass
+class Correction:
+    """What ``case_correct`` did: the changed values and every cohort, evaluation and study it marked stale."""
+
+    case: Case
+    before: dict
+    after: dict
+    affected: list[str] = field(default_factory=list)
+    audit: CaseAudit | None = None
+
+
+def _series_record(series: Series) -> dict:
+    return {"series": series.pk, "number": series.series_number, "code": series.sequence_code,
+            "slices": series.n_slices}
+
+
+@transaction.atomic
+def case_correct(*, case: Case, reason: str, by, truth=_UNCHANGED, subtype=_UNCHANGED,
+                 remove_series=()) -> Correction:
+    """The one way to change a frozen case (issue 13): correct its ground truth or subtype, or take series off
+    it (two patients' images in one case). Requires a reason; audited as one ``corrected`` line.
+
+    It does not change what was built on the case behind its back: every frozen cohort holding the case keeps
+    its frozen truth (``CohortCase.truth``) and is marked stale (``stale_since``/``stale_reason``: rebuild
+    needed), and so is every evaluation and reader study on it. imaging cannot import inference or reader_study
+    (docs/architecture.md), so they register a stale marker with ``imaging.frozen.register_stale_marker`` (in
+    their ``AppConfig.ready()``), called here inside this transaction *before* the case changes, so a study can
+    still freeze the truth it had. The result names everything marked stale (``Correction.affected``).
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "a correction needs a reason (it is kept in the case's audit trail)"})
+    if _user(by) is None:
+        raise ValidationError({"by": "a correction is made by a signed-in coordinator"})
+    case = Case.objects.select_for_update().get(pk=case.pk)
+    before, after = {}, {}
+    if truth is not _UNCHANGED and (truth or "") != case.truth:
+        if truth and truth not in {v for v, _ in CLASS_CHOICES}:
+            raise ValidationError({"truth": "not a class"})
+        before["truth"], after["truth"] = case.truth, truth or ""
+    if subtype is not _UNCHANGED and (subtype or "").strip() != case.subtype:
+        before["subtype"], after["subtype"] = case.subtype, (subtype or "").strip()[:64]
+    series_ids = sorted({int(getattr(s, "pk", s)) for s in remove_series})
+    removed = list(case.series.filter(pk__in=series_ids).order_by("pk"))
+    if len(removed) != len(series_ids):
+        raise ValidationError({"remove_series": "a series to remove is not a series of this case"})
+    if removed:
+        before["series"] = [_series_record(s) for s in removed]
+        after["series"] = []
+    if not before:
+        raise ValidationError("nothing to correct: the values are the ones the case has")
+    now = timezone.now()
+    summary = "; ".join(
+        [f"{name} {before[name] or '(none)'} → {after[name] or '(none)'}" for name in ("truth", "subtype")
+         if name in before] + ([f"{len(removed)} series removed"] if removed else []))
+    stale_text = f"{case.pseudonym} corrected on {now:%Y-%m-%d} ({summary}): {reason}"
+    cohorts = list(Cohort.objects.select_for_update().filter(frozen=True, members__case=case).order_by("name"))
+    affected = [f"cohort {c.name}" for c in cohorts]
+    for cohort in cohorts:
+        cohort.stale_since = cohort.stale_since or now
+        cohort.stale_reason = "\n".join(filter(None, [cohort.stale_reason, stale_text]))
+        cohort.save(update_fields=["stale_since", "stale_reason"])
+    for marker in frozen.stale_markers():
+        affected += marker(case_ids=[case.pk], cohort_ids=[c.pk for c in cohorts], reason=stale_text, at=now)
+    for name in ("truth", "subtype"):
+        if name in after:
+            setattr(case, name, after[name])
+    if "truth" in after or "subtype" in after:
+        case.full_clean(exclude=["pseudonym", "source_key_hash"])
+        case.save(update_fields=[n for n in ("truth", "subtype") if n in after])
+    for series, record in zip(removed, before.get("series", []), strict=True):
+        series.delete()   # its boxes go with it; the volume file stays in the store
+        case_audit_record(case=case, action=CaseAudit.Action.SERIES_REMOVED, by=by, reason=reason, before=record)
+    audit = case_audit_record(case=case, action=CaseAudit.Action.CORRECTED, by=by, reason=reason,
+                              before=before, after={**after, "affected": affected})
+    return Correction(case=case, before=before, after=after, affected=affected, audit=audit)
+
+
+def case_correct_truth(*, case: Case, truth: str, reason: str, by, subtype=_UNCHANGED) -> Correction:
+    """Correct the ground truth (and optionally the subtype) of a case; see ``case_correct``."""
+    return case_correct(case=case, truth=truth, subtype=subtype, reason=reason, by=by)
+
+
+def case_replace_series(*, case: Case, remove_series, reason: str, by) -> Correction:
+    """Take series that do not belong to the case off it (the right ones come by a new import, which adds them
+    to the case or holds them for review); see ``case_correct``."""
+    return case_correct(case=case, remove_series=remove_series, reason=reason, by=by)
 
 
 # --- imports ----------------------------------------------------------------------------------------
@@ -98,12 +241,26 @@ def import_params(
     label: str = "",
     upload_dir: Path | None = None,
     workers: int | None = None,
+    source_name: str = "",
 ) -> dict:
-    """The params of an "import_dicom" job, checked. ``label`` says what was imported, never a path."""
+    """The params of an "import_dicom" job, checked. ``label`` says what was imported, never a path.
+
+    ``source_name`` names where the files come from (a site code such as "site-B"): the issuer of their patient IDs
+    when the files carry no Issuer of Patient ID and the manifest no institution (``importer_cases``). It is
+    required once the platform holds cases from more than one source."""
     source = Path(source)
     if not source.exists():
         raise ValidationError({"source": "does not exist"})
     import_check_companions(manifest=manifest, boxes=boxes)
+    source_name = " ".join(str(source_name or "").split())
+    if len(source_name) > 64:
+        raise ValidationError({"source_name": "at most 64 characters (a site code, e.g. site-B)"})
+    if not source_name and not _manifest_names_every_institution(manifest):
+        from imaging.importer_cases import platform_sources, source_required_message
+
+        sources = platform_sources()
+        if len(sources) > 1:
+            raise ValidationError({"source_name": source_required_message(len(sources))})
     kind = (
         "folder"
         if source.is_dir()
@@ -118,7 +275,16 @@ def import_params(
         "upload_dir": str(Path(upload_dir).resolve()) if upload_dir else None,
         "label": (label or f"import of a {kind}")[:255],
         "workers": workers,
+        "source_name": source_name,
     }
+
+
+def _manifest_names_every_institution(manifest: Path | None) -> bool:
+    """True when a manifest gives every patient's institution (then it is their issuer: no source needed)."""
+    if not manifest:
+        return False
+    parsed = importer_manifest.read_manifest(Path(manifest))
+    return bool(parsed.rows) and all((row.values.get("institution") or "").strip() for row in parsed.rows)
 
 
 def import_start(*, user=None, **kwargs):
@@ -138,25 +304,49 @@ def upload_dir_new() -> Path:
 # --- manifest and boxes -----------------------------------------------------------------------------
 
 
+def _case_ids_for_keys(keys, cases_by_key: dict | None = None, identity=None) -> dict[str, int]:
+    """{source patient key: case pk} for the keys that have a case. An import passes ``cases_by_key`` (patient key
+    hash -> the case it put the patient's files in) and ``identity`` (patient key hash -> identity hash, with the
+    issuer the import resolves: ``importer_cases``); without them a key is looked up under the old hash of the
+    patient key alone (cases imported before issuers)."""
+    hashes = {key: source_key_hash(key) for key in keys}
+    found = {key: cases_by_key[h] for key, h in hashes.items() if cases_by_key and h in cases_by_key}
+    rest = {key: (identity(h) if identity else h) for key, h in hashes.items() if key not in found}
+    by_hash = dict(Case.objects.filter(source_key_hash__in=set(rest.values())).values_list("source_key_hash", "pk"))
+    found.update({key: by_hash[h] for key, h in rest.items() if h in by_hash})
+    return found
+
+
 @transaction.atomic
-def manifest_apply(*, parsed: importer_manifest.Parsed) -> dict:
-    """Write a checked manifest onto the cases it names (found by keyed hash). Returns a report;
-    rows whose patient has no case are listed by line number."""
-    applied, unmatched = 0, []
+def manifest_apply(*, parsed: importer_manifest.Parsed, cases_by_key: dict | None = None, identity=None) -> dict:
+    """Write a checked manifest onto the cases it names (found by keyed hash; see ``_case_ids_for_keys``).
+    Returns a report; rows whose patient has no case are listed by line number."""
+    applied, unmatched, refused = 0, [], []
+    case_of_key = _case_ids_for_keys({row.patient_key for row in parsed.rows}, cases_by_key, identity)
     for row in parsed.rows:
-        case = Case.objects.filter(source_key_hash=source_key_hash(row.patient_key)).first()
+        case = Case.objects.filter(pk=case_of_key.get(row.patient_key)).first()
         if case is None:
             unmatched.append(row.line)
             continue
-        if row.values:
-            case_update(case=case, **row.values)
+        values = dict(row.values)
+        if any(values[n] != getattr(case, n) for n in FROZEN_FIELDS if n in values):
+            labels = frozen.frozen_labels(case)
+            if labels:   # a frozen case keeps its truth and subtype; the rest of the row applies
+                refused.append(f"line {row.line}: {case.pseudonym} is frozen by {', '.join(labels)}: its "
+                               f"truth and subtype were not changed")
+                values = {n: v for n, v in values.items() if n not in FROZEN_FIELDS}
+        if values:
+            case_update(case=case, **values)
         applied += 1
-    return {
+    report = {
         "rows": len(parsed.rows),
         "applied": applied,
         "unmatched_lines": unmatched,
         "ignored_columns": parsed.ignored_columns,
     }
+    if refused:
+        report["frozen_refused"] = refused[:200]
+    return report
 
 
 def _slice_for(series: Series, row: importer_manifest.BoxRow) -> tuple[int | None, str | None]:
@@ -174,15 +364,11 @@ def _slice_for(series: Series, row: importer_manifest.BoxRow) -> tuple[int | Non
 
 
 @transaction.atomic
-def boxes_apply(*, parsed: importer_manifest.Parsed) -> dict:
+def boxes_apply(*, parsed: importer_manifest.Parsed, cases_by_key: dict | None = None, identity=None) -> dict:
     """Write checked boxes onto the stored series (matched by patient, series number, instance number).
     A box a coordinator drew is kept. Returns a report with problems by line number. Reads the cases,
     series and existing boxes once, then writes in bulk: a phantom cohort has thousands of boxes."""
-    keys = {row.patient_key for row in parsed.rows}
-    hashes = {key: source_key_hash(key) for key in keys}
-    case_ids = dict(
-        Case.objects.filter(source_key_hash__in=hashes.values()).values_list("source_key_hash", "pk")
-    )
+    case_ids = _case_ids_for_keys({row.patient_key for row in parsed.rows}, cases_by_key, identity)
     series_by_number: dict[tuple[int, int | None], list[Series]] = {}
     for series in Series.objects.filter(case_id__in=case_ids.values()).only(
         "pk", "case_id", "series_number", "n_slices", "rows", "cols", "meta"
@@ -192,11 +378,16 @@ def boxes_apply(*, parsed: importer_manifest.Parsed) -> dict:
         (b.series_id, b.slice_index): b
         for b in TumourBox.objects.filter(series__case_id__in=case_ids.values())
     }
+    frozen_cases = frozen.frozen_by(case_ids.values())
     created, updated, kept_drawn, problems = {}, [], 0, []
     for row in parsed.rows:
-        case_id = case_ids.get(hashes[row.patient_key])
+        case_id = case_ids.get(row.patient_key)
         if case_id is None:
             problems.append(f"line {row.line}: no case for this patient (not imported)")
+            continue
+        if case_id in frozen_cases:
+            problems.append(f"line {row.line}: the case is frozen by {', '.join(frozen_cases[case_id])}: "
+                            f"its boxes are not changed")
             continue
         matches = series_by_number.get((case_id, row.series_number), [])
         if len(matches) != 1:
@@ -230,6 +421,14 @@ def boxes_apply(*, parsed: importer_manifest.Parsed) -> dict:
             )
     TumourBox.objects.bulk_create(created.values(), batch_size=1000)
     TumourBox.objects.bulk_update(updated, ["x0", "y0", "x1", "y1"], batch_size=1000)
+    case_of_series = {s.pk: s.case_id for group in series_by_number.values() for s in group}
+    counts: dict[tuple[int, str], int] = {}
+    for series_id, action in [*((k[0], CaseAudit.Action.BOX_ADDED) for k in created),
+                              *((b.series_id, CaseAudit.Action.BOX_CHANGED) for b in updated)]:
+        key = (case_of_series[series_id], action)
+        counts[key] = counts.get(key, 0) + 1
+    CaseAudit.objects.bulk_create([CaseAudit(case_id=case_id, action=action, after={"boxes": n, "source": "boxes CSV"})
+                                   for (case_id, action), n in sorted(counts.items())])
     return {
         "rows": len(parsed.rows),
         "applied": len(created) + len(updated),
@@ -239,8 +438,14 @@ def boxes_apply(*, parsed: importer_manifest.Parsed) -> dict:
     }
 
 
+def _box_record(box: TumourBox) -> dict:
+    return {"series": box.series_id, "slice_index": box.slice_index,
+            "box": [box.x0, box.y0, box.x1, box.y1], "source": box.source}
+
+
 def box_save(*, series: Series, slice_index: int, x0: int, y0: int, x1: int, y1: int, user=None) -> TumourBox:
-    """Store the box a coordinator drew on one slice (replacing that slice's box)."""
+    """Store the box a coordinator drew on one slice (replacing that slice's box); refused on a frozen case;
+    audited."""
     errors = {}
     if not 0 <= slice_index < series.n_slices:
         errors["slice_index"] = f"must be between 0 and {series.n_slices - 1}"
@@ -250,31 +455,48 @@ def box_save(*, series: Series, slice_index: int, x0: int, y0: int, x1: int, y1:
         errors["y"] = f"need 0 ≤ y0 < y1 ≤ {series.rows}"
     if errors:
         raise ValidationError(errors)
-    box, _ = TumourBox.objects.update_or_create(
-        series=series,
-        slice_index=slice_index,
-        defaults={
-            "x0": x0,
-            "y0": y0,
-            "x1": x1,
-            "y1": y1,
-            "source": TumourBox.Source.DRAWN,
-            "drawn_by": user if user is not None and user.is_authenticated else None,
-        },
-    )
+    frozen.refuse_if_frozen(series.case, "changed (its tumour boxes included)")
+    with transaction.atomic():
+        old = TumourBox.objects.select_for_update().filter(series=series, slice_index=slice_index).first()
+        before = _box_record(old) if old else {}
+        box, created = TumourBox.objects.update_or_create(
+            series=series,
+            slice_index=slice_index,
+            defaults={
+                "x0": x0,
+                "y0": y0,
+                "x1": x1,
+                "y1": y1,
+                "source": TumourBox.Source.DRAWN,
+                "drawn_by": _user(user),
+            },
+        )
+        case_audit_record(case=series.case, by=user, before=before, after=_box_record(box),
+                          action=CaseAudit.Action.BOX_ADDED if created else CaseAudit.Action.BOX_CHANGED)
     return box
 
 
-def box_delete(*, series: Series, slice_index: int) -> bool:
-    deleted, _ = TumourBox.objects.filter(series=series, slice_index=slice_index).delete()
+def box_delete(*, series: Series, slice_index: int, user=None) -> bool:
+    """Delete one slice's box; refused on a frozen case; audited."""
+    box = TumourBox.objects.filter(series=series, slice_index=slice_index).first()
+    if box is None:
+        return False
+    frozen.refuse_if_frozen(series.case, "changed (its tumour boxes included)")
+    with transaction.atomic():
+        before = _box_record(box)
+        deleted, _ = TumourBox.objects.filter(pk=box.pk).delete()
+        if deleted:
+            case_audit_record(case=series.case, action=CaseAudit.Action.BOX_REMOVED, by=user, before=before)
     return bool(deleted)
 
 
 # --- sequence mapping -------------------------------------------------------------------------------
 
 
-def series_override_set(*, series: Series, code: str) -> Series:
-    """A coordinator's correction of a series' sequence code ('' removes it; the rule's code applies)."""
+def series_override_set(*, series: Series, code: str, user=None) -> Series:
+    """A coordinator's correction of a series' sequence code ('' removes it; the rule's code applies).
+
+    Refused when it changes the code of a series of a frozen case (a cohort build reads the codes); audited."""
     if code and code not in (*SEQUENCE_CODES, UNUSED_SEQUENCE):
         raise ValidationError(
             {
@@ -282,8 +504,18 @@ def series_override_set(*, series: Series, code: str) -> Series:
                 f"or {UNUSED_SEQUENCE}"
             }
         )
-    series.override_code = code or ""
-    series.save(update_fields=["override_code"])
+    if (code or "") == series.override_code:
+        return series
+    before = {"series": series.pk, "code": series.sequence_code}
+    new_code = code or series.mapped_code
+    if new_code != series.sequence_code:
+        frozen.refuse_if_frozen(series.case, "changed (its series' sequence codes included)")
+    with transaction.atomic():
+        series.override_code = code or ""
+        series.save(update_fields=["override_code"])
+        if new_code != before["code"]:
+            case_audit_record(case=series.case, action=CaseAudit.Action.SERIES_CODE, by=user, before=before,
+                              after={"series": series.pk, "code": series.sequence_code})
     return series
 
 
@@ -316,7 +548,8 @@ def ruleset_save(*, name: str, rules, user=None, activate: bool = True) -> Seque
 
 
 def series_remap(*, series=None) -> dict:
-    """Run the active rules again on stored series (their cleaned attributes); overrides stay.
+    """Run the active rules again on stored series (their cleaned attributes); overrides stay, and so do the
+    codes of frozen cases' series (counted in ``kept_frozen``).
 
     Rules that test words not kept by the description cleaning can decide differently than at
     import; the report counts the series whose code changed.
@@ -325,8 +558,10 @@ def series_remap(*, series=None) -> dict:
 
     rules, _ = active_rule_set()
     queryset = series if series is not None else Series.objects.all()
-    changed = total = 0
-    for item in queryset.only("pk", "attributes", "mapped_code", "mapped_rule"):
+    changed = total = kept_frozen = 0
+    items = list(queryset.only("pk", "case_id", "attributes", "mapped_code", "mapped_rule", "override_code"))
+    frozen_cases = frozen.frozen_by({item.case_id for item in items})
+    for item in items:
         attrs = {k: v for k, v in (item.attributes or {}).items() if k != "flags"}
         try:
             code, rule_id = rules.classify(sequences.SeriesAttributes.from_dict(attrs))
@@ -334,9 +569,12 @@ def series_remap(*, series=None) -> dict:
             continue
         total += 1
         if (code, rule_id or "") != (item.mapped_code, item.mapped_rule):
+            if item.case_id in frozen_cases and not item.override_code and code != item.mapped_code:
+                kept_frozen += 1   # a frozen case keeps its series' codes (issue 13)
+                continue
             Series.objects.filter(pk=item.pk).update(mapped_code=code, mapped_rule=rule_id or "")
             changed += 1
-    return {"series": total, "changed": changed}
+    return {"series": total, "changed": changed, "kept_frozen": kept_frozen}
 
 
 def rules_as_text(rule_set: SequenceRuleSet | None) -> str:

@@ -8,6 +8,36 @@ from django.utils.text import slugify
 
 from imaging.models import Case, Cohort, CohortCase
 
+COHORT_SELECTIONS = ("all", "synthetic", "real")
+
+
+def _selected(cases, selection: str, institution: str):
+    if selection == "synthetic":
+        cases = cases.filter(is_synthetic=True)
+    elif selection == "real":
+        cases = cases.filter(is_synthetic=False)
+    return cases.filter(institution=institution) if institution else cases
+
+
+def cohort_candidates(*, selection: str = "all", institution: str = ""):
+    """The cases a new cohort takes (the cohort page and `build_cohort`): usable cases with ground truth, all,
+    synthetic or real, optionally of one institution. Empty: `cohort_candidates_missing` says why."""
+    return _selected(Case.objects.usable().exclude(truth=""), selection, institution)
+
+
+def cohort_candidates_missing(*, selection: str = "all", institution: str = "") -> str:
+    """Why `cohort_candidates` is empty, in words a coordinator can act on."""
+    kind = {"synthetic": "synthetic ", "real": "real (non-synthetic) "}.get(selection, "")
+    where = f" of institution {institution!r}" if institution else ""
+    usable = Case.objects.usable()
+    if not usable.exists():
+        return "there are no cases yet: import DICOM first (manage.py import_dicom or the upload page)"
+    n = _selected(usable, selection, institution).count()
+    if not n:
+        return f"no {kind}case{where} ({usable.count()} cases in all)"
+    return (f"none of the {n} {kind}case(s){where} has a ground truth yet: set it on the case pages or import a "
+            "manifest with a class column (import_dicom --manifest)")
+
 
 @transaction.atomic
 def cohort_create(
@@ -29,6 +59,10 @@ def cohort_create(
     cases = list(Case.objects.filter(pk__in=[getattr(c, "pk", c) for c in cases]).order_by("pk"))
     if not cases:
         raise ValidationError({"cases": "a cohort needs at least one case"})
+    held = [c.pseudonym for c in cases if c.review_reason]
+    if held:  # an imported study held for review is not a case yet (issue 13)
+        raise ValidationError({"cases": f"held for review (resolve them on their import's page first): "
+                                        f"{', '.join(held[:10])}"})
     missing = [c.pseudonym for c in cases if not c.truth]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")

@@ -74,7 +74,7 @@ def demo_cohort_build(say) -> None:
         say(f"cohort {DEMO_COHORT} already built ({cohort.n_slices} slices, {cohort.content_hash[:19]}...)")
         return
     if cohort is None:
-        cases = Case.objects.filter(is_synthetic=True).exclude(truth="")
+        cases = Case.objects.usable().filter(is_synthetic=True).exclude(truth="")
         if not cases.exists():
             say("no synthetic cases with ground truth: skipped")
             return

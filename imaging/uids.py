@@ -87,3 +87,45 @@ def patient_key_hash(secret: bytes | str, source_patient_id: str) -> str:
     if not key:
         raise ValueError("source patient key is empty")
     return hmac.new(_secret_bytes(secret), _PATIENT_DOMAIN + key.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+_ISSUER_DOMAIN = b"sarcoma-deid/issuer\x00"
+_IDENTITY_DOMAIN = b"sarcoma-deid/patient-identity\x00"
+_FACT_DOMAIN = b"sarcoma-deid/fact\x00"
+
+
+def normalise_issuer(issuer: str) -> str:
+    """An issuer of patient IDs as compared: padding and runs of spaces collapsed, upper case
+    ("Hospital  A " and "HOSPITAL A" are one issuer)."""
+    return " ".join(str(issuer or "").replace("\x00", " ").split()).upper()
+
+
+def issuer_hash(secret: bytes | str, issuer: str) -> str:
+    """HMAC-SHA256 (hex) of an issuer of patient IDs (Issuer of Patient ID, a manifest's institution or the
+    source a coordinator names); "" when there is none. Stored on cases instead of the issuer's name."""
+    name = normalise_issuer(issuer)
+    if not name:
+        return ""
+    return hmac.new(_secret_bytes(secret), _ISSUER_DOMAIN + name.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def patient_identity_hash(secret: bytes | str, key_hash: str, issuer_key: str) -> str:
+    """The identity of a patient, (issuer, patient key), as one keyed hash.
+
+    ``key_hash`` is ``patient_key_hash`` of the source patient key and ``issuer_key`` the ``issuer_hash`` of its
+    issuer. Without an issuer the identity is ``key_hash`` itself: cases imported before issuers were recorded
+    keep being found by the hash they were stored under."""
+    if not issuer_key:
+        return key_hash
+    message = _IDENTITY_DOMAIN + issuer_key.encode("ascii") + b"\x00" + key_hash.encode("ascii")
+    return hmac.new(_secret_bytes(secret), message, hashlib.sha256).hexdigest()
+
+
+def fact_hash(secret: bytes | str, kind: str, value: str) -> str:
+    """A keyed hash (hex) of one demographic fact (kind "sex" or "birth_date"), "" when the value is empty:
+    lets an import tell two patients apart without storing the fact itself."""
+    text = str(value or "").replace("\x00", " ").strip().upper()
+    if not text:
+        return ""
+    message = _FACT_DOMAIN + kind.encode("ascii") + b"\x00" + text.encode("utf-8")
+    return hmac.new(_secret_bytes(secret), message, hashlib.sha256).hexdigest()

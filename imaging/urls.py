@@ -5,6 +5,7 @@ from imaging import api, views, views_upload
 urlpatterns = [
     path("imaging/cases/", views.case_list, name="imaging_case_list"),
     path("imaging/cases/<int:pk>/", views.case_detail, name="imaging_case_detail"),
+    path("imaging/cases/<int:pk>/correct/", views.case_correct, name="imaging_case_correct"),
     path("imaging/series/<int:pk>/", views.series_detail, name="imaging_series_detail"),
     path("imaging/series/<int:pk>/override/", views.series_override, name="imaging_series_override"),
     path("imaging/mapping/", views.mapping, name="imaging_mapping"),
@@ -13,6 +14,7 @@ urlpatterns = [
     path("imaging/import/", views_upload.upload, name="imaging_upload"),
     path("imaging/imports/", views.import_list, name="imaging_import_list"),
     path("imaging/imports/<int:pk>/", views.import_detail, name="imaging_import_detail"),
+    path("imaging/imports/held/<int:pk>/resolve/", views.import_review_resolve, name="imaging_import_review_resolve"),
     path("imaging/cohorts/", views.cohort_list, name="imaging_cohort_list"),
     path("imaging/cohorts/<int:pk>/build/", views.cohort_build, name="imaging_cohort_build"),
     path("api/series/<int:pk>/volume", api.series_volume, name="imaging_api_series_volume"),

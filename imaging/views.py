@@ -15,8 +15,8 @@ from accounts.permissions import role_required
 from accounts.roles import COORDINATOR
 from core.constants import CLASS_CHOICES, SEQUENCE_CODES
 from core.views import found_or_404
-from imaging import selectors, services, services_cohorts
-from imaging.forms import CaseTruthForm, CohortForm, OverrideForm, RulesForm
+from imaging import frozen, selectors, services, services_cohorts, services_import
+from imaging.forms import CaseCorrectionForm, CaseTruthForm, CohortForm, OverrideForm, RulesForm
 from imaging.models import Case
 
 coordinator_required = role_required(COORDINATOR, "this page is for coordinators")
@@ -50,10 +50,12 @@ def case_list(request):
 @coordinator_required
 def case_detail(request, pk: int):
     case = found_or_404(selectors.case_for_user, request.user, pk, message="no such case")
-    form = CaseTruthForm(request.POST or None, instance=case)
+    frozen_by = frozen.frozen_labels(case)
+    form = CaseTruthForm(request.POST or None, instance=Case.objects.get(pk=case.pk), frozen_by=frozen_by)
     if request.method == "POST" and form.is_valid():
         try:
-            services.case_update(case=case, **{f: form.cleaned_data[f] for f in services.CASE_FIELDS})
+            services.case_update(case=case, by=request.user,
+                                 **{f: form.cleaned_data[f] for f in services.CASE_FIELDS})
         except ValidationError as error:
             for message in _errors(error):
                 messages.error(request, message)
@@ -63,8 +65,32 @@ def case_detail(request, pk: int):
     return render(
         request,
         "imaging/case_detail.html",
-        {"case": case, "form": form, "series": case.series.all(), "override_form": OverrideForm()},
+        {"case": case, "form": form, "series": case.series.all(), "override_form": OverrideForm(),
+         "frozen_by": frozen_by, "audit": selectors.case_audit(request.user, case)},
     )
+
+
+@coordinator_required
+def case_correct(request, pk: int):
+    """The correction of a case (issue 13): truth, subtype or series, with a reason; marks what it affects
+    stale and names it."""
+    case = found_or_404(selectors.case_for_user, request.user, pk, message="no such case")
+    form = CaseCorrectionForm(request.POST or None, case=case)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            result = services.case_correct(case=case, truth=data["truth"], subtype=data["subtype"],
+                                           remove_series=data["remove_series"], reason=data["reason"],
+                                           by=request.user)
+        except ValidationError as error:
+            for message in _errors(error):
+                messages.error(request, message)
+        else:
+            stale = ", ".join(result.affected) or "nothing (the case was in no cohort, evaluation or study)"
+            messages.success(request, f"{case.pseudonym} corrected; marked stale (rebuild needed): {stale}")
+            return redirect("imaging_case_detail", pk=case.pk)
+    return render(request, "imaging/case_correct.html",
+                  {"case": case, "form": form, "frozen_by": frozen.frozen_labels(case)})
 
 
 def _series(request, pk: int):
@@ -94,8 +120,14 @@ def series_override(request, pk: int):
     series = _series(request, pk)
     form = OverrideForm(request.POST)
     if form.is_valid():
-        services.series_override_set(series=series, code=form.cleaned_data["override_code"])
-        messages.success(request, f"series {series.pk}: sequence code is now {series.sequence_code}")
+        try:
+            services.series_override_set(series=series, code=form.cleaned_data["override_code"],
+                                         user=request.user)
+        except ValidationError as error:
+            for message in _errors(error):
+                messages.error(request, message)
+        else:
+            messages.success(request, f"series {series.pk}: sequence code is now {series.sequence_code}")
     else:
         messages.error(request, "override: not a sequence code")
     next_url = request.POST.get("next")
@@ -177,9 +209,10 @@ def mapping_rules(request):
 @require_POST
 def mapping_remap(request):
     report = services.series_remap()
+    kept = f"; {report['kept_frozen']} of frozen cases kept their code" if report.get("kept_frozen") else ""
     messages.success(
         request,
-        f"rules applied to {report['series']} stored series; {report['changed']} changed (overrides kept)",
+        f"rules applied to {report['series']} stored series; {report['changed']} changed (overrides kept){kept}",
     )
     return redirect("imaging_mapping")
 
@@ -201,8 +234,29 @@ def import_detail(request, pk: int):
             "summary": batch.summary or {},
             "rejections": batch.rejections or [],
             "series": batch.series.select_related("case").order_by("case__pseudonym", "series_number")[:500],
+            "patients": (batch.summary or {}).get("patients") or [],
+            "held": selectors.held_imports(request.user, batch),
         },
     )
+
+
+@coordinator_required
+@require_POST
+def import_review_resolve(request, pk: int):
+    """Resolve a study held for review: "same patient" (its series join the existing case) or "new patient"."""
+    held = found_or_404(selectors.held_imports(request.user).get, pk=pk, message="no such held study")
+    batch_id = held.import_batch_id
+    try:
+        case = services_import.import_review_resolve(case=held, decision=request.POST.get("decision", ""),
+                                                     by=request.user, reason=request.POST.get("reason", ""))
+    except ValidationError as error:
+        for message in _errors(error):
+            messages.error(request, message)
+    else:
+        messages.success(request, f"resolved: the study is now in {case.pseudonym}")
+    if batch_id:
+        return redirect("imaging_import_detail", pk=batch_id)
+    return redirect("imaging_import_list")
 
 
 @coordinator_required
@@ -210,13 +264,7 @@ def cohort_list(request):
     form = CohortForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        cases = Case.objects.exclude(truth="")
-        if data["selection"] == "synthetic":
-            cases = cases.filter(is_synthetic=True)
-        elif data["selection"] == "real":
-            cases = cases.filter(is_synthetic=False)
-        if data["institution"]:
-            cases = cases.filter(institution=data["institution"])
+        cases = services_cohorts.cohort_candidates(selection=data["selection"], institution=data["institution"])
         try:
             cohort = services_cohorts.cohort_create(
                 name=data["name"],

@@ -237,6 +237,7 @@ def _upload_post(request, handler: DiskUploadHandler):
             boxes=boxes,
             label=f"{label} ({what})",
             upload_dir=dest,
+            source_name=form.cleaned_data["source_name"],
             user=request.user,
         )
     except ValidationError as error:

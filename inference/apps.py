@@ -7,8 +7,12 @@ class InferenceConfig(AppConfig):
 
     def ready(self) -> None:
         from core import demo, navigation
+        from imaging import frozen
         from inference import kinds  # noqa: F401  registers the evaluation and case_prediction job kinds
         from inference.demo import demo_ensemble
+        from inference.stale import mark_evaluations_stale
+
+        frozen.register_stale_marker(mark_evaluations_stale)
 
         demo.register_step(50, "demo ensemble (tiny, synthetic), trained and evaluated", demo_ensemble)
 

@@ -16,6 +16,9 @@ class Evaluation(JobProduct):
     chosen_subset = models.JSONField(default=list, blank=True, help_text="sequence codes behind the likelihood")
     results = models.JSONField(default=dict, blank=True, help_text="top-10, per-sequence figures, coverage")
     store_path = models.CharField(max_length=255, blank=True, help_text="slice-probability store, under MEDIA_ROOT")
+    stale_since = models.DateTimeField(null=True, blank=True,
+                                       help_text="a case it was computed on was corrected afterwards")
+    stale_reason = models.TextField(blank=True, help_text="what was corrected (rerun needed)")
 
 
 class CaseAIResult(models.Model):

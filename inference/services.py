@@ -245,6 +245,9 @@ def case_prediction_check(*, case, evaluation: Evaluation) -> None:
     if evaluation.status != Status.DONE or not (evaluation.results or {}).get("chosen"):
         raise ValidationError({"evaluation": f"evaluation {evaluation.name!r} is {evaluation.status}, not done: its "
                                              "thresholds are needed for new patients"})
+    if getattr(case, "review_reason", ""):
+        raise ValidationError({"case": f"{case.pseudonym} is an imported study held for review (same or new "
+                                       "patient?): resolve it on its import's page first"})
     run = evaluation.training_run
     if run is None:
         raise ValidationError({"evaluation": f"evaluation {evaluation.name!r} has no training run"})

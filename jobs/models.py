@@ -139,7 +139,8 @@ class Job(Claimable):
 
     @property
     def can_resume(self) -> bool:
-        return self.worker_lost or self.status == JobStatus.FAILED
+        """A failed or cancelled job, or one whose worker was lost: its runner skips the finished work."""
+        return self.worker_lost or self.status in (JobStatus.FAILED, JobStatus.CANCELLED)
 
     @property
     def display_status(self) -> str:

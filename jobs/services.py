@@ -12,7 +12,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from django.db import close_old_connections, transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 
 from core.env import require_secrets
@@ -91,12 +92,12 @@ def job_cancel(*, job: Job) -> Job:
 
 
 def job_resume(*, job: Job) -> Job:
-    """Run a job again whose worker was lost or which failed; finished work is not redone."""
+    """Run a job again that failed, was cancelled or whose worker was lost; finished work is not redone."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         if not job.can_resume:
-            raise JobError(f"job {job.pk} is {job.display_status}: only a failed job or one whose worker was lost "
-                           "can be resumed")
+            raise JobError(f"job {job.pk} is {job.display_status}: only a failed or cancelled job, or one whose "
+                           "worker was lost, can be resumed")
         job.status = JobStatus.QUEUED
         job.error = ""
         job.cancel_requested = False
@@ -196,7 +197,7 @@ def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], Non
 
     inline: this process does all the work (`job_run_inline`); runners hand nothing to other tasks.
     """
-    require_secrets()  # jobs key UIDs and case links with PSEUDONYM_KEY: never run with a missing one
+    _refuse_without_secrets(job_pk)  # jobs key UIDs and case links with PSEUDONYM_KEY: never run without it
     close_old_connections()
     job = _claim(job_pk, worker or worker_name())
     if job is None:
@@ -210,7 +211,7 @@ def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], Non
         Job.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(step=job.step, result=job.result)
         return Job.objects.get(pk=job.pk)
     except JobCancelled:
-        _end(job, JobStatus.CANCELLED, step="cancelled; finished work is kept")
+        _end(job, JobStatus.CANCELLED, step="cancelled; finished work is kept (resume to go on)")
     except KeyboardInterrupt:
         _end(job, JobStatus.CANCELLED, step="interrupted on the command line; finished work is kept")
         raise
@@ -226,6 +227,21 @@ def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], Non
     if echo:
         echo(job)
     return job
+
+
+def _refuse_without_secrets(job_pk: int) -> None:
+    """Raise ImproperlyConfigured when the secrets are missing, after marking the queued job failed with the
+    reason, so it is not left queued for ever (Resume queues it again once the secrets are set)."""
+    try:
+        require_secrets()
+    except ImproperlyConfigured as exc:
+        try:
+            Job.objects.filter(pk=job_pk, status=JobStatus.QUEUED).update(
+                status=JobStatus.FAILED, finished_at=timezone.now(), step="not run",
+                error=f"the worker refused to run it: {exc}")
+        except DatabaseError:
+            pass  # no database either: the refusal below says enough
+        raise
 
 
 def job_run_inline(*, job_pk: int, echo: Callable[[Job], None] | None = None) -> Job | None:

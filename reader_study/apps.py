@@ -8,7 +8,12 @@ class ReaderStudyConfig(AppConfig):
     def ready(self):
         """Put the reader-study pages on the role landing pages, and the demo study into `make demo`."""
         from core import demo, navigation
+        from imaging import frozen
         from reader_study.demo import demo_study
+        from reader_study.freezes import mark_studies_stale, study_freezes
+
+        frozen.register_freezer(study_freezes)
+        frozen.register_stale_marker(mark_studies_stale)
 
         navigation.register("Reader", "My studies", "reader_study:my_studies",
                             "Read the cases of your studies: exam 1, then exam 2 after the washout", order=10)

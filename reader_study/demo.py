@@ -15,7 +15,7 @@ DEMO_CASES = {SARCOMA: 4, LEIOMYOMA: 8}   # small enough to read through in a de
 
 
 def _demo_cases() -> list[Case]:
-    viewable = Case.objects.filter(is_synthetic=True, series__n_slices__gt=0).exclude(series__volume_path="")
+    viewable = Case.objects.usable().filter(is_synthetic=True, series__n_slices__gt=0).exclude(series__volume_path="")
     chosen = []
     for truth, n in DEMO_CASES.items():
         chosen += list(viewable.filter(truth=truth).distinct().order_by("pseudonym")[:n])

@@ -40,7 +40,7 @@ class StudyCreateForm(forms.Form):
     name = forms.CharField(max_length=100)
     cohort = forms.ModelChoiceField(Cohort.objects.all(), required=False,
                                     help_text="take every case of this cohort (when no case is ticked below)")
-    cases = CaseChoiceField(Case.objects.all(), required=False, widget=forms.CheckboxSelectMultiple,
+    cases = CaseChoiceField(Case.objects.usable(), required=False, widget=forms.CheckboxSelectMultiple,
                             help_text="or tick the cases one by one")
     evaluation = forms.ModelChoiceField(Evaluation.objects.filter(status=Evaluation.Status.DONE),
                                         required=False, help_text="whose AI results exam 2 shows")

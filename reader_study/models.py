@@ -58,6 +58,10 @@ class Study(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    stale_since = models.DateTimeField(null=True, blank=True,
+                                       help_text="a case of the study was corrected after it opened")
+    stale_reason = models.TextField(blank=True, help_text="what was corrected; the statistics keep the truth "
+                                                          "frozen when the study opened")
 
     class Meta:
         ordering = ["-created_at"]
@@ -65,6 +69,24 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class StudyCaseTruth(models.Model):
+    """The ground truth of a study's case, frozen when the study opens (issue 13): the statistics and exports
+    use it, not the live ``Case.truth``, so a later correction never changes a study's results behind its
+    back (it marks the study stale instead)."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="frozen_truths")
+    case = models.ForeignKey("imaging.Case", on_delete=models.PROTECT, related_name="+")
+    truth = models.CharField(max_length=16, choices=CLASS_CHOICES, blank=True)
+    subtype = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["study", "case"]
+        constraints = [models.UniqueConstraint(fields=["study", "case"], name="truth_frozen_once_per_case")]
+
+    def __str__(self) -> str:
+        return f"{self.case} in {self.study}: {self.truth or 'no truth'}"
 
 
 class Enrollment(models.Model):

@@ -403,7 +403,8 @@ def study_case_summary(study: Study) -> dict[str, int]:
     ai = (CaseAIResult.objects.filter(evaluation_id=study.evaluation_id, case__in=cases).count()
           if study.evaluation_id else 0)
     total = cases.count()
-    return {"cases": total, "leiomyomas": cases.filter(truth=LEIOMYOMA).count(),
+    leiomyomas = sum(1 for truth in study_truths(study).values() if truth == LEIOMYOMA)
+    return {"cases": total, "leiomyomas": leiomyomas,
             "without_images": total - with_series.count(),
             "without_ai": total - ai if study.evaluation_id else total}
 
@@ -413,3 +414,18 @@ def reads_of_study(study: Study) -> QuerySet[Read]:
     return Read.objects.filter(assignment__study=study).select_related("assignment", "assignment__reader",
                                                                       "assignment__case")
 
+
+
+def study_truths(study) -> dict[int, str]:
+    """Case pk -> the ground truth the study's statistics use (issue 13): the truth frozen when the study
+    opened (``StudyCaseTruth``); for a case without one (a draft study, or rows made outside study_open), the
+    truth the study's cohort froze (``CohortCase.truth``), else the case's live truth."""
+    from imaging.models import CohortCase
+    from reader_study.models import StudyCaseTruth
+
+    truths = dict(study.cases.values_list("pk", "truth"))
+    if study.cohort_id:
+        truths.update({pk: t for pk, t in CohortCase.objects.filter(cohort_id=study.cohort_id, case_id__in=truths)
+                       .values_list("case_id", "truth")})
+    truths.update(dict(StudyCaseTruth.objects.filter(study=study).values_list("case_id", "truth")))
+    return truths

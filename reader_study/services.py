@@ -21,10 +21,12 @@ from django.utils import timezone
 
 from accounts.roles import is_coordinator, is_reader
 from core.constants import CLASS_CHOICES, LEIOMYOMA
-from imaging.models import Case, Cohort
+from imaging.models import Case, CaseAudit, Cohort
+from imaging.services import case_audit_record
 from inference.models import Evaluation
 from reader_study import selectors
 from reader_study.consensus import k_of_n
+from reader_study.freezes import freeze_truths
 from reader_study.models import (
     DESCRIPTORS,
     EXAMS,
@@ -64,6 +66,9 @@ def _study_cases(cases: Iterable[Case] | None, cohort: Cohort | None) -> list[Ca
         chosen = list(cohort.cases.all())
     if not chosen:
         raise ValidationError({"cases": "choose the study's cases, or a cohort that has cases"})
+    held = [c.pseudonym for c in chosen if c.review_reason]
+    if held:  # an imported study held for review is not a case yet (imaging, issue 13)
+        raise ValidationError({"cases": f"held for review on their import's page: {', '.join(held[:10])}"})
     return chosen
 
 
@@ -169,6 +174,7 @@ def study_open(*, study: Study, by) -> Study:
     _require_coordinator(by)
     study = _locked_in(study, Study.Status.DRAFT, "only a draft study can be opened")
     _check_openable(study)
+    freeze_truths(study)   # the statistics use the truth frozen now, not the live Case.truth (issue 13)
     for enrollment in study.enrollments.select_related("reader"):
         _draw_worklists(study, enrollment.reader)
     return _moved(study, to=Study.Status.OPEN, stamp="opened_at", action="opened", by=by)
@@ -196,6 +202,11 @@ def study_evaluation_set(*, study: Study, evaluation: Evaluation, by) -> Study:
 
 
 # --- worklists --------------------------------------------------------------------------------------
+def _leiomyomas(study: Study) -> list[int]:
+    """The study's leiomyoma cases by the truth frozen with the study (``selectors.study_truths``)."""
+    return [pk for pk, truth in selectors.study_truths(study).items() if truth == LEIOMYOMA]
+
+
 def _draw_worklists(study: Study, reader) -> None:
     """Draw and store the reader's exam-1, exam-2 and descriptor worklists (skipped where already drawn).
 
@@ -208,7 +219,7 @@ def _draw_worklists(study: Study, reader) -> None:
     for exam in TASKS:
         if exam in drawn:
             continue
-        cases = study.cases.all() if exam in EXAMS else study.cases.filter(truth=LEIOMYOMA)
+        cases = study.cases.all() if exam in EXAMS else study.cases.filter(pk__in=_leiomyomas(study))
         seed = worklist_seed(study.seed, reader.pk, exam)
         Assignment.objects.bulk_create([
             Assignment(study=study, reader=reader, exam=exam, case_id=item.case_id, position=item.position,
@@ -439,11 +450,11 @@ def descriptor_consensus_apply(*, study: Study, by) -> dict:
         raise ValidationError({"descriptor_k": f"k = {k} needs at least {k} enrolled readers; "
                                                f"the study has {n}"})
     summary = {"k": k, "n": n, "cases": 0, "written": 0, "undecided": 0}
-    for case in study.cases.filter(truth=LEIOMYOMA).select_for_update(of=("self",)):
+    for case in study.cases.filter(pk__in=_leiomyomas(study)).select_for_update(of=("self",)):
         summary["cases"] += 1
         scores = list(DescriptorScore.objects.filter(assignment__study=study, assignment__case=case)
                       .values_list("degeneration", "irregular_margin"))
-        changed = []
+        changed, before = [], {"degeneration": case.degeneration, "irregular_margin": case.irregular_margin}
         for index, name in enumerate(("degeneration", "irregular_margin")):
             yes = sum(1 for s in scores if s[index])
             decided = k_of_n(yes, len(scores) - yes, k=k, n=n)
@@ -455,5 +466,8 @@ def descriptor_consensus_apply(*, study: Study, by) -> dict:
             summary["written"] += decided is not None
         if changed:
             case.save(update_fields=changed)
+            case_audit_record(case=case, action=CaseAudit.Action.DETAILS, by=by,
+                              before={n: before[n] for n in changed}, after={n: getattr(case, n) for n in changed},
+                              reason=f"descriptor consensus of study {study.name} ({k} of {n} readers)")
     _event(study, "descriptor_consensus", actor=by, **summary)
     return summary

@@ -9,6 +9,10 @@ class TrainingStartForm(forms.Form):
     cohort = forms.ModelChoiceField(queryset=Cohort.objects.exclude(content_hash=""), to_field_name="name")
     name = forms.CharField(max_length=100, required=False)
     repeats = forms.IntegerField(min_value=1, max_value=100, initial=24)
+    folds = forms.IntegerField(min_value=2, max_value=20, required=False,
+                               widget=forms.NumberInput(attrs={"placeholder": "6"}),
+                               help_text="patient-level folds (METHOD: 6); empty: the cohort's split, else 6. "
+                                         "A cohort's first run fixes them")
     epochs = forms.IntegerField(min_value=1, max_value=500, initial=50)
     samples_per_epoch = forms.IntegerField(min_value=2, initial=35000)
     batch_size = forms.IntegerField(min_value=2, initial=32)

@@ -31,11 +31,26 @@ EPOCH_FIGURES = (("loss", "loss"), ("accuracy", "acc"), ("heldout_accuracy", "he
 
 # --- folds ------------------------------------------------------------------------------------------
 
-def fold_split_for(*, cohort: Cohort, seed: int = 0, n_folds: int = 6) -> FoldSplit:
-    """The cohort's fold split, made once (METHOD §4) and then reused by every run and repeat."""
+DEFAULT_FOLDS = 6  # METHOD §4: 6-fold patient-level cross-validation
+MIN_FOLDS, MAX_FOLDS = 2, 20
+
+
+def fold_split_for(*, cohort: Cohort, seed: int = 0, n_folds: int | None = None) -> FoldSplit:
+    """The cohort's fold split, made once (METHOD §4) and then reused by every run and repeat.
+
+    n_folds: None takes the existing split (or makes one of DEFAULT_FOLDS); a number that differs from the
+    cohort's existing split is refused (the split belongs to the cohort: build another cohort for another)."""
     existing = FoldSplit.objects.filter(cohort=cohort).first()
     if existing:
+        if n_folds is not None and n_folds != existing.n_folds:
+            raise ValidationError({"folds": f"cohort {cohort.name} is already split into {existing.n_folds} folds "
+                                            f"(made by its first run and kept for every later one): train with "
+                                            f"{existing.n_folds} folds, or build another cohort for a "
+                                            f"{n_folds}-fold split"})
         return existing
+    n_folds = DEFAULT_FOLDS if n_folds is None else n_folds
+    if not MIN_FOLDS <= n_folds <= MAX_FOLDS:
+        raise ValidationError({"folds": f"between {MIN_FOLDS} and {MAX_FOLDS}"})
     from training.folds import make_folds
 
     store = open_cohort_store(cohort)
@@ -45,7 +60,8 @@ def fold_split_for(*, cohort: Cohort, seed: int = 0, n_folds: int = 6) -> FoldSp
     try:
         fold_of = make_folds(ids, [labels[i] for i in ids], [counts[i] for i in ids], n_folds=n_folds, seed=seed)
     except ValueError as exc:
-        raise ValidationError({"cohort": f"cohort {cohort.name}: cannot make {n_folds} folds: {exc}"}) from None
+        raise ValidationError({"cohort": f"cohort {cohort.name}: cannot make {n_folds} folds: {exc} (fewer folds: "
+                                         f"--folds K on the command line, at least {MIN_FOLDS})"}) from None
     split, _ = FoldSplit.objects.get_or_create(
         cohort=cohort, defaults={"n_folds": n_folds, "seed": seed,
                                  "assignment": {str(k): int(v) for k, v in fold_of.items()}})
@@ -74,8 +90,10 @@ def training_config(values: dict):
 
 @transaction.atomic
 def training_run_start(*, cohort: Cohort, config: dict | None = None, repeats: int = 24, seed: int = 0,
-                       name: str = "", user=None, enqueue: bool = True) -> TrainingRun:
-    """Create a run with its repeats × folds models and its job; the job is queued on commit."""
+                       name: str = "", user=None, enqueue: bool = True, folds: int | None = None) -> TrainingRun:
+    """Create a run with its repeats × folds models and its job; the job is queued on commit.
+
+    folds: the cohort's number of folds (default 6, METHOD §4; at least 2), fixed by the cohort's first run."""
     if not 1 <= repeats <= 100:
         raise ValidationError({"repeats": "between 1 and 100"})
     if not cohort.content_hash:
@@ -84,7 +102,7 @@ def training_run_start(*, cohort: Cohort, config: dict | None = None, repeats: i
     if cfg.input_size != cohort.input_size:
         raise ValidationError({"input_size": f"cohort {cohort.name} holds {cohort.input_size}-pixel crops; "
                                              f"train at input size {cohort.input_size} or rebuild the cohort"})
-    split = fold_split_for(cohort=cohort, seed=seed)
+    split = fold_split_for(cohort=cohort, seed=seed, n_folds=folds)
     run = TrainingRun.objects.create(name=name or f"{cohort.name} ×{repeats}", cohort=cohort, config=cfg.to_dict(),
                                      repeats=repeats, seed=seed, created_by=user)
     from training.fit import model_seed

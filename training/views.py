@@ -21,7 +21,7 @@ def run_start(request):
     form = TrainingStartForm(request.POST or None)
     return form_page(request, form, "training/run_start.html", lambda data: services.training_run_start(
         cohort=data["cohort"], config=form.config(), repeats=data["repeats"], seed=data["seed"], name=data["name"],
-        user=request.user), then="training_run",
+        user=request.user, folds=data["folds"]), then="training_run",
         message=lambda run: f"training run {run.name}: {run.models.count()} models queued")
 
 

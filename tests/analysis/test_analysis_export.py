@@ -216,7 +216,7 @@ def test_mrmc_json_is_strict_json_and_files_are_complete(exported):
                parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
     names = {p.name for p in out.iterdir()}
     assert names == {"reads.csv", "reader_statistics.csv", "group_statistics.csv", "comparisons.csv",
-                     "dnn.csv", "cases.csv", "mrmc.csv", "mrmc.json", "README.txt"}
+                     "dnn.csv", "cases.csv", "mrmc.csv", "mrmc.json", "README.txt", "case_audit.csv"}
     assert "SYNTHETIC" in (out / "README.txt").read_text()
 
 

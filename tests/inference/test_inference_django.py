@@ -156,6 +156,19 @@ def test_cancel_stops_between_models_and_keeps_finished_ones(run, media, monkeyp
     assert len(list((media / f"evaluations/{evaluation.pk}/parts").glob("*.npz"))) == 2
     assert not evaluation.case_results.exists()
 
+    # issue 20, item 2: the cancelled evaluation resumes; the two finished parts are not redone
+    asked = []
+    monkeypatch.setattr(runners, "stored_heldout_predictions",
+                        lambda model, store, rows: asked.append((model.repeat, model.fold)) or original(model, store,
+                                                                                                       rows))
+    monkeypatch.setattr(jobs, "job_enqueue", lambda job: None)
+    jobs.job_resume(job=job)
+    job = jobs.job_run(job_pk=job.pk, worker="test")
+    evaluation.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert (0, 0) not in asked and (0, 1) not in asked and asked[0] == (1, 0)
+    assert evaluation.status == Evaluation.Status.DONE and evaluation.case_results.exists()
+
 
 def test_starting_needs_a_fully_trained_run_with_two_repeats_and_a_valid_rule(media):
     run = fake_trained_run(make_cohort(), repeats=2)

@@ -6,7 +6,7 @@ import os
 import pytest
 from django.core.management import call_command
 
-from jobs import services
+from jobs import cli, services
 from jobs.models import Job, JobStatus
 from testsupport import broker, redis_available, wait_for
 
@@ -24,12 +24,13 @@ def test_a_real_worker_runs_a_job_over_the_embedded_filesystem_broker(tmp_path, 
     folder = tmp_path / "broker"
     with broker("filesystem://", folder):
         start_worker(broker_url="filesystem://", broker_folder=folder)
+        assert [w.split("@")[0] for w in cli.queue_consumers("default")] == ["test"]  # what --wait asks
         out = io.StringIO()
         call_command("job", "check", "--no-keras", "--seconds", "1", "--wait", stdout=out)
     job = Job.objects.latest("pk")
     assert job.status == JobStatus.SUCCEEDED
     assert job.worker.startswith("test@")  # it ran in the worker, not here
-    assert "100.0%" in out.getvalue()
+    assert "100.0%" in out.getvalue() and "no worker" not in out.getvalue()
 
 
 @pytest.mark.skipif(not redis_available(REDIS_URL), reason=f"Redis is not running at {REDIS_URL}")

@@ -90,6 +90,35 @@ def test_cancel_before_training_cancels_every_unstarted_model_and_the_job(media)
     assert run.models.filter(status="cancelled").count() == 5
 
 
+def test_a_cancelled_run_resumes_and_trains_only_the_models_not_done(media, monkeypatch):
+    """Issue 20, item 2: cancel keeps the finished models; resume trains the others, then it can be evaluated."""
+    cohort = make_tiny_cohort()
+    run = services.training_run_start(cohort=cohort, config=TINY_CONFIG, repeats=1, enqueue=False)
+    job = run.job
+    jobs._claim(job.pk, "w")
+    TrainedModel.objects.filter(run=run, fold=0).update(status="done")
+    jobs.job_cancel(job=job)
+    for model in run.models.exclude(fold=0):
+        services.model_train(model_pk=model.pk, worker="w")
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.can_resume
+
+    trained = []
+
+    def fake_fit(model, ctx=None):
+        trained.append(model.fold)
+        TrainedModel.objects.filter(pk=model.pk).update(status="done")
+
+    monkeypatch.setattr(services, "_fit", fake_fit)
+    monkeypatch.setattr(jobs, "job_enqueue", lambda job: None)  # resumed here, inline, not by a worker
+    jobs.job_resume(job=job)
+    jobs.job_run_inline(job_pk=job.pk)
+    job.refresh_from_db()
+    assert sorted(trained) == [1, 2, 3, 4, 5]  # the finished model was not trained again
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert set(run.models.values_list("status", flat=True)) == {"done"}
+
+
 def test_a_failing_model_does_not_stop_the_others(media, monkeypatch):
     cohort = make_tiny_cohort()
     run = services.training_run_start(cohort=cohort, config=TINY_CONFIG, repeats=1, enqueue=False)
@@ -131,3 +160,41 @@ def test_the_start_page_starts_a_run(media, client, admin_user):
                                               "width": 0.35, "seed": 0, "name": "trial"})
     assert response.status_code == 302
     assert TrainedModel.objects.filter(run__name="trial").count() == 6
+
+
+def test_folds_are_a_run_option_default_six_at_least_two_fixed_by_the_cohort(media):
+    """Issue 20, item 4: a pilot cohort with fewer than 6 patients per class trains with --folds K."""
+    pilot = make_tiny_cohort("pilot", patients_per_class=3)
+    with pytest.raises(ValidationError, match="cannot make 6 folds.*--folds K"):
+        services.training_run_start(cohort=pilot, config=TINY_CONFIG, repeats=1, enqueue=False)
+    with pytest.raises(ValidationError, match="between 2 and 20"):
+        services.training_run_start(cohort=pilot, config=TINY_CONFIG, repeats=1, folds=1, enqueue=False)
+    run = services.training_run_start(cohort=pilot, config=TINY_CONFIG, repeats=2, folds=3, enqueue=False)
+    assert run.models.count() == 6 and sorted(set(run.models.values_list("fold", flat=True))) == [0, 1, 2]
+    assert run.job.total == 6
+    again = services.training_run_start(cohort=pilot, config=TINY_CONFIG, repeats=1, enqueue=False)
+    assert again.models.count() == 3  # no --folds: the cohort's split
+    with pytest.raises(ValidationError, match="already split into 3 folds"):
+        services.training_run_start(cohort=pilot, config=TINY_CONFIG, repeats=1, folds=6, enqueue=False)
+
+
+def test_the_train_command_takes_folds_and_the_cohorts_input_size_and_prints_the_job_id(media, monkeypatch):
+    make_tiny_cohort("pilot", patients_per_class=3, size=32)
+    monkeypatch.setattr(jobs, "job_enqueue", lambda job: None)
+    out = io.StringIO()
+    call_command("train", "--cohort", "pilot", "--folds", "2", "--repeats", "1", stdout=out)  # no --input-size
+    run = TrainedModel.objects.first().run
+    assert run.config["input_size"] == 32 and run.models.count() == 2
+    assert f"job {run.job.pk} (training) queued" in out.getvalue()
+    assert f"manage.py job cancel {run.job.pk}" in out.getvalue()
+
+
+def test_the_start_page_takes_the_number_of_folds(media, client, admin_user):
+    make_tiny_cohort("pilot", patients_per_class=3)
+    client.force_login(admin_user)
+    form = {"cohort": "pilot", "repeats": 1, "epochs": 1, "samples_per_epoch": 16, "batch_size": 8,
+            "learning_rate": 1e-4, "input_size": 32, "width": 0.35, "seed": 0, "name": "pilot-3"}
+    assert "cannot make 6 folds" in client.post("/training/new/", form).content.decode()  # the form shows why
+    response = client.post("/training/new/", {**form, "folds": 3})
+    assert response.status_code == 302
+    assert TrainedModel.objects.filter(run__name="pilot-3").count() == 3

@@ -46,3 +46,15 @@ def test_every_patient_is_scored_once_by_the_model_that_did_not_train_on_it(stor
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fold-0-permuted", "fold-1-permuted"]
     with pytest.raises(ValueError, match="have no fold"):
         heldout_auc(store, {c: f for c, f in fold_of.items() if c != 0}, config, tmp_path)
+
+
+def test_the_documented_command_lines_parse_and_a_cohort_folder_finds_its_store(tmp_path):
+    """Issue 20, item 5: `--out` is optional (a temporary folder), `--store` takes MEDIA_ROOT/cohorts/<name>."""
+    from benchmarks.phantom_auc import build_parser, store_folder
+
+    args = build_parser().parse_args(["--cohort", "demo-phantoms", "--folds", "3", "--eager"])
+    assert args.out is None and args.folds == 3 and args.eager
+    (tmp_path / "c" / "store").mkdir(parents=True)
+    (tmp_path / "c" / "store" / "slices.npy").write_bytes(b"")
+    assert store_folder(tmp_path / "c") == tmp_path / "c" / "store"
+    assert store_folder(tmp_path / "c" / "store") == tmp_path / "c" / "store"

@@ -22,6 +22,10 @@ class Command(BaseCommand):
         parser.add_argument("--update", action="store_true", help="update the user if it exists")
 
     def handle(self, *args, **o):
+        reader_only = [f"--{name}" for name in ("group", "years", "code") if o[name] is not None]
+        if o["role"] != "reader" and reader_only:
+            raise CommandError(f"{', '.join(reader_only)}: for readers only; a {o['role']} has no reader profile "
+                               "(leave them out, or use --role reader)")
         password = o["password"] or getpass.getpass(f"password for {o['username']}: ")
         try:
             user = user_create(username=o["username"], password=password, role=o["role"], email=o["email"],

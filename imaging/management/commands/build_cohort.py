@@ -1,10 +1,16 @@
-"""`manage.py build_cohort NAME [--cases all|PSEUDONYM,...] [--margin 0.15] [--input-size 224] [--wait] [--inline]`."""
+"""`manage.py build_cohort NAME [--cases all|synthetic|real|PSEUDONYM,...] [--institution NAME] [--margin 0.15]
+[--input-size 224] [--wait] [--inline]`."""
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from imaging.models import Case, Cohort
-from imaging.services_cohorts import cohort_create
+from imaging.services_cohorts import (
+    COHORT_SELECTIONS,
+    cohort_candidates,
+    cohort_candidates_missing,
+    cohort_create,
+)
 from jobs import cli
 
 
@@ -19,7 +25,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--cases",
             default="all",
-            help="'all' (every case with ground truth), 'synthetic', or comma-separated pseudonyms",
+            help="'all' (every case with ground truth), 'synthetic', 'real' (non-synthetic), or comma-separated "
+                 "pseudonyms",
+        )
+        parser.add_argument(
+            "--institution", default="", help="only cases of this institution (with all, synthetic or real)"
         )
         parser.add_argument(
             "--margin", type=float, default=0.15, help="crop margin, fraction of the box side"
@@ -31,12 +41,17 @@ class Command(BaseCommand):
         cli.add_job_arguments(parser)
 
     def handle(self, *args, **o):
+        cli.refuse_without_secrets()
         cohort = Cohort.objects.filter(name=o["name"]).first()
         if cohort is None:
-            if o["cases"] == "all":
-                cases = Case.objects.exclude(truth="")
-            elif o["cases"] == "synthetic":
-                cases = Case.objects.exclude(truth="").filter(is_synthetic=True)
+            if o["cases"] in COHORT_SELECTIONS:  # as the cohort page offers them
+                cases = cohort_candidates(selection=o["cases"], institution=o["institution"])
+                if not cases.exists():
+                    raise CommandError(f"cohort {o['name']}: no case to freeze: "
+                                       + cohort_candidates_missing(selection=o["cases"],
+                                                                   institution=o["institution"]))
+            elif o["institution"]:
+                raise CommandError("--institution goes with --cases all, synthetic or real, not with pseudonyms")
             else:
                 wanted = [p.strip() for p in o["cases"].split(",") if p.strip()]
                 cases = Case.objects.filter(pseudonym__in=wanted)

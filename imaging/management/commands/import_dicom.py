@@ -1,4 +1,4 @@
-"""`manage.py import_dicom PATH [--manifest CSV] [--boxes CSV] [--json] [--wait] [--inline]`."""
+"""`manage.py import_dicom PATH [--manifest CSV] [--boxes CSV] [--source-name NAME] [--json] [--wait] [--inline]`."""
 
 import json
 from pathlib import Path
@@ -39,6 +39,12 @@ class Command(BaseCommand):
             "--json", action="store_true", help="print the summary as JSON on stdout (waits for the job)"
         )
         parser.add_argument("--workers", type=int, help="processes that read files (default: up to 2)")
+        parser.add_argument(
+            "--source-name", default="",
+            help="where the files come from (a site code, e.g. site-B): the issuer of their patient IDs when the "
+            "files carry no Issuer of Patient ID and the manifest no institution; required once the platform "
+            "holds cases from more than one source",
+        )
         cli.add_job_arguments(parser)
 
     def handle(self, *args, **options):
@@ -48,11 +54,10 @@ class Command(BaseCommand):
                 manifest=options["manifest"] and Path(options["manifest"]),
                 boxes=options["boxes"] and Path(options["boxes"]),
                 workers=options["workers"],
+                source_name=options["source_name"],
             )
         except ValidationError as error:
-            raise CommandError(
-                "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in error.message_dict.items())
-            ) from None
+            raise CommandError(cli.validation_message(error)) from None  # one problem a line
         if options["json"] and not options["inline"]:
             options["wait"] = True
         target = _ToStderr(self) if options["json"] else self
@@ -69,6 +74,9 @@ class Command(BaseCommand):
             f"cases; {r['files_imported']} files imported, {r['files_rejected']} rejected, "
             f"{r['files_skipped']} skipped"
         )
+        for patient in r.get("patients") or []:
+            if patient["outcome"] != "created":
+                self.stdout.write(f"  {patient['text']}")
         for item in r["rejected"]:
             self.stdout.write(f"  rejected {item['file']}: {item['reason']}")
         for name in ("manifest", "boxes"):

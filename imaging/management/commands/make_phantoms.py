@@ -31,9 +31,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **o):
+        tty = self.stdout.isatty()
+
         def progress(done: int, total: int) -> None:
-            if o["verbosity"] > 0:
-                self.stdout.write(f"\rpatients {done}/{total}", ending="")
+            if o["verbosity"] > 0:  # one line redrawn on a terminal; a line per patient when piped or logged
+                self.stdout.write(f"\rpatients {done}/{total}" if tty else f"patients {done}/{total}",
+                                  ending="" if tty else "\n")
                 self.stdout.flush()
 
         try:
@@ -50,8 +53,9 @@ class Command(BaseCommand):
                 progress=progress,
             )
         except (ValueError, FileExistsError) as error:
-            raise CommandError(str(error)) from None
-        self.stdout.write("")
+            raise CommandError(str(error).replace("pass overwrite=True", "pass --overwrite")) from None
+        if tty:
+            self.stdout.write("")
         self.stdout.write(
             self.style.SUCCESS(
                 f"SYNTHETIC cohort in {summary.outdir}: {summary.patients} patients "

@@ -34,6 +34,7 @@ class Command(BaseCommand):
         cli.add_job_arguments(parser)
 
     def handle(self, *args, **o):
+        cli.refuse_without_secrets()
         try:
             run = selectors.training_run_for(training_job=o["training_job"], run=o["run"])
             evaluation = services.evaluation_start(

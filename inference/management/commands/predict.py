@@ -29,7 +29,8 @@ class Command(BaseCommand):
         cli.add_job_arguments(parser)
 
     def handle(self, *args, **o):
-        case = Case.objects.filter(pseudonym=o["case"]).first()
+        cli.refuse_without_secrets()
+        case = Case.objects.usable().filter(pseudonym=o["case"]).first()
         if case is None:
             raise CommandError(f"no case with pseudonym {o['case']!r}")
         try:
