@@ -115,7 +115,10 @@ def world(app_settings, make_user):
     services.descriptor_score_submit(reader=reader, assignment=scored, degeneration=True, irregular_margin=False)
     draft = services.study_create(name="Draft (synthetic)", created_by=coordinator, cases=cases,
                                   readers=[others[0]])
-    series = [s for case in cases for s in case.series.all()]
+    # a case in no study or cohort: the only one whose boxes may still be edited (a case in an open study is
+    # frozen, and its box edits are refused with 400)
+    free = case_with_series(truth=LEIOMYOMA, codes=("T2axi",), n_slices=4, size=16, seed=9)
+    series = [s for case in [free, *cases] for s in case.series.all()]
     TumourBox.objects.bulk_create(TumourBox(series=s, slice_index=1, x0=2, y0=3, x1=9, y1=12) for s in series)
     job = job_services.job_create(kind="worker_check", user=coordinator, enqueue=False)
     cohort = Cohort.objects.create(name="tiny-cohort", created_by=coordinator)
