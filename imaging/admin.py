@@ -3,6 +3,11 @@
 Coordinators (staff, in the Coordinator group) may view and edit these without per-model permissions:
 the role is the permission, as everywhere else. Deleting is left to admins. Writes go through the
 services, so the admin validates exactly as the pages do.
+
+A frozen case (issue 13, `imaging.frozen`) shows its truth and subtype, and everything of its series and
+boxes, read-only, with a line naming what freezes it and a link to its "Correct this case" page; nothing of
+it can be deleted here. The services refuse too (a tampered POST): a refused edit is shown as an error,
+Django's "changed successfully" is withheld and the admin log says what was refused, never "Changed".
 """
 
 import json
@@ -10,13 +15,54 @@ import json
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.urls import reverse
+from django.utils.html import format_html
 
 from accounts.roles import is_admin, is_coordinator
 from imaging import frozen, sequences, services
 from imaging.models import Case, CaseAudit, Cohort, CohortCase, ImportBatch, SequenceRuleSet, Series, TumourBox
 
 
+def _frozen_labels(request, case_id) -> list[str]:
+    """What freezes the case, asked once per request (the admin asks for read-only fields several times)."""
+    if case_id is None:
+        return []
+    cache = request.__dict__.setdefault("_frozen_labels", {})
+    if case_id not in cache:
+        cache[case_id] = frozen.frozen_labels(case_id)
+    return cache[case_id]
+
+
+def frozen_note(case) -> str:
+    """The read-only line on a frozen case's (or its series' and boxes') admin page: what freezes it, and where
+    a deliberate change is made instead. (A display callable gets no request, hence no cache here.)"""
+    labels = frozen.frozen_labels(case)
+    if not labels:
+        return "not frozen"
+    return format_html('{} is frozen by {}: its truth, subtype, series and boxes are read-only here. '
+                       '<a href="{}">Correct this case</a> (a correction with a reason, which marks them stale).',
+                       case.pseudonym, ", ".join(labels), reverse("imaging_case_correct", args=[case.pk]))
+
+
 class CoordinatorAdmin(admin.ModelAdmin):
+    def refuse(self, request, error: ValidationError, prefix: str = "") -> None:
+        """Show a service's refusal, and remember it: Django's success message is withheld for this request
+        and its admin log line says what was refused (``message_user``, ``log_change``)."""
+        text = prefix + "; ".join(error.messages)
+        request.__dict__.setdefault("_admin_refusals", []).append(text)
+        messages.error(request, text)
+
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs):
+        if level == messages.SUCCESS and request.__dict__.get("_admin_refusals"):
+            message, level = "Saved without the refused changes above.", messages.WARNING
+        return super().message_user(request, message, level, *args, **kwargs)
+
+    def log_change(self, request, obj, message):
+        refusals = request.__dict__.get("_admin_refusals")
+        if refusals:
+            message = "Refused: " + " | ".join(refusals)   # a plain-text change message, shown as is
+        return super().log_change(request, obj, message)
+
     def has_module_permission(self, request):
         return is_coordinator(request.user)
 
@@ -58,8 +104,14 @@ class SeriesInline(CoordinatorInline):
     readonly_fields = tuple(f for f in SERIES_FIELDS if f != "override_code")
     show_change_link = True
 
+    def get_readonly_fields(self, request, obj=None):
+        """``obj``: the case. A frozen case's series keep their sequence-code override too."""
+        if obj is not None and _frozen_labels(request, obj.pk):
+            return SERIES_FIELDS
+        return self.readonly_fields
+
     def has_delete_permission(self, request, obj=None):
-        return is_admin(request.user)
+        return is_admin(request.user) and not (obj is not None and _frozen_labels(request, obj.pk))
 
 
 class CaseAuditInline(CoordinatorInline):
@@ -90,13 +142,39 @@ class CaseAdmin(CoordinatorAdmin):
     def volume(self, case):
         return None if case.volume_ml is None else round(case.volume_ml, 1)
 
+    @admin.display(description="frozen")
+    def frozen_note(self, case):
+        return frozen_note(case)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return ("frozen_note", *fields) if obj is not None and _frozen_labels(request, obj.pk) else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and _frozen_labels(request, obj.pk):
+            return (*self.readonly_fields, "frozen_note", *services.FROZEN_FIELDS)
+        return self.readonly_fields
+
+    def has_delete_permission(self, request, obj=None):
+        """A frozen case is never deleted (its cohorts and studies hold it); admins may delete the others."""
+        return super().has_delete_permission(request, obj) and not (obj and _frozen_labels(request, obj.pk))
+
     def save_model(self, request, obj, form, change):
-        values = {f: form.cleaned_data[f] for f in services.CASE_FIELDS if f in form.changed_data}
+        """Through ``case_update`` (audited, refuses a frozen case's truth and subtype). Those two are read-only
+        on a frozen case's form, so a POST still carrying other values was tampered with: refused, said so."""
         case = Case.objects.get(pk=obj.pk)   # the stored values: the form has set its own on obj already
+        tampered = [name for name in services.FROZEN_FIELDS if name not in form.fields
+                    and request.POST.get(name, getattr(case, name)).strip() != getattr(case, name)]
+        if tampered:
+            try:
+                frozen.refuse_if_frozen(case)
+            except ValidationError as error:
+                self.refuse(request, error)
+        values = {f: form.cleaned_data[f] for f in services.CASE_FIELDS if f in form.changed_data}
         try:
-            services.case_update(case=case, by=request.user, **values)
+            services.case_update(case=case, by=request.user, **values)   # the rest, as a manifest would
         except ValidationError as error:
-            messages.error(request, "; ".join(error.messages))
+            self.refuse(request, error)
 
     def save_formset(self, request, form, formset, change):
         if formset.model is Series:
@@ -107,7 +185,7 @@ class CaseAdmin(CoordinatorAdmin):
                         services.series_override_set(series=series, user=request.user,
                                                      code=series_form.cleaned_data["override_code"])
                     except ValidationError as error:
-                        messages.error(request, "; ".join(error.messages))
+                        self.refuse(request, error, f"series {series.series_number}: ")
             formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []   # for the log
             return
         super().save_formset(request, form, formset, change)
@@ -118,8 +196,18 @@ class TumourBoxInline(CoordinatorInline):
     fields = ("slice_index", "x0", "y0", "x1", "y1", "source", "drawn_by")
     readonly_fields = ("source", "drawn_by")
 
+    def _frozen(self, request, series) -> bool:
+        """``series``: the inline's parent. Its frozen case's boxes are read-only, none added or deleted."""
+        return series is not None and bool(_frozen_labels(request, series.case_id))
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields if self._frozen(request, obj) else self.readonly_fields
+
     def has_add_permission(self, request, obj=None):
-        return is_coordinator(request.user)
+        return is_coordinator(request.user) and not self._frozen(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and not self._frozen(request, obj)
 
 
 @admin.register(Series)
@@ -149,6 +237,19 @@ class SeriesAdmin(CoordinatorAdmin):
     readonly_fields = tuple(f for f in fields if f != "override_code")
     inlines = [TumourBoxInline]
 
+    @admin.display(description="frozen")
+    def frozen_note(self, series):
+        return frozen_note(series.case)
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return ("frozen_note", *fields) if obj is not None and _frozen_labels(request, obj.case_id) else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and _frozen_labels(request, obj.case_id):
+            return (*self.fields, "frozen_note")
+        return self.readonly_fields
+
     @admin.display(description="volume metadata")
     def meta_summary(self, series):
         meta = series.meta or {}
@@ -170,7 +271,7 @@ class SeriesAdmin(CoordinatorAdmin):
 
     def has_delete_permission(self, request, obj=None):
         """A frozen case's series are taken off it only by a correction (the case page)."""
-        return super().has_delete_permission(request, obj) and not (obj and frozen.is_frozen(obj.case_id))
+        return super().has_delete_permission(request, obj) and not (obj and _frozen_labels(request, obj.case_id))
 
     def save_model(self, request, obj, form, change):
         if "override_code" in form.changed_data:
@@ -178,7 +279,7 @@ class SeriesAdmin(CoordinatorAdmin):
                 services.series_override_set(series=Series.objects.get(pk=obj.pk), user=request.user,
                                              code=form.cleaned_data["override_code"])
             except ValidationError as error:
-                messages.error(request, "; ".join(error.messages))
+                self.refuse(request, error, f"series {obj.series_number}: ")
 
     def save_formset(self, request, form, formset, change):
         for box_form in formset.forms:
@@ -191,7 +292,7 @@ class SeriesAdmin(CoordinatorAdmin):
                         services.box_delete(series=form.instance, slice_index=box_form.instance.slice_index,
                                             user=request.user)
                     except ValidationError as error:
-                        messages.error(request, "; ".join(error.messages))
+                        self.refuse(request, error, f"box on slice {box_form.instance.slice_index}: ")
                 continue
             try:
                 old_index = TumourBox.objects.filter(pk=box_form.instance.pk).values_list("slice_index", flat=True)
@@ -208,7 +309,7 @@ class SeriesAdmin(CoordinatorAdmin):
                     user=request.user,
                 )
             except ValidationError as error:
-                messages.error(request, f"box on slice {data['slice_index']}: {'; '.join(error.messages)}")
+                self.refuse(request, error, f"box on slice {data['slice_index']}: ")
 
 
 @admin.register(TumourBox)
@@ -218,10 +319,28 @@ class TumourBoxAdmin(CoordinatorAdmin):
     search_fields = ("series__case__pseudonym",)
     readonly_fields = ("series", "source", "drawn_by")
 
+    @admin.display(description="frozen")
+    def frozen_note(self, box):
+        return frozen_note(box.series.case)
+
+    def _frozen(self, request, box) -> bool:
+        return box is not None and bool(_frozen_labels(request, box.series.case_id))
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return ("frozen_note", *fields) if self._frozen(request, obj) else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        if self._frozen(request, obj):
+            return ("frozen_note", "series", "slice_index", "x0", "y0", "x1", "y1", "source", "drawn_by")
+        return self.readonly_fields
+
     def has_delete_permission(self, request, obj=None):
-        return super().has_delete_permission(request, obj) and not (obj and frozen.is_frozen(obj.series.case_id))
+        return super().has_delete_permission(request, obj) and not self._frozen(request, obj)
 
     def save_model(self, request, obj, form, change):
+        if not form.changed_data:
+            return   # a frozen box's page has nothing to change (and box_save would refuse it)
         try:
             services.box_save(
                 series=obj.series,
@@ -233,7 +352,7 @@ class TumourBoxAdmin(CoordinatorAdmin):
                 user=request.user,
             )
         except ValidationError as error:
-            messages.error(request, "; ".join(error.messages))
+            self.refuse(request, error)
 
 
 class RuleSetForm(forms.ModelForm):
@@ -304,6 +423,8 @@ class CohortAdmin(CoordinatorAdmin):
         "job",
         "created_by",
         "created_at",
+        "stale_since",   # set by a correction (imaging.services.case_correct) only: rebuild needed
+        "stale_reason",
     )
     fields = ("name", "description", *readonly_fields[1:])
     inlines = [CohortCaseInline]

@@ -34,7 +34,13 @@ from accounts.roles import COORDINATOR, is_coordinator
 from core.serializers import errors
 from imaging import importer_store, selectors, services
 from imaging.models import Series
-from imaging.serializers import BoxSerializer, CaseSerializer, SeriesMetaSerializer
+from imaging.serializers import (
+    BoxReasonSerializer,
+    BoxSerializer,
+    BoxWriteSerializer,
+    CaseSerializer,
+    SeriesMetaSerializer,
+)
 
 VOLUME_CACHE_SECONDS = 7 * 24 * 3600  # a stored volume never changes: its ETag is its content hash
 # A URL that names the content (?v=<first 16 hex digits of its SHA-256>, as the reader payload builds it)
@@ -189,15 +195,21 @@ def series_meta(request, pk: int):
     return response
 
 
+def _reason(request) -> str:
+    """The correction reason of a DELETE (JSON body {"reason": ...}; not in the URL, which access logs keep)."""
+    body = BoxReasonSerializer(data=request.data if hasattr(request.data, "get") else {})
+    return body.validated_data.get("reason", "") if body.is_valid() else ""
+
+
 def _coordinator_series(request, pk: int) -> Series:
     require_role(request.user, COORDINATOR, "tumour boxes are edited by coordinators")
     return _series_or_404(request.user, pk)
 
 
 @extend_schema(methods=["GET"], responses={200: BoxSerializer(many=True), **errors(403, 404)})
-@extend_schema(methods=["POST"], request=BoxSerializer, responses={201: BoxSerializer, **errors(400, 403, 404)})
+@extend_schema(methods=["POST"], request=BoxWriteSerializer, responses={201: BoxSerializer, **errors(400, 403, 404)})
 @extend_schema(methods=["DELETE"], parameters=[OpenApiParameter("slice_index", int, required=True)],
-               responses={204: None, **errors(400, 403, 404)})
+               request=BoxReasonSerializer, responses={204: None, **errors(400, 403, 404)})
 @api_view(["GET", "POST", "DELETE"])
 def series_boxes(request, pk: int):
     """A series' tumour boxes: list; draw one (replaces the slice's box); delete one (?slice_index=)."""
@@ -212,13 +224,14 @@ def series_boxes(request, pk: int):
                 {"slice_index": ["a whole number is required"]}, status=status.HTTP_400_BAD_REQUEST
             )
         try:
-            deleted = services.box_delete(series=series, slice_index=index, user=request.user)
+            deleted = services.box_delete(series=series, slice_index=index, user=request.user,
+                                          reason=_reason(request))
         except ValidationError as error:
             return Response({"detail": " ".join(error.messages)}, status=status.HTTP_400_BAD_REQUEST)
         if not deleted:
             raise NotFound("no box on this slice")
         return Response(status=status.HTTP_204_NO_CONTENT)
-    incoming = BoxSerializer(data=request.data)
+    incoming = BoxWriteSerializer(data=request.data)
     incoming.is_valid(raise_exception=True)
     try:
         box = services.box_save(series=series, user=request.user, **incoming.validated_data)

@@ -85,6 +85,11 @@ class UploadOptionsForm(forms.Form):
         "the files carry no Issuer of Patient ID and the manifest no institution. Required once the platform "
         "holds cases from more than one source: the same patient ID from two sources is two patients",
     )
+    unnamed_are_this_source = forms.BooleanField(
+        required=False, label="The cases imported without a source come from this source",
+        help_text="tick once, on the first import that names the source of the earlier unnamed imports: their "
+        "patients are then found by this source's imports instead of held for review",
+    )
 
 
 class CohortForm(forms.Form):

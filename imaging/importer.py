@@ -120,7 +120,7 @@ def _where(error: BaseException) -> str:
 
 
 def _run(job, ctx) -> None:
-    from jobs.services import JobCancelled, JobError
+    from jobs.services import JobError
 
     params = job.params
     batch, _ = ImportBatch.objects.get_or_create(
@@ -144,6 +144,7 @@ def _run(job, ctx) -> None:
         except ValueError as error:  # an unreadable DICOMDIR
             raise JobError(f"DICOMDIR refused: {type(error).__name__}") from None
         _use_upload_names(params, sources)
+        named = _name_unnamed_source(params)
         tally = Tally(
             files={f.index: f for f in sources.files},
             rejected=list(sources.rejected),
@@ -161,6 +162,8 @@ def _run(job, ctx) -> None:
         _audit_added(batch, tally)
         summary = _summary(batch, sources, tally, manifest_report, boxes_report)
         summary["source_name"] = params.get("source_name") or ""
+        if named:
+            summary["unnamed_cases_named"] = named
         batch.files_seen = len(sources.files) + len(sources.rejected)
         batch.files_imported = tally.imported_files
         batch.rejections = tally.rejected
@@ -176,13 +179,19 @@ def _run(job, ctx) -> None:
             summary["series"],
         )
         succeeded = True
-    except JobCancelled:
-        succeeded = None  # a cancelled job is not resumed: its upload goes too (series stored are kept)
-        raise
-    finally:
+    finally:  # a failed or cancelled import keeps its upload, to be resumed (or discarded: import_upload_discard)
         shutil.rmtree(work, ignore_errors=True)
-        _remove_upload(params, succeeded=succeeded is not False)
+        _remove_upload(params, succeeded=succeeded)
     _forget_paths(job)
+
+
+def upload_discard(job) -> bool:
+    """Delete the raw upload of a failed or cancelled import and forget its paths; True when there was one.
+    The caller (``services.import_upload_discard``) checks who and which job."""
+    had = bool(job.params.get("upload_dir")) and Path(job.params["upload_dir"]).exists()
+    _remove_upload(job.params, succeeded=False, discard=True)
+    _forget_paths(job)
+    return had
 
 
 def _forget_paths(job) -> None:
@@ -222,11 +231,12 @@ def _parse_companions(params: dict, error_class):
     return manifest, boxes
 
 
-def _remove_upload(params: dict, *, succeeded: bool) -> None:
-    """A web upload is deleted after a successful or cancelled import unless KEEP_RAW_UPLOADS (a failed
-    one is kept so that the job can be resumed). A folder named on the command line is never touched."""
+def _remove_upload(params: dict, *, succeeded: bool, discard: bool = False) -> None:
+    """A web upload is deleted after a successful import unless KEEP_RAW_UPLOADS (a failed or cancelled one is
+    kept so that the job can be resumed, until a coordinator discards it). A folder named on the command line is
+    never touched."""
     upload_dir = params.get("upload_dir")
-    if upload_dir and succeeded and not getattr(settings, "KEEP_RAW_UPLOADS", False):
+    if upload_dir and (discard or (succeeded and not getattr(settings, "KEEP_RAW_UPLOADS", False))):
         root = Path(settings.UPLOAD_ROOT).resolve()
         target = Path(upload_dir).resolve()
         if root in target.parents:
@@ -321,7 +331,7 @@ def _store_series(ctx, batch: ImportBatch, tally: Tally) -> None:
         if found is None:
             new_groups.append(group)
             continue
-        tally.placer.case_by_key.setdefault(group.first.key_hash, found.case_id)
+        tally.placer.key_to_case(group.first.key_hash, found.case_id)
         if found.import_batch_id == batch.pk:  # stored by an earlier run of this job
             tally.imported_files += len(group.outcomes)
             tally.series_done.append(found.pk)
@@ -449,6 +459,24 @@ def _safe_error(error: Exception) -> str:
     """Our own ValueErrors from imaging.volumes name shapes and counts, never header values."""
     text = str(error)
     return text if len(text) < 160 else text[:157] + "..."
+
+
+def _name_unnamed_source(params: dict) -> int:
+    """When the import says so, the cases imported with no source named get its source (before any file is
+    placed, so its patients find them); audited on each. Returns how many (0 on a resumed run: done before)."""
+    if not params.get("unnamed_are_this_source") or not params.get("source_name"):
+        return 0
+    from imaging.models import CaseAudit
+    from imaging.services import case_audit_record
+
+    with transaction.atomic():
+        cases = importer_cases.name_unnamed_source(params["source_name"])
+        for case in cases:
+            case_audit_record(case=case, action=CaseAudit.Action.DETAILS, reason="imported with no source named",
+                              before={"source": ""}, after={"source": params["source_name"]})
+    if cases:
+        log.info("%d cases imported with no source named now have the import's source", len(cases))
+    return len(cases)
 
 
 def _resolve_identity(tally: Tally, outcome: importer_files.FileOutcome) -> bool:

@@ -40,6 +40,24 @@ def platform_sources() -> list[str]:
     return sorted(set(Case.objects.values_list("issuer_hash", flat=True).distinct()))
 
 
+def name_unnamed_source(source_name: str) -> list[Case]:
+    """Give the cases imported with no source named (no issuer) the issuer ``source_name``: the coordinator says
+    they came from that source, so that its later imports find their patients (issue 13). Their identity becomes
+    (source, patient ID); the pseudonyms stay. Idempotent: the cases it renamed have an issuer afterwards.
+    Returns them (the caller audits)."""
+    secret = settings.PSEUDONYM_KEY
+    issuer = uids.issuer_hash(secret, source_name)
+    if not issuer:
+        raise ValueError("a source name is needed")
+    cases = list(Case.objects.select_for_update().filter(issuer_hash="").order_by("pk"))
+    for case in cases:
+        key_hash = case.identity_hash or case.source_key_hash
+        case.identity_hash = uids.patient_identity_hash(secret, key_hash, issuer)
+        case.issuer_hash = issuer
+        case.save(update_fields=["identity_hash", "issuer_hash"])
+    return cases
+
+
 def source_required_message(sources: int) -> str:
     return (f"the platform holds cases from {sources} sources: name the source of this import (source_name: "
             f"--source-name on the command line, the Source field of the upload page), so that patient IDs of "
@@ -143,7 +161,9 @@ class CasePlacer:
     def __init__(self, *, batch: ImportBatch, manifest=None):
         self.batch = batch
         self.events: dict[int, CaseEvent] = {}
-        self.case_by_key: dict[str, int] = {}  # patient key hash -> case pk (for the manifest and boxes)
+        # patient key hash -> case pk (for the manifest and boxes); None when one patient ID went to more than one
+        # case in this import (two issuers, or one study held apart): its manifest and box rows are ambiguous
+        self.case_by_key: dict[str, int | None] = {}
         self._decided: dict[tuple[str, str], Placement] = {}
         self._manifest_class: dict[str, str] = {}
         if manifest is not None:
@@ -177,7 +197,8 @@ class CasePlacer:
         return [e.as_dict() for e in sorted(self.events.values(), key=lambda e: (order[e.outcome], e.case))]
 
     def held_manifest_keys(self) -> set[str]:
-        return {k for k, pk in self.case_by_key.items() if self.events.get(pk) and self.events[pk].outcome == "held"}
+        return {k for k, pk in self.case_by_key.items()
+                if pk is not None and self.events.get(pk) and self.events[pk].outcome == "held"}
 
     # --- decisions -----------------------------------------------------------------------------------
 
@@ -187,8 +208,13 @@ class CasePlacer:
         placement = self._decided.get(key)
         if placement is None:
             placement = self._decided[key] = self._decide(outcome)
-            self.case_by_key.setdefault(outcome.key_hash, placement.case.pk)
+            self.key_to_case(outcome.key_hash, placement.case.pk)
         return placement
+
+    def key_to_case(self, key_hash: str, case_pk: int) -> None:
+        """Record that this import put files of the patient key into the case (None: more than one case)."""
+        if self.case_by_key.setdefault(key_hash, case_pk) != case_pk:
+            self.case_by_key[key_hash] = None
 
     def _candidates(self, identity: str) -> list[Case]:
         return list(Case.objects.filter(Q(source_key_hash=identity) | Q(identity_hash=identity)).order_by("pk"))
@@ -213,30 +239,47 @@ class CasePlacer:
                              reason=case.review_reason)
         existing = [c for c in candidates if not c.review_reason]
         if not existing and outcome.resolved_issuer:
-            legacy = Case.objects.usable().filter(source_key_hash=outcome.key_hash, identity_hash="").first()
-            if legacy is not None:  # imported before issuers were recorded: it may be this patient, or not
-                reason = ("the existing case was imported before issuers of patient IDs were recorded (same patient "
-                          "ID, issuer unknown)")
+            legacy = Case.objects.usable().filter(source_key_hash=outcome.key_hash, issuer_hash="").first()
+            if legacy is not None:  # imported with no source named: it may be this patient, or not
+                when = ("before issuers of patient IDs were recorded" if not legacy.identity_hash
+                        else "with no source named")
+                reason = (f"the existing case was imported {when} (same patient ID, source unknown); if the cases "
+                          f"imported without a source came from this one, say so on the next import "
+                          f"(--unnamed-are-this-source) and resolve this study as the same patient")
                 held = self._create(outcome, review_of=legacy, reason=reason)
                 return Placement(held, "held", target=legacy, reason=reason)
         if not existing:
             case = self._create(outcome)
             return Placement(case, "created")
         freezes = frozen.frozen_by([c.pk for c in existing])
-        first_reasons: list[str] = []
-        for case in existing:
-            reasons = self._conflicts(case, outcome)
-            if case.pk in freezes:
-                reasons.append(f"the case is frozen in {', '.join(freezes[case.pk])}")
-            if not reasons:
-                self._complete_demographics(case, outcome)
-                return Placement(case, "added")
-            if case is existing[0]:
-                first_reasons = reasons
+        reasons = {c.pk: self._conflicts(c, outcome) + ([f"the case is frozen in {', '.join(freezes[c.pk])}"]
+                                                         if c.pk in freezes else []) for c in existing}
+        fits = [c for c in existing if not reasons[c.pk]]
+        if len(existing) > 1:  # "new patient" was decided before: several cases share this identity
+            others = [c for c in existing if c not in fits]
+            if len(fits) == 1 and all(self._demographics_differ(c, outcome) for c in others):
+                return self._add(fits[0], outcome)
+            target = fits[0] if fits else existing[0]
+            reason = (f"{len(existing)} cases have this patient identity ({', '.join(c.pseudonym for c in existing)}, "
+                      f"resolved earlier as different patients) and the files do not tell which one it is")
+            held = self._create(outcome, review_of=target, reason=reason)
+            return Placement(held, "held", target=target, reason=reason)
+        if fits:
+            return self._add(fits[0], outcome)
         target = existing[0]
-        reason = "; ".join(first_reasons)
+        reason = "; ".join(reasons[target.pk])
         held = self._create(outcome, review_of=target, reason=reason)
         return Placement(held, "held", target=target, reason=reason)
+
+    def _add(self, case: Case, outcome) -> Placement:
+        self._complete_demographics(case, outcome)
+        return Placement(case, "added")
+
+    @staticmethod
+    def _demographics_differ(case: Case, outcome) -> bool:
+        """True when the files' sex or birth date differs from the case's: positive evidence of another person."""
+        return any(getattr(case, n) and getattr(outcome, n) and getattr(case, n) != getattr(outcome, n)
+                   for n in ("sex_hash", "birth_date_hash"))
 
     def _complete_demographics(self, case: Case, outcome) -> None:
         changes = {name: getattr(outcome, name) for name in ("sex_hash", "birth_date_hash")

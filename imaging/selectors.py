@@ -7,6 +7,8 @@ imports no app above it (docs/architecture.md).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from accounts.roles import is_coordinator
@@ -132,6 +134,13 @@ def import_batches_visible_to(user) -> QuerySet[ImportBatch]:
         return ImportBatch.objects.none()
     return ImportBatch.objects.select_related("job", "created_by").annotate(
         held_count=Count("cases", filter=~Q(cases__review_reason=""), distinct=True))
+
+
+def import_upload_kept(batch: ImportBatch) -> bool:
+    """True when a failed or cancelled web import still keeps its raw upload (for a resume, or to discard)."""
+    job = batch.job
+    return bool(job is not None and job.params.get("upload_dir") and job.status in ("failed", "cancelled")
+                and Path(job.params["upload_dir"]).exists())
 
 
 def held_imports(user, batch: ImportBatch | None = None) -> QuerySet[Case]:

@@ -21,6 +21,18 @@ class BoxSerializer(serializers.Serializer):
     source = serializers.CharField(read_only=True)
 
 
+class BoxReasonSerializer(serializers.Serializer):
+    """Why a box of a frozen case is removed (an audited correction); optional elsewhere."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class BoxWriteSerializer(BoxSerializer):
+    """A box to draw; ``reason`` is required on a frozen case, where the change is an audited correction."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, write_only=True)
+
+
 class CaseSeriesSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="pk")
     sequence_code = serializers.CharField()

@@ -7,6 +7,7 @@ Messages name the field, line or series and the reason, never an identifying val
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from core.constants import CASE_ATTRIBUTES, CLASS_CHOICES, SEQUENCE_CODES, UNUSE
 from imaging import frozen, importer_manifest, sequences
 from imaging.models import Case, CaseAudit, Cohort, ImportBatch, SequenceRuleSet, Series, TumourBox
 from imaging.uids import patient_key_hash
+
+log = logging.getLogger(__name__)
 
 PSEUDONYM_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud without mistakes
 PSEUDONYM_LENGTH = 8
@@ -75,6 +78,15 @@ def case_get_or_create(
 
 def _user(by):
     return by if by is not None and getattr(by, "is_authenticated", False) else None
+
+
+def require_coordinator(by, what: str) -> None:
+    """Refuse a write on frozen or held cases by anyone but a signed-in coordinator (or admin): the views check
+    the role too, this keeps the rule where the write is, for the command line and any later caller."""
+    from accounts.roles import is_coordinator
+
+    if _user(by) is None or not is_coordinator(by):
+        raise ValidationError({"by": f"{what} is made by a signed-in coordinator"})
 
 
 def case_audit_record(*, case: Case, action: str, before: dict | None = None, after: dict | None = None,
@@ -158,8 +170,7 @@ def case_correct(*, case: Case, reason: str, by, truth=_UNCHANGED, subtype=_UNCH
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": "a correction needs a reason (it is kept in the case's audit trail)"})
-    if _user(by) is None:
-        raise ValidationError({"by": "a correction is made by a signed-in coordinator"})
+    require_coordinator(by, "a correction")
     case = Case.objects.select_for_update().get(pk=case.pk)
     before, after = {}, {}
     if truth is not _UNCHANGED and (truth or "") != case.truth:
@@ -181,15 +192,8 @@ def case_correct(*, case: Case, reason: str, by, truth=_UNCHANGED, subtype=_UNCH
     summary = "; ".join(
         [f"{name} {before[name] or '(none)'} → {after[name] or '(none)'}" for name in ("truth", "subtype")
          if name in before] + ([f"{len(removed)} series removed"] if removed else []))
-    stale_text = f"{case.pseudonym} corrected on {now:%Y-%m-%d} ({summary}): {reason}"
-    cohorts = list(Cohort.objects.select_for_update().filter(frozen=True, members__case=case).order_by("name"))
-    affected = [f"cohort {c.name}" for c in cohorts]
-    for cohort in cohorts:
-        cohort.stale_since = cohort.stale_since or now
-        cohort.stale_reason = "\n".join(filter(None, [cohort.stale_reason, stale_text]))
-        cohort.save(update_fields=["stale_since", "stale_reason"])
-    for marker in frozen.stale_markers():
-        affected += marker(case_ids=[case.pk], cohort_ids=[c.pk for c in cohorts], reason=stale_text, at=now)
+    affected = mark_built_on_stale(case, f"{case.pseudonym} corrected on {now:%Y-%m-%d} ({summary}): {reason}",
+                                   at=now)
     for name in ("truth", "subtype"):
         if name in after:
             setattr(case, name, after[name])
@@ -202,6 +206,21 @@ def case_correct(*, case: Case, reason: str, by, truth=_UNCHANGED, subtype=_UNCH
     audit = case_audit_record(case=case, action=CaseAudit.Action.CORRECTED, by=by, reason=reason,
                               before=before, after={**after, "affected": affected})
     return Correction(case=case, before=before, after=after, affected=affected, audit=audit)
+
+
+def mark_built_on_stale(case: Case, text: str, *, at) -> list[str]:
+    """Mark stale every frozen cohort holding the case, and (through ``imaging.frozen``'s registry) every
+    evaluation and reader study on it; ``text`` says what changed. Returns their labels. Call it inside the
+    transaction of the change, before the case changes (a study freezes the truth it had first)."""
+    cohorts = list(Cohort.objects.select_for_update().filter(frozen=True, members__case=case).order_by("name"))
+    for cohort in cohorts:
+        cohort.stale_since = cohort.stale_since or at
+        cohort.stale_reason = "\n".join(filter(None, [cohort.stale_reason, text]))
+        cohort.save(update_fields=["stale_since", "stale_reason"])
+    affected = [f"cohort {c.name}" for c in cohorts]
+    for marker in frozen.stale_markers():
+        affected += marker(case_ids=[case.pk], cohort_ids=[c.pk for c in cohorts], reason=text, at=at)
+    return affected
 
 
 def case_correct_truth(*, case: Case, truth: str, reason: str, by, subtype=_UNCHANGED) -> Correction:
@@ -242,12 +261,14 @@ def import_params(
     upload_dir: Path | None = None,
     workers: int | None = None,
     source_name: str = "",
+    unnamed_are_this_source: bool = False,
 ) -> dict:
     """The params of an "import_dicom" job, checked. ``label`` says what was imported, never a path.
 
     ``source_name`` names where the files come from (a site code such as "site-B"): the issuer of their patient IDs
     when the files carry no Issuer of Patient ID and the manifest no institution (``importer_cases``). It is
-    required once the platform holds cases from more than one source."""
+    required once the platform holds cases from more than one source. ``unnamed_are_this_source`` says that the
+    cases imported so far with no source named came from this one (``importer_cases.name_unnamed_source``)."""
     source = Path(source)
     if not source.exists():
         raise ValidationError({"source": "does not exist"})
@@ -255,6 +276,8 @@ def import_params(
     source_name = " ".join(str(source_name or "").split())
     if len(source_name) > 64:
         raise ValidationError({"source_name": "at most 64 characters (a site code, e.g. site-B)"})
+    if unnamed_are_this_source and not source_name:
+        raise ValidationError({"source_name": "name the source that the cases imported without one came from"})
     if not source_name and not _manifest_names_every_institution(manifest):
         from imaging.importer_cases import platform_sources, source_required_message
 
@@ -276,6 +299,7 @@ def import_params(
         "label": (label or f"import of a {kind}")[:255],
         "workers": workers,
         "source_name": source_name,
+        "unnamed_are_this_source": bool(unnamed_are_this_source),
     }
 
 
@@ -292,6 +316,29 @@ def import_start(*, user=None, **kwargs):
     from jobs.services import job_create
 
     return job_create(kind="import_dicom", params=import_params(**kwargs), user=user)
+
+
+def import_upload_discard(*, job, by) -> bool:
+    """Discard the raw upload that a failed or cancelled web import keeps for a resume (it holds the files as sent,
+    identifying data included): the files go, the job forgets its paths and can no longer be resumed; what the
+    import stored (de-identified series) stays. Coordinators only. Returns whether an upload was deleted."""
+    from imaging import importer
+    from jobs.models import NOT_RESUMABLE, Job, JobStatus
+
+    require_coordinator(by, "discarding an upload")
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=getattr(job, "pk", job))
+        if job.kind != "import_dicom" or not job.params.get("upload_dir"):
+            raise ValidationError(f"job {job.pk} is not a web upload's import")
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) or job.worker_lost:
+            raise ValidationError(f"job {job.pk} is {job.display_status}: only a failed or cancelled import's "
+                                  f"upload can be discarded (cancel it first)")
+        had = importer.upload_discard(job)
+        job.refresh_from_db()
+        job.params = {**job.params, NOT_RESUMABLE: "its upload was discarded; upload the files again"}
+        job.save(update_fields=["params"])
+    log.info("upload of import job %s discarded by user %s", job.pk, by.pk)
+    return had
 
 
 def upload_dir_new() -> Path:
@@ -324,6 +371,11 @@ def manifest_apply(*, parsed: importer_manifest.Parsed, cases_by_key: dict | Non
     applied, unmatched, refused = 0, [], []
     case_of_key = _case_ids_for_keys({row.patient_key for row in parsed.rows}, cases_by_key, identity)
     for row in parsed.rows:
+        if row.patient_key in case_of_key and case_of_key[row.patient_key] is None:
+            refused.append(f"line {row.line}: this import put the patient's files into more than one case (two "
+                           f"issuers of the same patient ID, or a study held for review): the row was not applied; "
+                           f"set its values on each case's page")
+            continue
         case = Case.objects.filter(pk=case_of_key.get(row.patient_key)).first()
         if case is None:
             unmatched.append(row.line)
@@ -345,7 +397,9 @@ def manifest_apply(*, parsed: importer_manifest.Parsed, cases_by_key: dict | Non
         "ignored_columns": parsed.ignored_columns,
     }
     if refused:
-        report["frozen_refused"] = refused[:200]
+        report["frozen_refused"] = [r for r in refused if "frozen by" in r][:200]
+        report["ambiguous"] = [r for r in refused if "frozen by" not in r][:200]
+        report = {k: v for k, v in report.items() if v != []}
     return report
 
 
@@ -378,12 +432,15 @@ def boxes_apply(*, parsed: importer_manifest.Parsed, cases_by_key: dict | None =
         (b.series_id, b.slice_index): b
         for b in TumourBox.objects.filter(series__case_id__in=case_ids.values())
     }
-    frozen_cases = frozen.frozen_by(case_ids.values())
+    frozen_cases = frozen.frozen_by([pk for pk in case_ids.values() if pk is not None])
     created, updated, kept_drawn, problems = {}, [], 0, []
     for row in parsed.rows:
         case_id = case_ids.get(row.patient_key)
         if case_id is None:
-            problems.append(f"line {row.line}: no case for this patient (not imported)")
+            why = ("this import put the patient's files into more than one case (two issuers of the same patient "
+                   "ID, or a study held for review): draw the box on the case's page" if row.patient_key in case_ids
+                   else "no case for this patient (not imported)")
+            problems.append(f"line {row.line}: {why}")
             continue
         if case_id in frozen_cases:
             problems.append(f"line {row.line}: the case is frozen by {', '.join(frozen_cases[case_id])}: "
@@ -443,9 +500,27 @@ def _box_record(box: TumourBox) -> dict:
             "box": [box.x0, box.y0, box.x1, box.y1], "source": box.source}
 
 
-def box_save(*, series: Series, slice_index: int, x0: int, y0: int, x1: int, y1: int, user=None) -> TumourBox:
-    """Store the box a coordinator drew on one slice (replacing that slice's box); refused on a frozen case;
-    audited."""
+def _box_correction(series: Series, slice_index: int, *, reason: str, user, what: str) -> None:
+    """On a frozen case a box change is a correction (issue 13): refused without a reason; with one, by a
+    coordinator only, and every cohort, evaluation and study built on the case is marked stale first."""
+    labels = frozen.frozen_labels(series.case)
+    if not labels:
+        return
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError(frozen.frozen_message(series.case, labels, "changed (its tumour boxes included)")
+                              + "; to correct a box, give the reason", code="frozen")
+    require_coordinator(user, "a box correction")
+    now = timezone.now()
+    mark_built_on_stale(series.case, f"{series.case.pseudonym} corrected on {now:%Y-%m-%d} ({what} on slice "
+                                     f"{slice_index + 1} of series {series.series_number or series.pk}): {reason}",
+                        at=now)
+
+
+def box_save(*, series: Series, slice_index: int, x0: int, y0: int, x1: int, y1: int, user=None,
+             reason: str = "") -> TumourBox:
+    """Store the box a coordinator drew on one slice (replacing that slice's box); audited. On a frozen case it is
+    a correction: refused without a ``reason`` (``_box_correction``)."""
     errors = {}
     if not 0 <= slice_index < series.n_slices:
         errors["slice_index"] = f"must be between 0 and {series.n_slices - 1}"
@@ -455,8 +530,8 @@ def box_save(*, series: Series, slice_index: int, x0: int, y0: int, x1: int, y1:
         errors["y"] = f"need 0 ≤ y0 < y1 ≤ {series.rows}"
     if errors:
         raise ValidationError(errors)
-    frozen.refuse_if_frozen(series.case, "changed (its tumour boxes included)")
     with transaction.atomic():
+        _box_correction(series, slice_index, reason=reason, user=user, what="box drawn")
         old = TumourBox.objects.select_for_update().filter(series=series, slice_index=slice_index).first()
         before = _box_record(old) if old else {}
         box, created = TumourBox.objects.update_or_create(
@@ -471,22 +546,23 @@ def box_save(*, series: Series, slice_index: int, x0: int, y0: int, x1: int, y1:
                 "drawn_by": _user(user),
             },
         )
-        case_audit_record(case=series.case, by=user, before=before, after=_box_record(box),
+        case_audit_record(case=series.case, by=user, before=before, after=_box_record(box), reason=reason,
                           action=CaseAudit.Action.BOX_ADDED if created else CaseAudit.Action.BOX_CHANGED)
     return box
 
 
-def box_delete(*, series: Series, slice_index: int, user=None) -> bool:
-    """Delete one slice's box; refused on a frozen case; audited."""
+def box_delete(*, series: Series, slice_index: int, user=None, reason: str = "") -> bool:
+    """Delete one slice's box; audited; on a frozen case a correction that needs a ``reason``."""
     box = TumourBox.objects.filter(series=series, slice_index=slice_index).first()
     if box is None:
         return False
-    frozen.refuse_if_frozen(series.case, "changed (its tumour boxes included)")
     with transaction.atomic():
+        _box_correction(series, slice_index, reason=reason, user=user, what="box removed")
         before = _box_record(box)
         deleted, _ = TumourBox.objects.filter(pk=box.pk).delete()
         if deleted:
-            case_audit_record(case=series.case, action=CaseAudit.Action.BOX_REMOVED, by=user, before=before)
+            case_audit_record(case=series.case, action=CaseAudit.Action.BOX_REMOVED, by=user, before=before,
+                              reason=reason)
     return bool(deleted)
 
 

@@ -12,6 +12,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from imaging import frozen
 from imaging.models import Case, CaseAudit, Series
@@ -25,26 +26,23 @@ _FILLABLE = ("truth", "subtype", "institution", "length_mm", "width_mm", "height
              "irregular_margin", "sex_hash", "birth_date_hash")
 
 
-def _user(by):
-    return by if by is not None and getattr(by, "is_authenticated", False) else None
-
-
 @transaction.atomic
 def import_review_resolve(*, case: Case, decision: str, by, reason: str = "") -> Case:
     """Resolve a held import. ``decision`` "new": the held study is a patient of its own, its case is released
     (kept under its own pseudonym, with the manifest values it got). "same": its series (with their boxes) join
     the existing case, which keeps its own ground truth and values (empty ones are filled from the held case),
-    and the held case is removed. Refused when the existing case is frozen (a cohort or an opened study: nothing
-    may change its series), and for a case that is not held. Audited on the case that remains. Returns it."""
+    and the held case is removed. When the existing case is frozen (a cohort or an opened study), "same" is a
+    correction of it: it needs a reason, and every cohort, evaluation and study built on the case is marked stale
+    (``imaging.services.mark_built_on_stale``), as for any correction. Refused for a case that is not held.
+    Audited on the case that remains. Returns it."""
+    from imaging.services import case_audit_record, mark_built_on_stale, require_coordinator
+
     if decision not in DECISIONS:
         raise ValidationError({"decision": f"one of {', '.join(DECISIONS)}"})
-    if _user(by) is None:
-        raise ValidationError({"by": "a review is resolved by a signed-in coordinator"})
+    require_coordinator(by, "a review decision")
     held = Case.objects.select_for_update().filter(pk=getattr(case, "pk", case)).first()
     if held is None or not held.review_reason:
         raise ValidationError("this case is not held for review (already resolved?)")
-    from imaging.services import case_audit_record
-
     series = list(held.series.order_by("series_number", "pk").values("pk", "series_number"))
     record = {"held_case": held.pseudonym, "series": [s["pk"] for s in series],
               "held_because": held.review_reason, "decision": DECISIONS[decision]}
@@ -59,14 +57,20 @@ def import_review_resolve(*, case: Case, decision: str, by, reason: str = "") ->
     target = Case.objects.select_for_update().get(pk=target.pk)
     labels = frozen.frozen_labels(target)
     if labels:
-        raise ValidationError(
-            f"{target.pseudonym} is frozen by {', '.join(labels)}: no series can join it. Resolve the held "
-            f"study as a new patient, or correct the frozen case first (“correct this case” on its page)",
-            code="frozen")
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValidationError(
+                {"reason": f"{target.pseudonym} is frozen by {', '.join(labels)}: adding the held study's series "
+                           f"to it is a correction, which needs a reason (what is built on it is marked stale)"},
+                code="frozen")
+        now = timezone.now()
+        record["affected"] = mark_built_on_stale(
+            target, f"{target.pseudonym} corrected on {now:%Y-%m-%d} ({len(series)} series of held study "
+                    f"{held.pseudonym} added): {reason}", at=now)
     before = {"series": target.series.count()}
     Series.objects.filter(case=held).update(case=target)
     filled = {}
-    if not target.identity_hash:  # a case from before issuers: it is now known under the held study's identity too
+    if not target.issuer_hash and held.issuer_hash:  # a case with no issuer: now known under the held identity
         target.identity_hash = held.identity_hash
         target.issuer_hash = held.issuer_hash
         target.save(update_fields=["identity_hash", "issuer_hash"])

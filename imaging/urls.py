@@ -14,6 +14,7 @@ urlpatterns = [
     path("imaging/import/", views_upload.upload, name="imaging_upload"),
     path("imaging/imports/", views.import_list, name="imaging_import_list"),
     path("imaging/imports/<int:pk>/", views.import_detail, name="imaging_import_detail"),
+    path("imaging/imports/<int:pk>/discard-upload/", views.import_upload_discard, name="imaging_import_upload_discard"),
     path("imaging/imports/held/<int:pk>/resolve/", views.import_review_resolve, name="imaging_import_review_resolve"),
     path("imaging/cohorts/", views.cohort_list, name="imaging_cohort_list"),
     path("imaging/cohorts/<int:pk>/build/", views.cohort_build, name="imaging_cohort_build"),

@@ -110,6 +110,7 @@ def series_detail(request, pk: int):
             "override_form": OverrideForm(initial={"override_code": series.override_code}),
             "attributes": {k: v for k, v in (series.attributes or {}).items() if k != "flags"},
             "flags": (series.attributes or {}).get("flags", {}),
+            "frozen_by": frozen.frozen_labels(series.case),
         },
     )
 
@@ -236,8 +237,29 @@ def import_detail(request, pk: int):
             "series": batch.series.select_related("case").order_by("case__pseudonym", "series_number")[:500],
             "patients": (batch.summary or {}).get("patients") or [],
             "held": selectors.held_imports(request.user, batch),
+            "upload_kept": selectors.import_upload_kept(batch),
         },
     )
+
+
+@coordinator_required
+@require_POST
+def import_upload_discard(request, pk: int):
+    """Discard the raw upload a failed or cancelled import keeps for a resume (``services.import_upload_discard``)."""
+    batch = found_or_404(selectors.import_batches_visible_to(request.user).get, pk=pk, message="no such import")
+    try:
+        if batch.job is None:
+            raise ValidationError("this import has no job")
+        if request.POST.get("confirm") != "yes":
+            raise ValidationError("tick “I will not resume this import” to discard its upload")
+        services.import_upload_discard(job=batch.job, by=request.user)
+    except ValidationError as error:
+        for message in _errors(error):
+            messages.error(request, message)
+    else:
+        messages.success(request, "the upload was discarded: its files are deleted and the job can no longer be "
+                                  "resumed; what it imported is kept")
+    return redirect("imaging_import_detail", pk=batch.pk)
 
 
 @coordinator_required

@@ -238,6 +238,7 @@ def _upload_post(request, handler: DiskUploadHandler):
             label=f"{label} ({what})",
             upload_dir=dest,
             source_name=form.cleaned_data["source_name"],
+            unnamed_are_this_source=form.cleaned_data["unnamed_are_this_source"],
             user=request.user,
         )
     except ValidationError as error:

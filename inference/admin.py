@@ -8,8 +8,9 @@ from jobs.admin import JobProductAdmin, page_column
 class EvaluationAdmin(JobProductAdmin):
     list_display = ("name", "training_run", "status", "chosen_subset", "job", "created_at", "page")
     list_filter = ("status",)
+    # stale_*: set by a correction of one of its cases (imaging.services.case_correct), never by hand
     readonly_fields = ("training_run", "job", "status", "config", "chosen_subset", "results", "store_path",
-                       "created_by", "created_at")
+                       "created_by", "created_at", "stale_since", "stale_reason")
     start_url_name = "inference_evaluation_start"
     page = page_column("inference_evaluation", "results", "evaluation page")
 

@@ -18,6 +18,7 @@ from django.db.models import QuerySet
 
 from accounts.roles import is_admin, is_coordinator
 from core.constants import SEQUENCE_CODES
+from imaging.models import CohortCase
 from inference import store
 from inference.models import CaseAIResult, Evaluation
 
@@ -70,20 +71,22 @@ def top_table(evaluation: Evaluation, kind: str = "ensemble") -> list[dict]:
 def case_result_table(evaluation: Evaluation) -> dict:
     """Per-case table of an evaluation: {"codes": the sequence columns any case has, "rows": [...]}.
 
-    Each row: the case, truth, fold, sarcoma likelihood %, per-sequence % aligned with "codes" (None where the
-    case lacks the sequence), is_deployment, and ``missed``: more than half of the ensembles call the wrong
-    class (METHOD §12's DNN miss); None without ground truth.
+    Each row: the case, truth (the cohort's frozen truth; a deployment case's own), fold, sarcoma likelihood %,
+    per-sequence % aligned with "codes" (None where the case lacks the sequence), is_deployment, and ``missed``:
+    more than half of the ensembles call the wrong class (METHOD §12's DNN miss); None without ground truth.
     """
-    fold_of = {}
+    fold_of, frozen_truth = {}, {}
     run = evaluation.training_run
     if run is not None and hasattr(run.cohort, "fold_split"):
         fold_of = {int(k): int(v) for k, v in run.cohort.fold_split.assignment.items()}
+    if run is not None:  # the truth the evaluation was computed with (a later correction marks it stale instead)
+        frozen_truth = dict(CohortCase.objects.filter(cohort_id=run.cohort_id).values_list("case_id", "truth"))
     results = list(evaluation.case_results.select_related("case").order_by("is_deployment", "case__pseudonym"))
     present = set().union(*(r.per_sequence.keys() for r in results)) if results else set()
     codes = [code for code in SEQUENCE_CODES if code in present]
     rows = []
     for result in results:
-        truth = result.case.truth
+        truth = frozen_truth.get(result.case_id, result.case.truth)
         wrong_percent = 100.0 - result.likelihood if truth == "sarcoma" else result.likelihood
         missed = None if not truth else wrong_percent > 50.0
         rows.append({"case": result.case, "truth": truth, "fold": fold_of.get(result.case_id),

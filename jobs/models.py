@@ -108,6 +108,8 @@ class JobStatus(models.TextChoices):
 # carry patient names (/data/DOE_JANE/...), so they never leave the server (the job API hides them; a
 # successful import removes them).
 PATH_PARAMS = ("source", "manifest", "boxes", "upload_dir")
+# A param that says why a failed or cancelled job can no longer be resumed (its input was discarded).
+NOT_RESUMABLE = "not_resumable"
 
 
 class Job(Claimable):
@@ -139,7 +141,10 @@ class Job(Claimable):
 
     @property
     def can_resume(self) -> bool:
-        """A failed or cancelled job, or one whose worker was lost: its runner skips the finished work."""
+        """A failed or cancelled job, or one whose worker was lost: its runner skips the finished work. Not one
+        whose input was discarded (``NOT_RESUMABLE`` in its params)."""
+        if (self.params or {}).get(NOT_RESUMABLE):
+            return False
         return self.worker_lost or self.status in (JobStatus.FAILED, JobStatus.CANCELLED)
 
     @property

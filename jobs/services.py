@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from core.env import require_secrets
 from jobs import claims, registry
-from jobs.models import Job, JobStatus
+from jobs.models import NOT_RESUMABLE, Job, JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,13 @@ def job_cancel(*, job: Job) -> Job:
     return job
 
 
-def job_resume(*, job: Job) -> Job:
-    """Run a job again that failed, was cancelled or whose worker was lost; finished work is not redone."""
+def job_resume(*, job: Job, enqueue: bool = True) -> Job:
+    """Run a job again that failed, was cancelled or whose worker was lost; finished work is not redone.
+    ``enqueue=False`` leaves it queued for the caller to run here (``job resume --inline``)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
+        if (job.params or {}).get(NOT_RESUMABLE):
+            raise JobError(f"job {job.pk} cannot be resumed: {job.params[NOT_RESUMABLE]}")
         if not job.can_resume:
             raise JobError(f"job {job.pk} is {job.display_status}: only a failed or cancelled job, or one whose "
                            "worker was lost, can be resumed")
@@ -104,7 +107,8 @@ def job_resume(*, job: Job) -> Job:
         job.finished_at = None
         job.step = "queued again (resume)"
         job.save()
-        job_enqueue(job=job)
+        if enqueue:
+            job_enqueue(job=job)
     return job
 
 

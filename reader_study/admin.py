@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 
 from accounts.roles import is_coordinator
 from imaging.admin import CoordinatorAdmin
+from imaging.models import Case
 from reader_study import services
 from reader_study.models import (
     Assignment,
@@ -90,7 +91,10 @@ class StudyAdmin(RoleAdmin):
     filter_horizontal = ("cases",)
     inlines = [EnrollmentInline, StudyEventInline]
     actions = ["open_studies", "close_studies", "apply_descriptor_consensus"]
-    readonly_fields = ("status", "seed", "created_by", "created_at", "opened_at", "closed_at")
+    # stale_*: set by a correction (imaging.services.case_correct), cleared by adopting the corrected truth
+    # (services.study_truth_adopt, on the study's page), never by hand
+    readonly_fields = ("status", "seed", "created_by", "created_at", "opened_at", "closed_at", "stale_since",
+                       "stale_reason")
 
     def has_delete_permission(self, request, obj=None):
         return is_coordinator(request.user) and (obj is None or obj.status == Study.Status.DRAFT)
@@ -100,6 +104,12 @@ class StudyAdmin(RoleAdmin):
         if obj is not None and obj.status != Study.Status.DRAFT:
             fixed += ["cases", "cohort", "evaluation", "washout_days"]   # the readers are reading these
         return fixed
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        """The cases picker offers usable cases only: a study held for import review is not a case yet."""
+        if db_field.name == "cases":
+            kwargs["queryset"] = Case.objects.usable()
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def save_model(self, request, obj, form, change):
         if not change:

@@ -2,8 +2,13 @@
 
 imaging cannot import reader_study (layers), so `ReaderStudyConfig.ready()` registers these two functions with
 `imaging.frozen`: a study that is no longer a draft freezes its cases, and a correction of one of them marks the
-study stale.
+study stale. `truth_drift` says where the truth frozen with a study now differs from the cases' (corrected)
+truth: what `services.study_truth_adopt` would adopt.
 """
+
+from dataclasses import dataclass
+
+from django.db.models import F, Q
 
 from reader_study.models import Study
 
@@ -54,3 +59,27 @@ def mark_studies_stale(*, case_ids, cohort_ids, reason: str, at) -> list[str]:
         study.stale_reason = "\n".join(filter(None, [study.stale_reason, reason]))
         study.save(update_fields=["stale_since", "stale_reason"])
     return [f"study {s.name}" for s in studies]
+
+
+@dataclass(frozen=True)
+class TruthDrift:
+    """One case of a study whose frozen truth (``StudyCaseTruth``) is no longer the case's live truth."""
+
+    case_id: int
+    pseudonym: str
+    frozen_truth: str
+    frozen_subtype: str
+    truth: str
+    subtype: str
+
+
+def truth_drift(study: Study) -> list[TruthDrift]:
+    """The study's cases whose frozen truth or subtype differs from the live ``Case`` values (after a
+    correction), by pseudonym. One query. Cases without a frozen row (a draft study) are not listed."""
+    from reader_study.models import StudyCaseTruth
+
+    rows = (StudyCaseTruth.objects.filter(study=study, case__in=study.cases.all())
+            .filter(~Q(truth=F("case__truth")) | ~Q(subtype=F("case__subtype")))
+            .order_by("case__pseudonym")
+            .values_list("case_id", "case__pseudonym", "truth", "subtype", "case__truth", "case__subtype"))
+    return [TruthDrift(*row) for row in rows]

@@ -26,7 +26,7 @@ from imaging.services import case_audit_record
 from inference.models import Evaluation
 from reader_study import selectors
 from reader_study.consensus import k_of_n
-from reader_study.freezes import freeze_truths
+from reader_study.freezes import TruthDrift, freeze_truths, truth_drift
 from reader_study.models import (
     DESCRIPTORS,
     EXAMS,
@@ -39,6 +39,7 @@ from reader_study.models import (
     Read,
     ReadAudit,
     Study,
+    StudyCaseTruth,
     StudyEvent,
 )
 from reader_study.worklists import draw_worklist, worklist_seed
@@ -135,6 +136,11 @@ def _check_openable(study: Study) -> None:
     summary = selectors.study_case_summary(study)
     if summary["cases"] == 0:
         raise ValidationError({"cases": "the study has no cases"})
+    held = list(study.cases.exclude(review_reason="").order_by("pseudonym").values_list("pseudonym", flat=True))
+    if held:   # held for import review (issue 13): maybe two patients in one case; not readable until resolved
+        raise ValidationError({"cases": f"{len(held)} case(s) are held for review on their import's page: "
+                                        f"{', '.join(held[:10])}{' …' if len(held) > 10 else ''}; resolve them "
+                                        "or take them out of the study"})
     if not study.enrollments.exists():
         raise ValidationError({"readers": "enrol at least one reader before opening the study"})
     if summary["without_images"]:
@@ -199,6 +205,40 @@ def study_evaluation_set(*, study: Study, evaluation: Evaluation, by) -> Study:
     study.save(update_fields=["evaluation"])
     _event(study, "evaluation_set", actor=by, evaluation=evaluation.pk)
     return study
+
+
+@transaction.atomic
+def study_truth_adopt(*, study: Study, by, reason: str) -> list[TruthDrift]:
+    """Adopt the corrected ground truth into a stale study (issue 13), the way back from "stale".
+
+    A correction (``imaging.services.case_correct``) changes the live truth only and marks the study stale;
+    its statistics keep the truth frozen when it opened. When the coordinator decides that the corrected
+    truth is the reference standard the readers should be scored against (a revised pathology report), this
+    re-freezes ``StudyCaseTruth`` to each case's live truth and subtype, clears ``stale_since``/``stale_reason``
+    and records, per changed case, a ``corrected`` CaseAudit line (exported with the study as case_audit.csv)
+    and one study event. Needs a reason. Returns the cases it changed (possibly none: a correction that only
+    took series off, whose staleness the coordinator acknowledges with the reason)."""
+    _require_coordinator(by)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "say why the corrected truth is adopted (it is kept in the audit trail)"})
+    study = Study.objects.select_for_update().get(pk=study.pk)
+    if study.stale_since is None:
+        raise ValidationError({"status": f"study {study.name!r} is not stale: its frozen truth needs no update"})
+    freeze_truths(study)   # a case never frozen (rows made outside study_open) gets its row, then is compared
+    drift = truth_drift(study)
+    cases = Case.objects.in_bulk([d.case_id for d in drift])
+    for d in drift:
+        StudyCaseTruth.objects.filter(study=study, case_id=d.case_id).update(truth=d.truth, subtype=d.subtype)
+        before, after = {"study": study.name, "truth": d.frozen_truth}, {"study": study.name, "truth": d.truth}
+        if d.frozen_subtype != d.subtype:
+            before["subtype"], after["subtype"] = d.frozen_subtype, d.subtype
+        case_audit_record(case=cases[d.case_id], action=CaseAudit.Action.CORRECTED, by=by, reason=reason,
+                          before=before, after=after)
+    _event(study, "truth_adopted", actor=by, cases=len(drift), reason=reason, stale_reason=study.stale_reason)
+    study.stale_since, study.stale_reason = None, ""
+    study.save(update_fields=["stale_since", "stale_reason"])
+    return drift
 
 
 # --- worklists --------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from accounts.permissions import role_required
 from accounts.roles import COORDINATOR, READER
 from core.views import form_page, found_or_404
 from reader_study import forms, payloads, selectors, services
+from reader_study.freezes import truth_drift
 from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, Study
 
 
@@ -223,3 +224,22 @@ def descriptor_consensus(request, study: Study) -> str:
     s = services.descriptor_consensus_apply(study=study, by=request.user)
     return (f"Consensus ({s['k']} of {s['n']}): {s['written']} descriptor(s) written on {s['cases']} "
             f"leiomyoma case(s), {s['undecided']} still undecided.")
+
+
+@coordinator_page
+def study_truth_adopt(request, pk: int):
+    """A stale study's way back (issue 13): GET lists the cases whose frozen truth differs from their corrected
+    truth; POST, with a reason, adopts it (``services.study_truth_adopt``) and returns to the study's page."""
+    study = _coordinated_study(request, pk)
+    reason, error = request.POST.get("reason", ""), ""
+    if request.method == "POST":
+        try:
+            changed = services.study_truth_adopt(study=study, by=request.user, reason=reason)
+        except ValidationError as exc:
+            error = _message(exc)
+        else:
+            messages.success(request, f"Adopted the corrected ground truth of {len(changed)} case(s); the study is "
+                                      "no longer stale (audited).")
+            return redirect("reader_study:study_detail", pk=study.pk)
+    return render(request, "reader_study/study_truth_adopt.html", {
+        "study": study, "drift": truth_drift(study), "reason": reason, "error": error})

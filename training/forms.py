@@ -17,10 +17,13 @@ class TrainingStartForm(forms.Form):
     samples_per_epoch = forms.IntegerField(min_value=2, initial=35000)
     batch_size = forms.IntegerField(min_value=2, initial=32)
     learning_rate = forms.FloatField(min_value=1e-7, initial=1e-4)
-    input_size = forms.IntegerField(min_value=32, max_value=512, initial=224)
+    input_size = forms.IntegerField(min_value=32, max_value=512, required=False,
+                                    widget=forms.NumberInput(attrs={"placeholder": "the cohort's"}),
+                                    help_text="crop side in pixels; empty: the cohort's (METHOD: 224)")
     width = forms.FloatField(min_value=0.1, max_value=2.0, initial=1.0, help_text="MobileNetV2 width multiplier")
     seed = forms.IntegerField(initial=0)
 
     def config(self) -> dict:
+        """The run's configuration; without an input size the cohort's applies (as with ``train``)."""
         keys = ("epochs", "samples_per_epoch", "batch_size", "learning_rate", "input_size", "width")
-        return {k: self.cleaned_data[k] for k in keys}
+        return {k: self.cleaned_data[k] for k in keys if self.cleaned_data[k] is not None}

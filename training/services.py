@@ -60,8 +60,9 @@ def fold_split_for(*, cohort: Cohort, seed: int = 0, n_folds: int | None = None)
     try:
         fold_of = make_folds(ids, [labels[i] for i in ids], [counts[i] for i in ids], n_folds=n_folds, seed=seed)
     except ValueError as exc:
-        raise ValidationError({"cohort": f"cohort {cohort.name}: cannot make {n_folds} folds: {exc} (fewer folds: "
-                                         f"--folds K on the command line, at least {MIN_FOLDS})"}) from None
+        raise ValidationError({"cohort": f"cohort {cohort.name}: cannot make {n_folds} folds: {exc} (choose "
+                                         f"fewer folds, at least {MIN_FOLDS}: the Folds field, or --folds K on "
+                                         f"the command line)"}) from None
     split, _ = FoldSplit.objects.get_or_create(
         cohort=cohort, defaults={"n_folds": n_folds, "seed": seed,
                                  "assignment": {str(k): int(v) for k, v in fold_of.items()}})

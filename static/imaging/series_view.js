@@ -98,6 +98,8 @@
   function redraw() { if (viewer && viewer.active) viewer.active.draw(); }
 
   async function send(method, body, query) {
+    const reason = $("correction-reason");  // only on a frozen case: a box change there is a correction
+    if (reason) body = { ...(body || {}), reason: reason.value };
     const response = await fetch(root.dataset.boxes + (query || ""), {
       method, credentials: "same-origin",
       headers: { "X-CSRFToken": window.csrfToken(), "Content-Type": "application/json", Accept: "application/json" },
@@ -105,7 +107,8 @@
     });
     if (!response.ok) {
       const detail = await response.json().catch(() => ({}));
-      fail("could not save: " + JSON.stringify(detail));
+      const text = Object.values(detail).flat().join(" ");
+      fail("could not save: " + (text || response.status + " " + response.statusText));
       return null;
     }
     fail("");

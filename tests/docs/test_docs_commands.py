@@ -12,7 +12,10 @@ blocks that run, run in document order, each as one `bash -euo pipefail` script 
 shared scratch environment: DEBUG=1, DATA_DIR in a temporary folder (its SQLite database, embedded broker,
 media and uploads), no DATABASE_URL / CELERY_BROKER_URL / REDIS_URL from the caller, `.venv/bin` first on
 PATH (so `python` is the project's), and the literal path `/tmp/sarcoma-try` replaced by a folder of the
-scratch environment. A block that exits non-zero fails its test with the end of its output.
+scratch environment. A block that exits non-zero fails its test with the end of its output. A block may use what
+earlier blocks made (the README's cohort): run alone (`-m slow`, `-k`), a block first runs the earlier blocks
+that did not run yet. A fence without a language whose first line is a command (``python manage.py ...``) must
+be tagged ```bash and marked too (`test_untagged_fences_hold_no_commands`).
 """
 
 import os
@@ -26,6 +29,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(bash|sh|shell|console)\s*$")
+UNTAGGED = re.compile(r"^```\s*$")
+COMMAND = re.compile(r"^\s*(python3?|\.venv/bin/|make|docker|sudo|curl|export|bash|manage\.py)\b")
 MARKER = re.compile(r"^<!--\s*doc-test(?::\s*(?P<how>.*?))?\s*-->\s*$")
 TRY_DIR = "/tmp/sarcoma-try"
 BLOCK_TIMEOUT_S = 300
@@ -74,6 +79,25 @@ def test_every_command_block_is_marked():
             assert re.fullmatch(r"not run: \S.{4,}", b.how), f"{b.name}: 'not run: REASON' with a reason, got {b.how!r}"
 
 
+def untagged_command_fences() -> list[str]:
+    """Opening fences with no language whose first line reads like a command (a closing fence is skipped)."""
+    found = []
+    for path in DOCS:
+        lines = path.read_text().splitlines()
+        inside = False
+        for i, line in enumerate(lines):
+            if line.startswith("```"):
+                if not inside and UNTAGGED.match(line) and i + 1 < len(lines) and COMMAND.match(lines[i + 1]):
+                    found.append(f"{path.relative_to(REPO)}:{i + 1}")
+                inside = not inside
+    return found
+
+
+def test_untagged_fences_hold_no_commands():
+    found = untagged_command_fences()
+    assert not found, f"tag these command blocks ```bash and mark them (<!-- doc-test ... -->): {found}"
+
+
 def test_some_examples_run():
     assert [b for b in RUN if b.how == ""], "no documented example is run: mark at least one <!-- doc-test -->"
 
@@ -92,10 +116,28 @@ def scratch(tmp_path_factory):
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.name, marks=[pytest.mark.slow] if b.how == "slow" else [])
                                    for b in RUN])
 def test_documented_commands_run(block, scratch):
+    for earlier in RUN[:RUN.index(block)]:   # what it may rely on, when run alone
+        _run_once(earlier, scratch)
+    _run_once(block, scratch)
+
+
+_outcome: dict[str, str] = {}   # block name -> "" (passed) or why it failed; each block runs once per session
+
+
+def _run_once(block: Block, scratch) -> None:
+    if block.name not in _outcome:
+        _outcome[block.name] = _run_block(block, scratch)
+    assert not _outcome[block.name], _outcome[block.name]
+
+
+def _run_block(block: Block, scratch) -> str:
     root, env = scratch
     code = block.code.replace(TRY_DIR, str(root / "try"))
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=BLOCK_TIMEOUT_S)
     output = (result.stdout + result.stderr)[-4000:]
-    assert result.returncode == 0, f"{block.name} failed (exit {result.returncode}):\n{output}"
-    assert "Traceback" not in result.stderr, f"{block.name} printed a traceback:\n{output}"
+    if result.returncode != 0:
+        return f"{block.name} failed (exit {result.returncode}):\n{output}"
+    if "Traceback" in result.stderr:
+        return f"{block.name} printed a traceback:\n{output}"
+    return ""

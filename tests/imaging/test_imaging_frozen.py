@@ -2,13 +2,11 @@
 
 All data SYNTHETIC."""
 
-import hashlib
-import itertools
-
 import pytest
 from django.core.exceptions import ValidationError
 
 from core.constants import LEIOMYOMA, SARCOMA
+from factories_imaging import make_synthetic_case
 from imaging import frozen, services
 from imaging.models import Case, CaseAudit, Cohort, CohortCase, TumourBox
 from inference.models import CaseAIResult, Evaluation
@@ -17,13 +15,9 @@ from training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
 
-_n = itertools.count(1)
-
 
 def make_case(truth=LEIOMYOMA, **extra) -> Case:
-    n = next(_n)
-    return Case.objects.create(pseudonym=f"C-FRZ{n:05d}", truth=truth, is_synthetic=True,
-                               source_key_hash=hashlib.sha256(f"frozen-{n}".encode()).hexdigest(), **extra)
+    return make_synthetic_case(truth, prefix="C-FRZ", **extra)
 
 
 def make_cohort(name, cases, *, frozen_=True) -> Cohort:
@@ -133,6 +127,30 @@ def test_the_case_page_form_and_the_boxes_api_refuse_naming_the_cohort(frozen_wo
     assert series.override_code == ""
 
 
+def test_a_box_of_a_frozen_case_is_corrected_with_a_reason_and_marks_what_is_built_on_it_stale(
+        frozen_world, coordinator, client):
+    series, cohort = frozen_world["series"], frozen_world["cohort"]
+    client.force_login(coordinator)
+    page = client.get(f"/imaging/series/{series.pk}/").content.decode()
+    assert 'id="correction-reason"' in page and "cohort site-a" in page
+    url = f"/api/series/{series.pk}/boxes/"
+    box = {"slice_index": 2, "x0": 0, "y0": 0, "x1": 4, "y1": 4}
+    refused = client.post(url, {**box, "reason": "  "}, content_type="application/json")
+    assert refused.status_code == 400 and "give the reason" in refused.json()["detail"]
+    response = client.post(url, {**box, "reason": "box missed the lower pole"}, content_type="application/json")
+    assert response.status_code == 201 and "reason" not in response.json()
+    cohort.refresh_from_db()
+    assert cohort.stale_since and "box drawn on slice 3" in cohort.stale_reason
+    assert "box missed the lower pole" in frozen_world["study"].__class__.objects.get(
+        pk=frozen_world["study"].pk).stale_reason
+    response = client.delete(f"{url}?slice_index=1", {"reason": "wrong slice"}, content_type="application/json")
+    assert response.status_code == 204
+    reasons = dict(frozen_world["case"].audit.filter(action__in=[CaseAudit.Action.BOX_ADDED,
+                   CaseAudit.Action.BOX_REMOVED]).exclude(reason="").values_list("action", "reason"))
+    assert reasons == {"box_added": "box missed the lower pole", "box_removed": "wrong slice"}
+    assert sorted(TumourBox.objects.filter(series=series).values_list("slice_index", flat=True)) == [2]
+
+
 def test_a_manifest_leaves_a_frozen_case_truth_and_boxes_alone(frozen_world, settings):
     from imaging import importer_manifest
 
@@ -167,6 +185,15 @@ def test_the_correction_changes_truth_audits_it_and_marks_everything_built_on_it
     # the cohort keeps the truth it froze; the study keeps the truth frozen with it
     assert frozen_world["cohort"].members.get().truth == LEIOMYOMA
     assert frozen_world["study"].frozen_truths.get(case=case).truth == LEIOMYOMA
+    # the evaluation's per-case table keeps the truth it was computed with
+    from inference.selectors import case_result_table
+
+    evaluation = frozen_world["evaluation"]
+    CaseAIResult.objects.create(evaluation=evaluation, case=case, likelihood=80.0, subset=[], per_sequence={})
+    [row] = case_result_table(evaluation)["rows"]
+    assert row["truth"] == LEIOMYOMA and row["missed"] is True
+    [row] = case_result_table(frozen_world["other_eval"])["rows"]  # no cohort: the case's own truth
+    assert row["truth"] == SARCOMA
 
 
 def test_replacing_series_takes_them_off_the_case_with_their_boxes(frozen_world, coordinator):

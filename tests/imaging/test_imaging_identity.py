@@ -74,8 +74,8 @@ def state(case: Case) -> dict:
 
 @pytest.fixture
 def site_a_frozen(sites):
-    """Site A imported and frozen in a cohort (build_cohort, the command)."""
-    result = run_import(sites["A"])
+    """Site A imported (its source named) and frozen in a cohort (build_cohort, the command)."""
+    result = run_import(sites["A"], source_name="site-A")
     assert result["cases_created"] == 1 and result["patients"][0]["outcome"] == "created"
     case = Case.objects.get()
     call_command("build_cohort", "site-a", "--cases", "all", "--inline", stdout=io.StringIO())
@@ -162,6 +162,13 @@ def test_same_patient_on_a_case_that_is_not_frozen_joins_it(sites, coordinator, 
     page = client.get(f"/imaging/imports/{held.import_batch_id}/").content.decode()
     assert held.pseudonym in page and "Same patient" in page and "New patient" in page
     assert "1 to resolve" in client.get("/imaging/imports/").content.decode()
+    # the held case's own page says it is held, why, and offers the same two decisions
+    case_page = client.get(f"/imaging/cases/{held.pk}/").content.decode()
+    assert 'id="held-note"' in case_page and a.pseudonym in case_page and "Same patient" in case_page
+    assert f"/imaging/imports/held/{held.pk}/resolve/" in case_page
+    # the first import's page names its new case
+    first = client.get(f"/imaging/imports/{a.import_batch_id}/").content.decode()
+    assert 'id="created-cases"' in first and f"new case {a.pseudonym}" in first
     response = client.post(f"/imaging/imports/held/{held.pk}/resolve/", {"decision": "same"})
     assert response.status_code == 302
     a.refresh_from_db()
@@ -212,8 +219,8 @@ def test_a_new_study_that_agrees_is_added_and_the_summary_and_json_say_so(sites,
     assert f"nothing added to {a.pseudonym}" in out.getvalue()
 
 
-def test_issuer_of_patient_id_in_the_files_keeps_patients_apart(sites, tmp_path):
-    run_import(sites["A"])
+def test_issuer_of_patient_id_in_the_files_keeps_patients_apart(sites, tmp_path, coordinator):
+    run_import(sites["A"], source_name="site-A")
     a = Case.objects.get()
     other = _new_study_of(sites["A"], tmp_path / "issuer", IssuerOfPatientID="PHANTOM HOSPITAL B (SYNTHETIC)")
     result = run_import(sites["A"], source=other, manifest=False, boxes=False)
@@ -221,6 +228,48 @@ def test_issuer_of_patient_id_in_the_files_keeps_patients_apart(sites, tmp_path)
     new = Case.objects.exclude(pk=a.pk).get()
     assert new.issuer_hash and new.source_key_hash != a.source_key_hash
     assert new.source_key_hash == services.source_identity_hash(KEY, "phantom hospital b  (synthetic)")
+
+
+def test_an_unnamed_first_source_holds_a_named_namesake_until_named(sites, tmp_path, coordinator):
+    """The first source needs no name; its patients then have no issuer. A named import whose patient ID is
+    theirs is held (it may be the same source); --unnamed-are-this-source names them, and that source's next
+    study is added without a hold."""
+    run_import(sites["A"])
+    a = Case.objects.get()
+    before = state(a)
+    result = run_import(sites["B"], source_name="site-B")
+    held = Case.objects.held().get()
+    assert state(a) == before and held.review_of == a and "with no source named" in held.review_reason
+    assert result["held_for_review"] == 1 and result["patients"][0]["existing_case"] == a.pseudonym
+    services_import.import_review_resolve(case=held, decision="new", by=coordinator)
+    # site A names itself on its next import, and says that the unnamed cases are its own
+    second = _new_study_of(sites["A"], tmp_path / "a2")
+    result = run_import(sites["A"], source=second, manifest=False, boxes=False, source_name="site-A",
+                        unnamed_are_this_source=True)
+    assert result["unnamed_cases_named"] == 1 and result["cases_added_to"] == 1 and result["held_for_review"] == 0
+    assert result["patients"][0]["case"] == a.pseudonym
+    a.refresh_from_db()
+    assert a.issuer_hash and a.series.count() == 2 * len(before["series"])
+    assert a.audit.filter(action=CaseAudit.Action.DETAILS, after={"source": "site-A"}).count() == 1
+    with pytest.raises(ValidationError, match="name the source"):
+        services.import_params(source=second, unnamed_are_this_source=True)
+
+
+def test_two_cases_of_one_identity_hold_a_study_the_files_cannot_place(sites, tmp_path, coordinator):
+    """After "new patient", two cases share an identity; a study that fits both is held, naming both."""
+    run_import(sites["A"])
+    a = Case.objects.get()
+    Case.objects.filter(pk=a.pk).update(birth_date_hash="", sex_hash="")
+    twin = _new_study_of(sites["A"], tmp_path / "twin", ".7")
+    Case.objects.filter(pk=a.pk).update(truth="")  # nothing conflicts: it is added, then split off by hand
+    run_import(sites["A"], source=twin, manifest=False, boxes=False)
+    second = Case.objects.create(pseudonym="C-TWIN0001", source_key_hash="split-for-test",
+                                 identity_hash=Case.objects.get(pk=a.pk).identity_hash)
+    third = _new_study_of(sites["A"], tmp_path / "third", ".6", PatientBirthDate="", PatientSex="")
+    result = run_import(sites["A"], source=third, manifest=False, boxes=False)
+    held = Case.objects.held().get()
+    assert result["held_for_review"] == 1 and "2 cases have this patient identity" in held.review_reason
+    assert a.pseudonym in held.review_reason and second.pseudonym in held.review_reason
     # the old identity (no issuer) is the old hash of the patient key alone: earlier cases are found as before
     assert a.source_key_hash == services.source_key_hash(KEY) == services.source_identity_hash(KEY)
 
@@ -259,10 +308,10 @@ def test_the_profile_strips_the_issuer_and_nothing_stores_it(sites, tmp_path):
 def test_source_name_is_an_option_of_the_command_and_the_upload_form(sites):
     from imaging.forms import UploadOptionsForm
 
-    assert "source_name" in UploadOptionsForm().fields
+    assert {"source_name", "unnamed_are_this_source"} <= set(UploadOptionsForm().fields)
     with pytest.raises(ValidationError):
         services.import_params(source=sites["A"] / "dicom", source_name="x" * 65)
-    run_import(sites["A"])
+    run_import(sites["A"], source_name="site-A")
     out = io.StringIO()
     call_command("import_dicom", str(sites["B"] / "dicom"), "--source-name", "site-B", "--json", "--inline",
                  stdout=out, stderr=io.StringIO())
@@ -290,3 +339,36 @@ def test_the_upload_page_asks_for_the_source_once_there_are_two(sites, client, c
     response = upload(source_name="site-B")
     assert response.status_code == 302 and Job.objects.count() == jobs + 1
     assert Job.objects.order_by("-pk").first().params["source_name"] == "site-B"
+
+
+def test_same_patient_on_a_frozen_case_is_a_correction_with_a_reason(sites, site_a_frozen, coordinator, reader):
+    a = site_a_frozen
+    n_a = a.series.count()
+    run_import(sites["B"], source=_new_study_of(sites["A"], sites["A"].parent / "a-frozen-2", ".5"),
+               manifest=False, boxes=False)
+    held = Case.objects.held().get()
+    assert "frozen in cohort site-a" in held.review_reason
+    with pytest.raises(ValidationError, match="coordinator"):
+        services_import.import_review_resolve(case=held, decision="same", by=reader, reason="x")
+    with pytest.raises(ValidationError, match="needs a reason"):
+        services_import.import_review_resolve(case=held, decision="same", by=coordinator)
+    services_import.import_review_resolve(case=held, decision="same", by=coordinator,
+                                          reason="second study of the same patient, sent late")
+    a.refresh_from_db()
+    cohort = a.cohorts.get()
+    assert a.series.count() == 2 * n_a and cohort.stale_since and "sent late" in cohort.stale_reason
+    merged = a.audit.get(action=CaseAudit.Action.MERGED)
+    assert merged.after["affected"] == ["cohort site-a"] and merged.reason.endswith("sent late")
+
+
+def test_one_patient_id_under_two_issuers_in_one_import_leaves_its_manifest_row_unapplied(sites, tmp_path):
+    """Two patients with one ID (different Issuer of Patient ID) in one import: the manifest row of that ID is
+    ambiguous, so it is applied to neither, and the summary says why."""
+    both = tmp_path / "both"
+    both.mkdir()
+    _new_study_of(sites["A"], both / "x", ".4", IssuerOfPatientID="PHANTOM HOSPITAL X (SYNTHETIC)")
+    _new_study_of(sites["A"], both / "y", ".3", IssuerOfPatientID="PHANTOM HOSPITAL Y (SYNTHETIC)")
+    result = run_import(sites["A"], source=both, boxes=False)
+    assert result["cases_created"] == 2
+    assert set(Case.objects.values_list("truth", flat=True)) == {""}
+    assert "more than one case" in result["manifest"]["ambiguous"][0]

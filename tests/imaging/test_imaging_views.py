@@ -154,9 +154,7 @@ def test_upload_page_streams_a_zip_to_disk_and_the_job_deletes_it(
     assert job.params["source"] == "(removed after import)"
 
 
-def test_raw_uploads_are_kept_when_the_setting_says_so(client, settings, tmp_path, phantom_dir, coordinator):
-    settings.MEDIA_ROOT, settings.UPLOAD_ROOT = tmp_path / "media", tmp_path / "uploads"
-    settings.KEEP_RAW_UPLOADS = True
+def _upload_three(client, phantom_dir, coordinator) -> Job:
     files = sorted((phantom_dir / "dicom").rglob("*.dcm"))[:3]
     client.force_login(coordinator)
     handles = [open(p, "rb") for p in files]
@@ -165,7 +163,62 @@ def test_raw_uploads_are_kept_when_the_setting_says_so(client, settings, tmp_pat
     finally:
         for h in handles:
             h.close()
-    job = Job.objects.get(kind="import_dicom")
+    return Job.objects.get(kind="import_dicom")
+
+
+def test_a_cancelled_upload_keeps_its_files_and_resumes(client, settings, tmp_path, phantom_dir, coordinator,
+                                                        monkeypatch):
+    from jobs.services import JobCancelled, job_resume
+
+    settings.MEDIA_ROOT, settings.UPLOAD_ROOT = tmp_path / "media", tmp_path / "uploads"
+    job = _upload_three(client, phantom_dir, coordinator)
+    upload = Path(job.params["upload_dir"])
+
+    def cancelled(*args, **kwargs):
+        raise JobCancelled()
+
+    with monkeypatch.context() as patch:
+        patch.setattr("imaging.importer._read_files", cancelled)
+        job = job_run(job_pk=job.pk, worker="t")
+    assert job.status == JobStatus.CANCELLED and job.can_resume and upload.exists()
+    page = client.get(f"/imaging/imports/{job.import_batch.pk}/").content.decode()
+    assert 'id="upload-kept"' in page and "Discard the upload" in page
+    job = job_run(job_pk=job_resume(job=job).pk, worker="t")
+    assert job.status == JobStatus.SUCCEEDED and job.result["files_imported"] == 3 and not upload.exists()
+
+
+def test_a_failed_uploads_files_are_discarded_on_request_and_it_cannot_be_resumed(
+        client, settings, tmp_path, phantom_dir, coordinator, reader, monkeypatch):
+    from jobs.services import JobError, job_resume
+
+    settings.MEDIA_ROOT, settings.UPLOAD_ROOT = tmp_path / "media", tmp_path / "uploads"
+    job = _upload_three(client, phantom_dir, coordinator)
+    upload = Path(job.params["upload_dir"])
+
+    def broken(*args, **kwargs):
+        raise JobError("disk trouble (test)")
+
+    monkeypatch.setattr("imaging.importer._read_files", broken)
+    job = job_run(job_pk=job.pk, worker="t")
+    assert job.status == JobStatus.FAILED and upload.exists()
+    url = f"/imaging/imports/{job.import_batch.pk}/discard-upload/"
+    with pytest.raises(Exception, match="coordinator"):
+        services.import_upload_discard(job=job, by=reader)
+    page = client.post(url, follow=True).content.decode()   # not confirmed: nothing happens
+    assert "I will not resume" in page and upload.exists()
+    page = client.post(url, {"confirm": "yes"}, follow=True).content.decode()
+    assert "the upload was discarded" in page and not upload.exists()
+    job.refresh_from_db()
+    assert not job.can_resume and job.params["upload_dir"] == "(removed after import)"
+    with pytest.raises(JobError, match="its upload was discarded"):
+        job_resume(job=job)
+    assert 'id="upload-kept"' not in client.get(f"/imaging/imports/{job.import_batch.pk}/").content.decode()
+
+
+def test_raw_uploads_are_kept_when_the_setting_says_so(client, settings, tmp_path, phantom_dir, coordinator):
+    settings.MEDIA_ROOT, settings.UPLOAD_ROOT = tmp_path / "media", tmp_path / "uploads"
+    settings.KEEP_RAW_UPLOADS = True
+    job = _upload_three(client, phantom_dir, coordinator)
     upload = Path(job.params["upload_dir"])
     assert sorted(p.name for p in (upload / "files").iterdir()) == ["000001", "000002", "000003"]
     assert json.loads((upload / "names.json").read_text())["000001"] == "I0001.dcm"

@@ -81,6 +81,18 @@ def test_a_cancelled_job_can_be_resumed_and_keeps_its_finished_work():
     assert job.status == JobStatus.SUCCEEDED and job.result["database"] == {"vendor": "x"}  # not redone
 
 
+@pytest.mark.django_db(transaction=True)
+def test_job_resume_inline_runs_the_job_here():
+    job = services.job_create(kind="worker_check", params=CHECK, enqueue=False)
+    services.job_cancel(job=job)
+    out = io.StringIO()
+    call_command("job", "resume", str(job.pk), "--inline", stdout=out)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED and f"job {job.pk} (worker_check) running here" in out.getvalue()
+    with pytest.raises(CommandError, match="only a failed or cancelled job"):
+        call_command("job", "resume", str(job.pk), "--inline", stdout=io.StringIO())
+
+
 # --- item 3: job ids and `--wait` without a worker ------------------------------------------------------
 
 class _Command:

@@ -54,6 +54,7 @@ MATRIX = [
     ("study list", "get", "/coordination/studies/", None, COORDINATOR_PAGE),
     ("new study", "get", "/coordination/studies/new/", None, COORDINATOR_PAGE),
     ("study detail", "get", "/coordination/studies/{study}/", None, COORDINATOR_PAGE),
+    ("adopt corrected truth (not stale)", "get", "/coordination/studies/{study}/adopt-truth/", None, COORDINATOR_PAGE),
     ("open study", "post", "/coordination/studies/{study}/open/", None, COORDINATOR_ACTION),
     ("close study", "post", "/coordination/studies/{study}/close/", None, COORDINATOR_ACTION),
     ("enrol", "post", "/coordination/studies/{study}/enrol/", {"reader": "{outsider_id}"},

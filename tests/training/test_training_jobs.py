@@ -10,7 +10,7 @@ from factories_training import TINY_CONFIG, make_tiny_cohort
 from jobs import services as jobs
 from jobs.models import JobStatus
 from training import services
-from training.models import TrainedModel
+from training.models import TrainedModel, TrainingRun
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -194,7 +194,9 @@ def test_the_start_page_takes_the_number_of_folds(media, client, admin_user):
     client.force_login(admin_user)
     form = {"cohort": "pilot", "repeats": 1, "epochs": 1, "samples_per_epoch": 16, "batch_size": 8,
             "learning_rate": 1e-4, "input_size": 32, "width": 0.35, "seed": 0, "name": "pilot-3"}
-    assert "cannot make 6 folds" in client.post("/training/new/", form).content.decode()  # the form shows why
-    response = client.post("/training/new/", {**form, "folds": 3})
+    page = client.post("/training/new/", form).content.decode()
+    assert "cannot make 6 folds" in page and "the Folds field" in page  # the form shows why, and the way out
+    response = client.post("/training/new/", {**form, "folds": 3, "input_size": ""})  # the cohort's size
     assert response.status_code == 302
     assert TrainedModel.objects.filter(run__name="pilot-3").count() == 3
+    assert TrainingRun.objects.get(name="pilot-3").config["input_size"] == 32

@@ -64,9 +64,7 @@ class Command(BaseCommand):
                     description=o["description"],
                 )
             except ValidationError as error:
-                raise CommandError(
-                    "; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())
-                ) from None
+                raise CommandError(cli.validation_message(error)) from None
             self.stdout.write(f"cohort {cohort.name}: {cohort.members.count()} cases")
         job = cli.start(self, kind="cohort_build", params={"cohort": cohort.pk}, options=o)
         job.refresh_from_db()

@@ -45,6 +45,11 @@ class Command(BaseCommand):
             "files carry no Issuer of Patient ID and the manifest no institution; required once the platform "
             "holds cases from more than one source",
         )
+        parser.add_argument(
+            "--unnamed-are-this-source", action="store_true",
+            help="the cases imported so far with no source named came from --source-name: its patients find them "
+            "(instead of being held for review)",
+        )
         cli.add_job_arguments(parser)
 
     def handle(self, *args, **options):
@@ -55,6 +60,7 @@ class Command(BaseCommand):
                 boxes=options["boxes"] and Path(options["boxes"]),
                 workers=options["workers"],
                 source_name=options["source_name"],
+                unnamed_are_this_source=options["unnamed_are_this_source"],
             )
         except ValidationError as error:
             raise CommandError(cli.validation_message(error)) from None  # one problem a line
@@ -74,9 +80,8 @@ class Command(BaseCommand):
             f"cases; {r['files_imported']} files imported, {r['files_rejected']} rejected, "
             f"{r['files_skipped']} skipped"
         )
-        for patient in r.get("patients") or []:
-            if patient["outcome"] != "created":
-                self.stdout.write(f"  {patient['text']}")
+        for patient in r.get("patients") or []:   # held and added first, then the new cases
+            self.stdout.write(f"  {patient['text']}")
         for item in r["rejected"]:
             self.stdout.write(f"  rejected {item['file']}: {item['reason']}")
         for name in ("manifest", "boxes"):

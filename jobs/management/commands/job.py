@@ -16,6 +16,8 @@ class Command(BaseCommand):
         sub.add_parser("list", help="the 30 most recent jobs")
         for action in ("show", "cancel", "resume", "wait"):
             sub.add_parser(action).add_argument("job_id", type=int)
+            if action == "resume":
+                cli.add_job_arguments(sub.choices[action])
         check = sub.add_parser("check", help="check a worker: database, media, Keras backend, throughput")
         check.add_argument("--gpu", action="store_true", help="run on the gpu queue")
         check.add_argument("--seconds", type=int, default=5)
@@ -43,10 +45,15 @@ class Command(BaseCommand):
             job = services.job_cancel(job=job)
             self.stdout.write(f"job {job.pk}: {job.display_status} (cancel requested)")
         elif action == "resume":
+            if options["inline"]:
+                cli.refuse_without_secrets()
             try:
-                job = services.job_resume(job=job)
+                job = services.job_resume(job=job, enqueue=not options["inline"])
             except services.JobError as exc:
                 raise CommandError(str(exc)) from None
-            self.stdout.write(f"job {job.pk} queued again")
+            if options["inline"] or options["wait"]:
+                cli.follow(self, job, options)
+            else:
+                self.stdout.write(f"job {job.pk} queued again; follow it with `manage.py job wait {job.pk}`")
         elif action == "wait":
             cli.report(self, cli.wait(job, cli.ProgressBar(self.stdout)))
