@@ -220,8 +220,13 @@ def comparisons_table(stats: ss.StudyStatistics) -> Table:
     return _table(columns, rows)
 
 
+NOT_ANALYSED = "not analysed: no reader finished this exam"
+
+
 def cases_table(stats: ss.StudyStatistics) -> Table:
-    """One row per case: truth, size, descriptors, the DNN's likelihood and who misdiagnosed it per exam."""
+    """One row per case: truth, size, descriptors, the DNN's likelihood and who misdiagnosed it per exam.
+
+    ``dnn_missed``: ``core.metrics.ai_wrong`` (the call of the DNN row, likelihood >= 50 % = sarcoma)."""
     columns = ["case", "truth", "max_diameter_mm", "degeneration", "degeneration_votes", "irregular_margin",
                "ai_likelihood", "dnn_missed"]
     for exam in ss.EXAMS:
@@ -235,7 +240,8 @@ def cases_table(stats: ss.StudyStatistics) -> Table:
                  _yes_no(ss.dnn_wrong(case))]
         for exam in ss.EXAMS:
             row = by_exam[exam][case.label]
-            cells += [row.readers_wrong, row.readers_total, ss.MISSED_LABELS.get(row.category, "")]
+            missed = ss.MISSED_LABELS.get(row.category, "") if row.readers_total else NOT_ANALYSED
+            cells += [row.readers_wrong, row.readers_total, missed]
         rows.append(cells)
     return _table(columns, rows)
 
@@ -325,7 +331,10 @@ comparisons.csv         every t-test (Student's = equal variances; Welch's = une
 dnn.csv                 the DNN on the study's cases (sarcoma when likelihood >= 50 %) and as its evaluation
                         reports it
 cases.csv               per case: truth, size, descriptors, AI likelihood, who misdiagnosed it per exam
-                        (truth: the ground truth frozen with the study when it opened, as in reads.csv)
+                        (truth: the ground truth frozen with the study when it opened, as in reads.csv);
+                        dnn_missed: the DNN's call (sarcoma when likelihood >= 50 %, as in dnn.csv) is
+                        wrong; readers missed a case when more than half of the complete readers are wrong;
+                        an exam no reader has finished reads "not analysed"
 case_audit.csv          every recorded change of the study's cases (truth, subtype, boxes, series, merges,
                         corrections): case label, when, action, actor (user number, or import or job),
                         before and after (JSON), reason

@@ -216,7 +216,19 @@ def _draw_roc(fig, stats: ss.StudyStatistics, exam: int) -> None:
         ax.text(0.5, 0.55, "no reader has completed this exam yet", ha="center", color="#6b7280")
 
 
+def misdiagnosis_unavailable(stats: ss.StudyStatistics, exam: int) -> str:
+    """Why the exam's misdiagnosis map cannot be drawn ("" when it can): no reader has finished the exam."""
+    analysis = next(m for m in stats.misdiagnosis if m.exam == exam)
+    return "" if analysis.analysed else f"no reader has finished exam {exam} yet: nothing to map"
+
+
 def _draw_misdiagnosis(fig, stats: ss.StudyStatistics, exam: int) -> None:
+    unavailable = misdiagnosis_unavailable(stats, exam)
+    if unavailable:     # without readers every case would read "correct by both"
+        ax = fig.subplots(1, 1)
+        ax.text(0.5, 0.5, unavailable, ha="center", va="center", transform=ax.transAxes, color="#6b7280")
+        ax.set_axis_off()
+        return
     points = misdiagnosis_points(stats, exam)
     axes = fig.subplots(1, 2, sharey=True)
     panels = (("sarcoma", "(e) sarcomas"), ("leiomyoma", "(f) leiomyomas"))

@@ -8,7 +8,8 @@ DNN's sarcoma likelihood), and the reads (:class:`ReadRecord`, one per reader x 
   the AUC (from the 0-100 confidence), as fractions in [0, 1];
 * per group (specialists, practitioners, all readers) x exam: mean and SD (n - 1 denominator);
 * the DNN on the study's cases: a case is called sarcoma when its likelihood is >= 50 % (at least half of
-  the ensembles call it sarcoma); the AUC uses the likelihood as the rating;
+  the ensembles call it sarcoma; ``core.metrics.ai_call``, the one definition also used for "DNN wrong");
+  the AUC uses the likelihood as the rating;
 * t-tests, all two-sided and named by :mod:`analysis.ttests`: specialists vs practitioners (Student's
   *and* Welch's), each group vs the DNN, and exam 1 vs exam 2 of the same readers (paired);
 * MRMC exam 1 vs exam 2 (:func:`analysis.mrmc.analyse`, Obuchowski-Rockette with DeLong covariance and
@@ -50,7 +51,7 @@ MRMC_METRICS: tuple[str, ...] = ("auc", "sensitivity", "specificity")
 MRMC_MODALITIES: tuple[str, ...] = ("exam 1", "exam 2")
 ONE_SAMPLE = "one_sample"
 ONE_SAMPLE_NAME = "One-sample t-test against the DNN's value (the DNN taken as a fixed number)"
-DNN_CALL_PERCENT = 50.0   # a case is a DNN sarcoma call when >= 50 % of the ensembles call it sarcoma
+DNN_CALL_PERCENT = metrics.AI_CALL_PERCENT   # a DNN sarcoma call: >= 50 % of the ensembles call sarcoma
 MISSED_DNN_ONLY, MISSED_READERS_ONLY, MISSED_BOTH = "dnn_only", "readers_only", "both"
 MISSED_LABELS = {MISSED_DNN_ONLY: "DNN only", MISSED_READERS_ONLY: "readers only", MISSED_BOTH: "both"}
 
@@ -189,7 +190,7 @@ class MisdiagnosedCase:
     degeneration: bool | None
     degeneration_votes: tuple[int, int] | None
     ai_likelihood: float | None
-    dnn_wrong: bool | None          # more than half of the ensembles wrong; None without an AI result
+    dnn_wrong: bool | None          # core.metrics.ai_wrong; None without an AI result
     readers_wrong: int
     readers_total: int
 
@@ -199,7 +200,9 @@ class MisdiagnosedCase:
 
     @property
     def category(self) -> str:
-        """dnn_only | readers_only | both | "" (neither missed it)."""
+        """dnn_only | readers_only | both | "" (neither missed it, or no reader finished the exam)."""
+        if self.readers_total == 0:     # nothing to compare the DNN with: the exam is not analysed
+            return ""
         if self.dnn_wrong and self.readers_missed:
             return MISSED_BOTH
         if self.dnn_wrong:
@@ -217,6 +220,11 @@ class Misdiagnosis:
     readers: tuple[str, ...]
     cases: tuple[MisdiagnosedCase, ...]
     counts: dict[str, dict[str, int]]
+
+    @property
+    def analysed(self) -> bool:
+        """False while no reader has finished the exam: there is no readers' side to map."""
+        return bool(self.readers)
 
 
 @dataclass(frozen=True)
@@ -368,7 +376,7 @@ def dnn_figures(cases: Sequence[CaseInfo]) -> DnnFigures | None:
     with_ai = [c for c in cases if c.ai_likelihood is not None]
     if not with_ai:
         return None
-    calls = [SARCOMA if c.ai_likelihood >= DNN_CALL_PERCENT else LEIOMYOMA for c in with_ai]
+    calls = [metrics.ai_call(c.ai_likelihood) for c in with_ai]
     scores = [c.ai_likelihood for c in with_ai]
     counts, values, roc = answer_metrics([c.truth for c in with_ai], calls, scores)
     return DnnFigures(n_cases=len(with_ai), n_without_ai=len(cases) - len(with_ai), counts=counts,
@@ -574,16 +582,9 @@ def _mrmc_one(metric, cases, reads_by_key, both, alpha) -> MrmcSummary:
 
 
 def dnn_wrong(case: CaseInfo) -> bool | None:
-    """More than half of the ensembles are wrong: likelihood < 50 % for a sarcoma, > 50 % for a leiomyoma.
-
-    Exactly 50 % (12 of 24 wrong) is *not* more than half, so it is not a DNN miss (METHOD §12), although
-    the DNN call used for the metrics (>= 50 % is sarcoma) calls such a leiomyoma sarcoma.
-    """
-    if case.ai_likelihood is None:
-        return None
-    if case.truth == SARCOMA:
-        return case.ai_likelihood < DNN_CALL_PERCENT
-    return case.ai_likelihood > DNN_CALL_PERCENT
+    """The DNN's call differs from the truth (``core.metrics.ai_wrong``: likelihood >= 50 % is a sarcoma call,
+    the same call as the DNN row's metrics); None without an AI result."""
+    return metrics.ai_wrong(case.ai_likelihood, case.truth)
 
 
 def _misdiagnosis(exam, cases, reads_by_key, readers) -> Misdiagnosis:

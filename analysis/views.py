@@ -12,6 +12,7 @@ from accounts.permissions import require_role, role_required
 from accounts.roles import COORDINATOR
 from analysis import exports, figures, selectors, services
 from analysis import study_stats as ss
+from core import metrics
 from core.views import found_or_404
 
 DOWNLOADS = (
@@ -67,6 +68,13 @@ def _group_rows(table: exports.Table) -> list[dict]:
     return rows
 
 
+def _unavailable(stats: ss.StudyStatistics, name: str) -> str:
+    """Why a figure is not drawn on the page ("" when it is): a misdiagnosis map of an exam nobody finished."""
+    if name.startswith("misdiagnosis_exam"):
+        return figures.misdiagnosis_unavailable(stats, int(name[-1]))
+    return ""
+
+
 @login_required
 def study_statistics(request, pk: int):
     study = _study(request, pk)
@@ -79,7 +87,9 @@ def study_statistics(request, pk: int):
         "comparison_sections": _comparison_sections(exports.comparisons_table(stats)),
         "mrmc_table": exports.mrmc_table(stats),
         "cases_table": exports.cases_table(stats),
-        "figures": [{"name": name, "title": title} for name, title in figures.FIGURES.items()],
+        "figures": [{"name": name, "title": title, "unavailable": _unavailable(stats, name)}
+                    for name, title in figures.FIGURES.items()],
+        "ai_wrong_definition": metrics.AI_WRONG_DEFINITION,
         "downloads": DOWNLOADS, "metric_labels": ss.METRIC_LABELS,
         "mrmc": [{"label": ss.METRIC_LABELS[m.metric], "summary": m} for m in stats.mrmc],
         "group_metrics": [{"key": m, "label": ss.METRIC_LABELS[m] + ("" if m == "auc" else " %")}

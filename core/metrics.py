@@ -212,3 +212,36 @@ def roc_curve(truth, scores) -> RocCurve:
     truth_pos, score = _scores_and_truth(truth, scores)
     fpr, tpr, thresholds = sk_roc_curve(truth_pos, score, drop_intermediate=False)
     return RocCurve(fpr=fpr, tpr=tpr, thresholds=thresholds, auc=float(roc_auc_score(truth_pos, score)))
+
+
+# --------------------------------------------------------------------------------------------------
+# The DNN's call on one case and when it is wrong: ONE definition for every table, map and export
+# --------------------------------------------------------------------------------------------------
+
+AI_CALL_PERCENT = 50.0   # the DNN calls sarcoma when at least this % of the ensembles call sarcoma
+
+AI_WRONG_DEFINITION = (
+    "The DNN calls a case sarcoma when its sarcoma likelihood is ≥ 50 % (at least half of the ensembles call "
+    "sarcoma), otherwise leiomyoma; the DNN is wrong on a case when that call differs from the truth. "
+    "For every likelihood but exactly 50 % this is “more than half of the ensembles wrong” (METHOD §12); "
+    "at exactly 50 % the tie goes to sarcoma, as for a sequence's call (METHOD §7), so a leiomyoma at 50 % "
+    "is wrong and a sarcoma at 50 % is right."
+)
+
+
+def ai_call(likelihood_percent: float) -> str:
+    """The DNN's call on a case from its sarcoma likelihood (% of the ensembles calling sarcoma, 0-100)."""
+    return SARCOMA if likelihood_percent >= AI_CALL_PERCENT else LEIOMYOMA
+
+
+def ai_wrong(likelihood_percent: float | None, truth: str | None) -> bool | None:
+    """True when the DNN's call (:func:`ai_call`) differs from ``truth`` (``"sarcoma"`` / ``"leiomyoma"``).
+
+    None without a likelihood or without a truth. See :data:`AI_WRONG_DEFINITION` for why a tie at 50 %
+    is a sarcoma call: the same rule then gives the confusion table, the misdiagnosis maps and the exports.
+    """
+    if likelihood_percent is None or not truth:
+        return None
+    if truth not in (SARCOMA, LEIOMYOMA):
+        raise ValueError(f"truth: unknown class label {truth!r}; expected {SARCOMA!r} or {LEIOMYOMA!r}")
+    return ai_call(likelihood_percent) != truth

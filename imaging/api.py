@@ -241,6 +241,25 @@ def series_boxes(request, pk: int):
     return Response(BoxSerializer(box).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema(request=BoxReasonSerializer, parameters=[OpenApiParameter("slice_index", int, required=True)],
+               responses={201: BoxSerializer(many=True), **errors(400, 403, 404)})
+@api_view(["POST"])
+def series_boxes_copy(request, pk: int):
+    """Copy one slice's box (?slice_index=) to the series' tumour slices without a box; the new boxes."""
+    series = _coordinator_series(request, pk)
+    try:
+        index = int(request.query_params.get("slice_index", ""))
+    except ValueError:
+        return Response({"slice_index": ["a whole number is required"]}, status=status.HTTP_400_BAD_REQUEST)
+    try:
+        boxes = services.box_copy_to_tumour_slices(series=series, slice_index=index, user=request.user,
+                                                   reason=_reason(request))
+    except ValidationError as error:
+        body = error.message_dict if hasattr(error, "error_dict") else {"detail": " ".join(error.messages)}
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+    return Response(BoxSerializer(boxes, many=True).data, status=status.HTTP_201_CREATED)
+
+
 @extend_schema_view(get=extend_schema(
     parameters=[OpenApiParameter("q", str, description="pseudonym contains"),
                 OpenApiParameter("truth", str), OpenApiParameter("sequence", str, description="has a series of"),

@@ -551,6 +551,28 @@ def box_save(*, series: Series, slice_index: int, x0: int, y0: int, x1: int, y1:
     return box
 
 
+def box_copy_to_tumour_slices(*, series: Series, slice_index: int, user=None, reason: str = "") -> list[TumourBox]:
+    """Copy the box of ``slice_index`` to the series' other tumour slices that have no box (METHOD §3).
+
+    A series has no stored tumour-slice range, so its tumour slices are those from its first to its last boxed
+    slice; the copy fills the unboxed ones among them and never replaces a box. Each copy goes through
+    ``box_save`` (audited per box; on a frozen case refused without a ``reason``), all in one transaction.
+    Returns the new boxes, slice order.
+    """
+    boxes = {b.slice_index: b for b in TumourBox.objects.filter(series=series, slice_index__lt=series.n_slices)}
+    source = boxes.get(slice_index)
+    if source is None:
+        raise ValidationError({"slice_index": f"slice {slice_index} has no box to copy"})
+    first, last = min(boxes), max(boxes)
+    targets = [k for k in range(first, last + 1) if k not in boxes]
+    if not targets:
+        raise ValidationError({"slice_index": f"no tumour slice without a box: slices {first}–{last} all have "
+                                              "one (the tumour slices run from the first to the last boxed slice)"})
+    with transaction.atomic():
+        return [box_save(series=series, slice_index=k, x0=source.x0, y0=source.y0, x1=source.x1, y1=source.y1,
+                         user=user, reason=reason) for k in targets]
+
+
 def box_delete(*, series: Series, slice_index: int, user=None, reason: str = "") -> bool:
     """Delete one slice's box; audited; on a frozen case a correction that needs a ``reason``."""
     box = TumourBox.objects.filter(series=series, slice_index=slice_index).first()

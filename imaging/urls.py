@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/series/<int:pk>/volume", api.series_volume, name="imaging_api_series_volume"),
     path("api/series/<int:pk>/meta", api.series_meta, name="imaging_api_series_meta"),
     path("api/series/<int:pk>/boxes/", api.series_boxes, name="imaging_api_series_boxes"),
+    path("api/series/<int:pk>/boxes/copy/", api.series_boxes_copy, name="imaging_api_series_boxes_copy"),
     path("api/cases/", api.CaseListApi.as_view(), name="imaging_api_case_list"),
     path("api/cases/<int:pk>/", api.CaseDetailApi.as_view(), name="imaging_api_case_detail"),
 ]

@@ -18,6 +18,7 @@ from django.db.models import QuerySet
 
 from accounts.roles import is_admin, is_coordinator
 from core.constants import SEQUENCE_CODES
+from core.metrics import ai_wrong
 from imaging.models import CohortCase
 from inference import store
 from inference.models import CaseAIResult, Evaluation
@@ -73,7 +74,7 @@ def case_result_table(evaluation: Evaluation) -> dict:
 
     Each row: the case, truth (the cohort's frozen truth; a deployment case's own), fold, sarcoma likelihood %,
     per-sequence % aligned with "codes" (None where the case lacks the sequence), is_deployment, and ``missed``:
-    more than half of the ensembles call the wrong class (METHOD §12's DNN miss); None without ground truth.
+    the DNN's call is wrong (``core.metrics.ai_wrong``, the statistics page's definition); None without truth.
     """
     fold_of, frozen_truth = {}, {}
     run = evaluation.training_run
@@ -87,12 +88,75 @@ def case_result_table(evaluation: Evaluation) -> dict:
     rows = []
     for result in results:
         truth = frozen_truth.get(result.case_id, result.case.truth)
-        wrong_percent = 100.0 - result.likelihood if truth == "sarcoma" else result.likelihood
-        missed = None if not truth else wrong_percent > 50.0
+        missed = ai_wrong(result.likelihood, truth)
         rows.append({"case": result.case, "truth": truth, "fold": fold_of.get(result.case_id),
                      "likelihood": result.likelihood, "is_deployment": result.is_deployment,
                      "per_sequence": [result.per_sequence.get(code) for code in codes], "missed": missed})
     return {"codes": codes, "rows": rows}
+
+
+def dropped_cases(evaluation: Evaluation) -> list[dict]:
+    """Cases of the evaluation's cohort that it does not score, each with why: {"case", "reason"}.
+
+    The cohort build (``imaging.cohorts._plan``) keeps only tumour slices: boxes on series mapped to one of
+    the 15 sequence codes. A member without any has no slice in the array store, so no prediction and no
+    result; the evaluation stores no list of them, so they are the cohort's members without a case result.
+    """
+    run = evaluation.training_run
+    if run is None:
+        return []
+    scored = set(evaluation.case_results.filter(is_deployment=False).values_list("case_id", flat=True))
+    members = (CohortCase.objects.filter(cohort_id=run.cohort_id).exclude(case_id__in=scored)
+               .select_related("case").order_by("case__pseudonym"))
+    out = []
+    for member in members:
+        case = member.case
+        if mapped_series_with_boxes(case):
+            reason = "has tumour slices now, but none when the cohort's array store was built"
+        elif case.series.filter(boxes__isnull=False).exists():
+            reason = "no tumour slices: its boxes are on series not mapped to one of the 15 sequence codes"
+        else:
+            reason = "no tumour slices: no tumour box on any series"
+        out.append({"case": case, "truth": member.truth, "reason": reason})
+    return out
+
+
+def auc_over_ensembles(evaluation: Evaluation) -> dict | None:
+    """AUC of the top-10 sets and of the chosen set as the mean AND the median over the ensembles, in %.
+
+    METHOD §8 averages every figure over the 24 ensembles; the paper reported the AUC's median. The stored
+    results hold only the mean, so both are computed here from the evaluation's slice probabilities (the same
+    calls as the search). {"ensemble"|"single": {"top_mean": {"mean", "median"}, "chosen": {...}}}: the
+    top-10 entries are the mean over the 10 sets of each set's mean / median; None without the store.
+    """
+    from inference.combinations import evaluate_subsets
+
+    results = evaluation.results or {}
+    chosen_mask = (results.get("chosen") or {}).get("mask")
+    try:
+        data = evaluation_probs(evaluation)
+    except ValueError:
+        return None
+    patients = data.patients()
+    ens_calls, single_calls = member_calls(evaluation, data, patients)
+    out = {}
+    for kind, calls in (("ensemble", ens_calls), ("single", single_calls)):
+        top = [int(row["mask"]) for row in ((results.get(kind) or {}).get("top") or [])]
+        masks = sorted(set(top) | ({int(chosen_mask)} if chosen_mask is not None else set()))
+        if not masks:
+            continue
+        search = evaluate_subsets(calls, patients.truth, masks)
+        auc = 100.0 * search.auc                  # (members, sets), in %
+        per_set = {int(m): (float(auc[:, i].mean()), float(np.median(auc[:, i]))) for i, m in enumerate(search.masks)}
+        entry = {}
+        if top:
+            entry["top_mean"] = {"mean": float(np.mean([per_set[m][0] for m in top])),
+                                 "median": float(np.mean([per_set[m][1] for m in top]))}
+        if chosen_mask is not None:
+            mean, median = per_set[int(chosen_mask)]
+            entry["chosen"] = {"mean": mean, "median": median}
+        out[kind] = entry
+    return out
 
 
 CSV_METRICS = ("ss_avg", "accuracy", "sensitivity", "specificity", "auc", "ss_avg_min", "ss_avg_max")

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 from accounts.permissions import role_required
 from accounts.roles import COORDINATOR, is_admin
 from core.constants import SEQUENCE_CODES
+from core.metrics import AI_WRONG_DEFINITION
 from core.views import form_page, found_or_404
 from inference import selectors, services
 from inference.forms import CasePredictionForm, EvaluationStartForm, SubsetChoiceForm
@@ -54,6 +55,9 @@ def evaluation_detail(request, pk: int):
         "ensemble_top": selectors.top_table(evaluation, "ensemble"),
         "single_top": selectors.top_table(evaluation, "single"),
         "case_table": selectors.case_result_table(evaluation),
+        "ai_wrong_definition": AI_WRONG_DEFINITION,
+        "auc": selectors.auc_over_ensembles(evaluation) if chosen else None,
+        "dropped": selectors.dropped_cases(evaluation) if chosen else [],
         "subset_form": SubsetChoiceForm(initial={"subset": evaluation.chosen_subset}),
         "can_choose": selectors.can_choose_subset(request.user) and evaluation.status == Evaluation.Status.DONE,
         "has_table": selectors.has_subset_table(evaluation),

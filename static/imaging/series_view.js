@@ -67,6 +67,7 @@
     $("save-box").disabled = !draft;
     $("delete-box").disabled = !saved || !!draft;
     $("copy-box").disabled = !boxes.get(slice - 1) || !!saved;
+    $("copy-box-all").disabled = !saved || !!draft;
   }
 
   // The viewer, with one viewport and no series list; a left drag draws a box instead of window/level.
@@ -97,10 +98,10 @@
 
   function redraw() { if (viewer && viewer.active) viewer.active.draw(); }
 
-  async function send(method, body, query) {
+  async function send(method, body, query, url) {
     const reason = $("correction-reason");  // only on a frozen case: a box change there is a correction
     if (reason) body = { ...(body || {}), reason: reason.value };
-    const response = await fetch(root.dataset.boxes + (query || ""), {
+    const response = await fetch((url || root.dataset.boxes) + (query || ""), {
       method, credentials: "same-origin",
       headers: { "X-CSRFToken": window.csrfToken(), "Content-Type": "application/json", Accept: "application/json" },
       body: body ? JSON.stringify(body) : undefined,
@@ -148,6 +149,12 @@
     const vp = active(); if (!vp) return;
     const previous = boxes.get(vp.slice - 1);
     if (previous) { draft = { slice: vp.slice, x0: previous.x0, y0: previous.y0, x1: previous.x1, y1: previous.y1 }; redraw(); }
+  });
+  $("copy-box-all").addEventListener("click", async () => {
+    // METHOD §3: the box of this slice onto the series' tumour slices (first to last boxed slice) without one
+    const vp = active(); if (!vp || !boxes.get(vp.slice)) return;
+    const copied = await send("POST", {}, "?slice_index=" + vp.slice, root.dataset.boxesCopy);
+    if (copied) { copied.forEach((b) => boxes.set(b.slice_index, b)); refreshList(); redraw(); }
   });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && draft && !event.target.closest("input, select, textarea")) { draft = null; redraw(); }

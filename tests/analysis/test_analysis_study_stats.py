@@ -194,13 +194,6 @@ def test_misdiagnosis_by_hand(stats):
     assert (case4.readers_wrong, case4.readers_total) == (3, 4)
 
 
-def test_exactly_half_of_the_ensembles_wrong_is_not_a_dnn_miss():
-    assert study_stats.dnn_wrong(CaseInfo("c", "leiomyoma", ai_likelihood=50.0)) is False
-    assert study_stats.dnn_wrong(CaseInfo("c", "sarcoma", ai_likelihood=50.0)) is False
-    assert study_stats.dnn_wrong(CaseInfo("c", "sarcoma", ai_likelihood=45.8)) is True
-    assert study_stats.dnn_wrong(CaseInfo("c", "leiomyoma")) is None
-
-
 def test_too_few_readers_gives_reasons_instead_of_tests():
     readers, cases, reads = plain_records()
     keep = {"R01", "R03"}

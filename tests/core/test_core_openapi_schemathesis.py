@@ -55,8 +55,10 @@ pytestmark = pytest.mark.django_db
 
 EXAMPLES = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 3}   # requests per operation and session
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-# 2xx only in a state the run may not reach: finishing an exam (every case answered), resuming a job (lost)
-STATE_DEPENDENT = {"POST /api/reading/studies/{id}/exams/{exam}/finish/", "POST /api/jobs/{id}/resume/"}
+# 2xx only in a state the run may not reach: finishing an exam (every case answered), resuming a job (lost),
+# copying a box (a boxed slice given, and an unboxed slice between the series' first and last boxed slices)
+STATE_DEPENDENT = {"POST /api/reading/studies/{id}/exams/{exam}/finish/", "POST /api/jobs/{id}/resume/",
+                   "POST /api/series/{id}/boxes/copy/"}
 CSRF_TOKEN = "schemathesisCsrfToken0123456789x"   # a 32-character CSRF secret, sent as cookie and header
 
 
