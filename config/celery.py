@@ -8,6 +8,7 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the worker's TensorFlow: no oneDNN / CPU-feature chatter
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # see config/settings.py
 
 app = Celery("sarcoma")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -17,6 +17,9 @@ from core.env import env_bool, env_int, env_list, env_str
 BASE_DIR = Path(__file__).resolve().parent.parent
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) is noise in worker logs and commands.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow 2.21 logs "oneDNN custom operations are on" through absl before its log level applies, on CPUs
+# with oneDNN kernels only; off, CPU results are also the same on every CPU (the GPU path is unaffected).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 DATA_DIR = Path(env_str("DATA_DIR") or BASE_DIR / "var")
 
 DEBUG = env_bool("DEBUG", False)

@@ -38,6 +38,7 @@ from django.db import transaction
 
 from imaging import importer_cases, importer_files, importer_manifest, importer_sources, importer_store, sequences
 from imaging.models import Case, ImportBatch, Series
+from imaging.selectors import duplicate_groups
 from jobs.models import PATH_PARAMS
 
 log = logging.getLogger(__name__)
@@ -573,6 +574,7 @@ def _summary(batch, sources, tally: Tally, manifest_report, boxes_report) -> dic
         "patients": patients,
         "cases_added_to": sum(1 for p in patients if p["outcome"] == "added"),
         "held_for_review": sum(1 for p in patients if p["outcome"] == "held"),
+        "possible_duplicates": len(duplicate_groups(batch)),
         "series_by_code": dict(sorted(codes.items())),
         "rejected": sorted(tally.rejected, key=lambda r: (r["file"].startswith("archive"), r["index"])),
         "skipped": sorted(tally.skipped, key=lambda r: r["index"]),

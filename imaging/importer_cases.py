@@ -217,7 +217,9 @@ class CasePlacer:
             self.case_by_key[key_hash] = None
 
     def _candidates(self, identity: str) -> list[Case]:
-        return list(Case.objects.filter(Q(source_key_hash=identity) | Q(identity_hash=identity)).order_by("pk"))
+        """The cases of a patient identity: its own, and one another case was merged into (``CaseAlias``)."""
+        return list(Case.objects.filter(Q(source_key_hash=identity) | Q(identity_hash=identity)
+                                        | Q(aliases__identity_hash=identity)).distinct().order_by("pk"))
 
     def _conflicts(self, case: Case, outcome) -> list[str]:
         reasons = []
@@ -282,7 +284,7 @@ class CasePlacer:
                    for n in ("sex_hash", "birth_date_hash"))
 
     def _complete_demographics(self, case: Case, outcome) -> None:
-        changes = {name: getattr(outcome, name) for name in ("sex_hash", "birth_date_hash")
+        changes = {name: getattr(outcome, name) for name in ("sex_hash", "birth_date_hash", "person_hash")
                    if not getattr(case, name) and getattr(outcome, name)}
         if changes:
             Case.objects.filter(pk=case.pk).update(**changes)
@@ -294,6 +296,7 @@ class CasePlacer:
 
         values = dict(identity_hash=outcome.identity, issuer_hash=self._issuer_of(outcome),
                       sex_hash=outcome.sex_hash, birth_date_hash=outcome.birth_date_hash,
+                      person_hash=outcome.person_hash,
                       is_synthetic=outcome.synthetic, import_batch=self.batch)
         pseudonym = new_pseudonym()
         if review_of is not None:

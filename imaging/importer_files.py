@@ -27,7 +27,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from imaging import deid, dicom_read, sequences
-from imaging.uids import UidMap, fact_hash, issuer_hash, patient_key_hash
+from imaging.uids import UidMap, fact_hash, issuer_hash, patient_key_hash, person_hash
 
 # Words of MR protocol names that identify nobody; anything else in a description is dropped.
 PROTOCOL_VOCABULARY = frozenset(
@@ -108,6 +108,7 @@ class FileOutcome:
     issuer_hash: str = ""  # keyed hash of Issuer of Patient ID (0010,0021); "" when the file has none
     sex_hash: str = ""  # keyed hashes of PatientSex and PatientBirthDate: tell two patients apart, never stored raw
     birth_date_hash: str = ""
+    person_hash: str = ""  # keyed hash of name + birth date + sex: possible duplicate patients (never the values)
     identity: str = ""  # keyed hash of (issuer, patient key), set by the importer (issuer may come from elsewhere)
     resolved_issuer: str = ""  # the issuer hash the importer used (the file's, the manifest's or the source's)
 
@@ -226,6 +227,8 @@ def process_file(pipeline: Pipeline, index: int, path: Path) -> FileOutcome | Fi
         issuer = issuer_hash(pipeline.secret, _text(ds, "IssuerOfPatientID"))
         sex = fact_hash(pipeline.secret, "sex", _text(ds, "PatientSex"))
         birth = fact_hash(pipeline.secret, "birth_date", _text(ds, "PatientBirthDate"))
+        person = person_hash(pipeline.secret, _text(ds, "PatientName"), _text(ds, "PatientBirthDate"),
+                             _text(ds, "PatientSex"))
     return FileOutcome(
         index=index,
         key_hash=patient_key_hash(pipeline.secret, source_key),
@@ -242,6 +245,7 @@ def process_file(pipeline: Pipeline, index: int, path: Path) -> FileOutcome | Fi
         issuer_hash=issuer,
         sex_hash=sex,
         birth_date_hash=birth,
+        person_hash=person,
     )
 
 

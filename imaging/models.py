@@ -78,6 +78,12 @@ class Case(models.Model):
                                 help_text="keyed hash of PatientSex (never the value)")
     birth_date_hash = models.CharField(max_length=64, blank=True, default="", db_default="",
                                        help_text="keyed hash of PatientBirthDate (never the value)")
+    person_hash = models.CharField(max_length=64, blank=True, default="", db_default="", db_index=True,
+                                   help_text="keyed hash of name + birth date + sex (never the values): cases "
+                                             "sharing it under other patient IDs may be one person")
+    duplicate_checked = models.BooleanField(default=False, db_default=False,
+                                            help_text="a coordinator said this case is not a duplicate of the "
+                                                      "cases sharing its person hash")
     review_reason = models.TextField(blank=True, default="", db_default="",
                                      help_text="non-empty: an imported study held for review")
     review_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
@@ -203,6 +209,18 @@ class CohortCase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case} in {self.cohort}"
+
+
+class CaseAlias(models.Model):
+    """Another patient identity of a case (issue 14, item 9): the identity of a case merged into it as the same
+    person, so that later studies of that identity find this case."""
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="aliases")
+    identity_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"alias of {self.case}"
 
 
 class CaseAudit(models.Model):

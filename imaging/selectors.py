@@ -157,3 +157,28 @@ def cohorts_visible_to(user) -> QuerySet[Cohort]:
     if not is_coordinator(user):
         return Cohort.objects.none()
     return Cohort.objects.annotate(case_count=Count("members"))
+
+
+
+def possible_duplicates(user, batch: ImportBatch | None = None) -> list[list[Case]]:
+    """Groups of usable cases that share a person hash (keyed name + birth date + sex) under different patient
+    IDs and that a coordinator has not yet called different people (issue 14, item 9): each group oldest first,
+    groups by their oldest case. ``batch``: only groups with a case of that import. Coordinators only."""
+    if not is_coordinator(user):
+        return []
+    return duplicate_groups(batch)
+
+
+def duplicate_groups(batch: ImportBatch | None = None) -> list[list[Case]]:
+    """``possible_duplicates`` without the permission check, for the importer's summary."""
+    cases = Case.objects.usable().exclude(person_hash="")
+    flagged = (cases.values("person_hash").annotate(n=Count("pk"), open=Count("pk", filter=Q(duplicate_checked=False)))
+               .filter(n__gte=2, open__gte=1).values_list("person_hash", flat=True))
+    if batch is not None:
+        flagged = flagged.filter(person_hash__in=cases.filter(import_batch=batch).values("person_hash"))
+    groups: dict[str, list[Case]] = {}
+    members = (cases.filter(person_hash__in=list(flagged)).select_related("import_batch")
+               .annotate(series_count=Count("series", distinct=True)).order_by("created_at", "pk"))
+    for case in members:
+        groups.setdefault(case.person_hash, []).append(case)
+    return sorted(groups.values(), key=lambda group: (group[0].created_at, group[0].pk))

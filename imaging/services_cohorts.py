@@ -39,6 +39,22 @@ def cohort_candidates_missing(*, selection: str = "all", institution: str = "") 
             "manifest with a class column (import_dicom --manifest)")
 
 
+def _refuse_undecided_duplicates(cases: list[Case]) -> None:
+    """One person in two cases would sit in two folds and be tested by a model trained on herself: a cohort may
+    not hold two cases flagged as possible duplicates (issue 14, item 9) until they are merged or called
+    different people on /imaging/cases/duplicates/."""
+    by_person: dict[str, list[Case]] = {}
+    for case in cases:
+        if case.person_hash:
+            by_person.setdefault(case.person_hash, []).append(case)
+    pairs = [group for group in by_person.values() if len(group) > 1 and not all(c.duplicate_checked for c in group)]
+    if pairs:
+        shown = "; ".join(" and ".join(c.pseudonym for c in group) for group in pairs[:10])
+        raise ValidationError({"cases": f"possible duplicate patients (same name, birth date and sex under different "
+                                        f"patient IDs), not yet decided: {shown}. Merge them or call them different "
+                                        f"people on the possible-duplicates page first"})
+
+
 @transaction.atomic
 def cohort_create(
     *, name: str, cases, description: str = "", crop_margin: float = 0.15, input_size: int = 224, user=None
@@ -63,6 +79,7 @@ def cohort_create(
     if held:  # an imported study held for review is not a case yet (issue 13)
         raise ValidationError({"cases": f"held for review (resolve them on their import's page first): "
                                         f"{', '.join(held[:10])}"})
+    _refuse_undecided_duplicates(cases)
     missing = [c.pseudonym for c in cases if not c.truth]
     if missing:
         shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")

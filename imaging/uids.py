@@ -92,6 +92,7 @@ def patient_key_hash(secret: bytes | str, source_patient_id: str) -> str:
 _ISSUER_DOMAIN = b"sarcoma-deid/issuer\x00"
 _IDENTITY_DOMAIN = b"sarcoma-deid/patient-identity\x00"
 _FACT_DOMAIN = b"sarcoma-deid/fact\x00"
+_PERSON_DOMAIN = b"sarcoma-deid/person\x00"
 
 
 def normalise_issuer(issuer: str) -> str:
@@ -128,4 +129,22 @@ def fact_hash(secret: bytes | str, kind: str, value: str) -> str:
     if not text:
         return ""
     message = _FACT_DOMAIN + kind.encode("ascii") + b"\x00" + text.encode("utf-8")
+    return hmac.new(_secret_bytes(secret), message, hashlib.sha256).hexdigest()
+
+
+def _normalise_name(name: str) -> str:
+    """A DICOM person name compared loosely: the components of family^given^middle^prefix^suffix (and any
+    spaces) as upper-case words, so "Doe^Jane" = "DOE^JANE^^^" = "DOE JANE"."""
+    return " ".join(str(name or "").replace("\x00", " ").replace("^", " ").replace("=", " ").split()).upper()
+
+
+def person_hash(secret: bytes | str, name: str, birth_date: str, sex: str) -> str:
+    """A keyed hash (hex) of name + birth date + sex (issue 14, item 9): two cases that share it under different
+    patient IDs may be one person (a patient registered twice, or at two sites). "" unless the name and the birth
+    date are both given: a hash of a sex alone would flag half the cohort. The values are never stored."""
+    person, birth = _normalise_name(name), str(birth_date or "").strip()
+    if not person or not birth:
+        return ""
+    message = (_PERSON_DOMAIN + person.encode("utf-8") + b"\x00" + birth.encode("utf-8") + b"\x00"
+               + str(sex or "").strip().upper().encode("utf-8"))
     return hmac.new(_secret_bytes(secret), message, hashlib.sha256).hexdigest()

@@ -4,6 +4,9 @@ from imaging import api, views, views_upload
 
 urlpatterns = [
     path("imaging/cases/", views.case_list, name="imaging_case_list"),
+    path("imaging/cases/duplicates/", views.case_duplicates, name="imaging_case_duplicates"),
+    path("imaging/cases/duplicates/merge/", views.case_duplicates_merge, name="imaging_case_duplicates_merge"),
+    path("imaging/cases/duplicates/dismiss/", views.case_duplicates_dismiss, name="imaging_case_duplicates_dismiss"),
     path("imaging/cases/<int:pk>/", views.case_detail, name="imaging_case_detail"),
     path("imaging/cases/<int:pk>/correct/", views.case_correct, name="imaging_case_correct"),
     path("imaging/series/<int:pk>/", views.series_detail, name="imaging_series_detail"),

@@ -28,6 +28,17 @@ def _errors(error: ValidationError) -> list[str]:
     return list(error.messages)
 
 
+def _post_write(request, write, success) -> None:
+    """Run a service's write for a POST: its ValidationError as error messages, else ``success(result)``."""
+    try:
+        result = write()
+    except ValidationError as error:
+        for message in _errors(error):
+            messages.error(request, message)
+    else:
+        messages.success(request, success(result))
+
+
 @coordinator_required
 def case_list(request):
     filters = {k: request.GET.get(k, "").strip() for k in ("q", "truth", "sequence", "institution")}
@@ -43,6 +54,7 @@ def case_list(request):
             "codes": SEQUENCE_CODES,
             "institutions": selectors.institutions(request.user),
             "total": cases.count(),
+            "duplicate_groups": len(selectors.possible_duplicates(request.user)),
         },
     )
 
@@ -237,6 +249,7 @@ def import_detail(request, pk: int):
             "series": batch.series.select_related("case").order_by("case__pseudonym", "series_number")[:500],
             "patients": (batch.summary or {}).get("patients") or [],
             "held": selectors.held_imports(request.user, batch),
+            "duplicate_groups": len(selectors.possible_duplicates(request.user, batch)),
             "upload_kept": selectors.import_upload_kept(batch),
         },
     )
@@ -247,18 +260,16 @@ def import_detail(request, pk: int):
 def import_upload_discard(request, pk: int):
     """Discard the raw upload a failed or cancelled import keeps for a resume (``services.import_upload_discard``)."""
     batch = found_or_404(selectors.import_batches_visible_to(request.user).get, pk=pk, message="no such import")
-    try:
+
+    def discard():
         if batch.job is None:
             raise ValidationError("this import has no job")
         if request.POST.get("confirm") != "yes":
             raise ValidationError("tick “I will not resume this import” to discard its upload")
         services.import_upload_discard(job=batch.job, by=request.user)
-    except ValidationError as error:
-        for message in _errors(error):
-            messages.error(request, message)
-    else:
-        messages.success(request, "the upload was discarded: its files are deleted and the job can no longer be "
-                                  "resumed; what it imported is kept")
+
+    _post_write(request, discard, lambda _: "the upload was discarded: its files are deleted and the job can no "
+                                            "longer be resumed; what it imported is kept")
     return redirect("imaging_import_detail", pk=batch.pk)
 
 
@@ -268,17 +279,54 @@ def import_review_resolve(request, pk: int):
     """Resolve a study held for review: "same patient" (its series join the existing case) or "new patient"."""
     held = found_or_404(selectors.held_imports(request.user).get, pk=pk, message="no such held study")
     batch_id = held.import_batch_id
-    try:
-        case = services_import.import_review_resolve(case=held, decision=request.POST.get("decision", ""),
-                                                     by=request.user, reason=request.POST.get("reason", ""))
-    except ValidationError as error:
-        for message in _errors(error):
-            messages.error(request, message)
-    else:
-        messages.success(request, f"resolved: the study is now in {case.pseudonym}")
+    _post_write(request, lambda: services_import.import_review_resolve(
+        case=held, decision=request.POST.get("decision", ""), by=request.user, reason=request.POST.get("reason", "")),
+        lambda case: f"resolved: the study is now in {case.pseudonym}")
     if batch_id:
         return redirect("imaging_import_detail", pk=batch_id)
     return redirect("imaging_import_list")
+
+
+@coordinator_required
+def case_duplicates(request):
+    """Possible duplicate patients (issue 14, item 9): cases with the same keyed name + birth date + sex under
+    different patient IDs. The coordinator merges them before folds are drawn, or says they are different people."""
+    return render(request, "imaging/case_duplicates.html",
+                  {"groups": selectors.possible_duplicates(request.user)})
+
+
+def _pk(value) -> int | None:
+    return int(value) if str(value or "").isdigit() else None
+
+
+@coordinator_required
+@require_POST
+def case_duplicates_merge(request):
+    """Merge one case of a group into another (``services_import.case_merge``)."""
+    source, target = _pk(request.POST.get("case")), _pk(request.POST.get("into"))
+
+    def merge():
+        if source is None or target is None:
+            raise ValidationError("choose the case to merge and the case to keep")
+        usable = selectors.cases_visible_to(request.user)
+        return services_import.case_merge(case=found_or_404(usable.get, pk=source, message="no such case"),
+                                          into=found_or_404(usable.get, pk=target, message="no such case"),
+                                          by=request.user, reason=request.POST.get("reason", ""))
+
+    _post_write(request, merge, lambda case: f"merged: the series are now in {case.pseudonym}")
+    return redirect("imaging_case_duplicates")
+
+
+@coordinator_required
+@require_POST
+def case_duplicates_dismiss(request):
+    """Say that a group's cases are different people (``services_import.case_duplicates_dismiss``)."""
+    pks = [pk for pk in map(_pk, request.POST.getlist("cases")) if pk is not None]
+    cases = list(selectors.cases_visible_to(request.user).filter(pk__in=pks))
+    _post_write(request, lambda: services_import.case_duplicates_dismiss(
+        cases=cases, by=request.user, reason=request.POST.get("reason", "")),
+        lambda n: f"{n} cases marked as different people")
+    return redirect("imaging_case_duplicates")
 
 
 @coordinator_required
@@ -309,7 +357,8 @@ def cohort_list(request):
     return render(
         request,
         "imaging/cohort_list.html",
-        {"cohorts": selectors.cohorts_visible_to(request.user), "form": form},
+        {"cohorts": selectors.cohorts_visible_to(request.user), "form": form,
+         "duplicate_groups": len(selectors.possible_duplicates(request.user))},
     )
 
 

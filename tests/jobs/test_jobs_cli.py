@@ -175,7 +175,7 @@ def test_the_embedded_brokers_missing_hostname_warning_is_not_logged(caplog):
 
 def test_commands_load_tensorflow_without_its_start_up_chatter(tmp_path):
     pytest.importorskip("tensorflow")
-    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
     result = subprocess.run([sys.executable, "manage.py", "shell", "-c", "import tensorflow"], cwd=REPO,
                             env={**env, "DEBUG": "1", "DATA_DIR": str(tmp_path)}, capture_output=True, text=True,
                             timeout=120)

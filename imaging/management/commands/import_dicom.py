@@ -82,6 +82,10 @@ class Command(BaseCommand):
         )
         for patient in r.get("patients") or []:   # held and added first, then the new cases
             self.stdout.write(f"  {patient['text']}")
+        if r.get("possible_duplicates"):
+            n = r["possible_duplicates"]
+            self.stdout.write(f"  {n} group{'s' if n != 1 else ''} of possible duplicate patients (same name, birth "
+                              f"date and sex under different patient IDs): review them on /imaging/cases/duplicates/")
         for item in r["rejected"]:
             self.stdout.write(f"  rejected {item['file']}: {item['reason']}")
         for name in ("manifest", "boxes"):
