@@ -92,3 +92,14 @@ def start_worker(tmp_path):
         w.stop()
 
 
+
+
+@pytest.fixture
+def role_groups(transactional_db):
+    """A transactional test's flush removes the role groups the migration made; put them back."""
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import ROLES
+
+    for name in ROLES:
+        Group.objects.get_or_create(name=name)

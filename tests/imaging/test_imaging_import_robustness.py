@@ -18,7 +18,7 @@ from imaging.phantoms import write_phantom_cohort
 from jobs.models import Job, JobStatus
 from jobs.services import job_create, job_run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("role_groups")]
 
 IDENTITY = "SMITH_JANE"  # a folder named after a patient, as exports often are
 
@@ -27,15 +27,6 @@ IDENTITY = "SMITH_JANE"  # a folder named after a patient, as exports often are
 def run_jobs_here(monkeypatch):
     monkeypatch.setattr("jobs.services.job_enqueue", lambda *, job: None)
 
-
-@pytest.fixture(autouse=True)
-def role_groups(transactional_db):
-    from django.contrib.auth.models import Group
-
-    from accounts.roles import ROLES
-
-    for name in ROLES:
-        Group.objects.get_or_create(name=name)
 
 
 @pytest.fixture(scope="module")

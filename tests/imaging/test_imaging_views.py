@@ -19,7 +19,7 @@ from jobs.models import Job, JobStatus
 from jobs.services import job_create, job_run
 from testsupport import CHROMIUM, CHROMIUM_MISSING, chromium_page
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("role_groups")]
 
 
 @pytest.fixture(autouse=True)
@@ -28,16 +28,6 @@ def run_jobs_here(request, monkeypatch):
     if request.node.get_closest_marker("worker") is None:
         monkeypatch.setattr("jobs.services.job_enqueue", lambda *, job: None)
 
-
-@pytest.fixture(autouse=True)
-def role_groups(transactional_db):
-    """A transactional test's flush removes the role groups the migration made; put them back."""
-    from django.contrib.auth.models import Group
-
-    from accounts.roles import ROLES
-
-    for name in ROLES:
-        Group.objects.get_or_create(name=name)
 
 
 @pytest.fixture(scope="module")
