@@ -38,6 +38,7 @@ def study_statistics_api(request, pk: int):
         "cases_without_truth": report.cases_without_truth,
         "complete_readers": {str(exam): list(codes) for exam, codes in stats.complete_readers.items()},
         "notes": list(stats.notes),
+        "intervals": exports.INTERVALS_NOTE, "dnn_source": exports.dnn_source_text(stats),
         "reader_statistics": exports.reader_statistics_table(stats).as_dicts(),
         "group_statistics": exports.group_statistics_table(stats).as_dicts(),
         "dnn": exports.dnn_table(report).as_dicts(),

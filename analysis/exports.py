@@ -13,10 +13,12 @@ import csv
 import io
 import json
 import math
+import textwrap
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from analysis import study_stats as ss
+from core.intervals import wilson
 
 READS_FILE = "reads.csv"
 READS_COLUMNS = ("study", "reader", "group", "years_experience", "exam", "case", "display_code", "truth",
@@ -44,6 +46,29 @@ def metric_text(metric: str, value: float | None, *, scale: bool = True) -> str:
 
 def metric_column(metric: str) -> str:
     return "auc" if metric == "auc" else f"{metric}_percent"
+
+
+def ci_columns(metric: str) -> tuple[str, str]:
+    """The two columns of a metric's 95 % interval: "sensitivity_ci_low_percent", ..., "auc_ci_low"."""
+    if metric == "auc":
+        return "auc_ci_low", "auc_ci_high"
+    return f"{metric}_ci_low_percent", f"{metric}_ci_high_percent"
+
+
+def metric_columns(metric: str) -> tuple[str, str, str]:
+    """A metric's value column and its interval's two columns."""
+    return (metric_column(metric), *ci_columns(metric))
+
+
+def metric_cells(metric: str, value: float | None, interval) -> tuple[str, str, str]:
+    """Value, CI low, CI high as text (``interval``: a ``core.intervals.Interval``, (low, high) or None)."""
+    if interval is None:
+        low = high = None
+    elif isinstance(interval, list | tuple):
+        low, high = interval
+    else:
+        low, high = interval.low, interval.high
+    return metric_text(metric, value), metric_text(metric, low), metric_text(metric, high)
 
 
 def metric_unit(metric: str) -> str:
@@ -141,42 +166,82 @@ def case_audit_csv_lines(study) -> Iterator[str]:
 # --------------------------------------------------------------------------------------------------
 
 
+INTERVALS_NOTE = (
+    "95 % confidence intervals: per reader and for the DNN on the study's cases, Wilson for accuracy, "
+    "sensitivity and specificity, DeLong for the AUC, a patient-level percentile bootstrap stratified by class "
+    f"({ss.BOOTSTRAP_RESAMPLES} resamples, seed {ss.BOOTSTRAP_SEED}) for SS-Avg; for a group mean, the "
+    f"{ss.GROUP_INTERVAL_METHOD}. Empty where the metric or its interval is undefined.")
+
+
+def _metrics_cells(values: dict, bounds: dict) -> list[str]:
+    cells: list[str] = []
+    for metric in ss.METRICS:
+        cells += metric_cells(metric, values.get(metric), bounds.get(metric))
+    return cells
+
+
 def reader_statistics_table(stats: ss.StudyStatistics) -> Table:
+    """Per reader x exam: counts, each metric with its 95 % interval (Wilson, DeLong, bootstrap)."""
     columns = ("reader", "group", "years_experience", "exam", "state", "n_cases", "n_read", "tp", "fn", "tn",
-               "fp", *(metric_column(m) for m in ss.METRICS), "mean_active_seconds")
+               "fp", *(c for m in ss.METRICS for c in metric_columns(m)), "mean_active_seconds")
     rows = []
     for m in stats.reader_exams:
         counts = (m.counts.tp, m.counts.fn, m.counts.tn, m.counts.fp) if m.counts else ("",) * 4
         rows.append((m.reader, m.group, m.years, m.exam, m.state, m.n_cases, m.n_read, *counts,
-                     *(metric_text(k, m.values[k]) for k in ss.METRICS), number_text(m.mean_seconds, 1)))
+                     *_metrics_cells(m.values, m.intervals), number_text(m.mean_seconds, 1)))
     return _table(columns, rows)
 
 
 def group_statistics_table(stats: ss.StudyStatistics) -> Table:
-    """Mean and SD per group and exam, over the readers complete in that exam."""
+    """Mean, SD and the mean's 95 % interval (``ss.GROUP_INTERVAL_METHOD``) per group and exam, over the
+    readers complete in that exam."""
     columns = ["group", "exam", "n_readers", "readers"]
     for metric in ss.METRICS:
-        columns += [f"{metric_column(metric)}_mean", f"{metric_column(metric)}_sd"]
+        columns += [f"{metric_column(metric)}_mean", f"{metric_column(metric)}_sd", *ci_columns(metric)]
     rows = []
     for g in stats.groups:
         cells = [ss.GROUP_LABELS[g.group], g.exam, len(g.readers), " ".join(g.readers)]
         for metric in ss.METRICS:
-            cells += [metric_text(metric, g.mean[metric]), metric_text(metric, g.sd[metric])]
+            mean, low, high = metric_cells(metric, g.mean[metric], g.intervals.get(metric))
+            cells += [mean, metric_text(metric, g.sd[metric]), low, high]
         rows.append(cells)
     return _table(columns, rows)
 
 
+DNN_STUDY_LABEL = ("study cases: sarcoma when likelihood >= 50 % (in-sample: the study's chosen sequence set; "
+                   "nested: the set and threshold chosen without the case's fold)")
+
+
+def _wilson_bounds(figures: dict, reported: dict) -> dict:
+    """Wilson intervals of a whole-cohort mean over ensembles (a proportion of its patients, core.intervals
+    allows the fractional count) where the class sizes are known; SS-Avg and AUC need per-patient data."""
+    sizes = {"accuracy": reported.get("n_patients"), "sensitivity": reported.get("n_sarcoma"),
+             "specificity": reported.get("n_leiomyoma")}
+    out = {}
+    for metric, n in sizes.items():
+        value = figures.get(metric)
+        if isinstance(n, int) and n > 0 and value is not None and 0 <= value <= 1:
+            out[metric] = wilson(value * n, n)
+    return out
+
+
 def dnn_table(report) -> Table:
-    """The DNN on the study's cases, and the figures its evaluation reports for its whole cohort."""
-    columns = ("source", "n_cases", "tp", "fn", "tn", "fp", *(metric_column(m) for m in ss.METRICS))
+    """The DNN on the study's cases (which likelihood it uses in ``likelihood_source``), and the figures its
+    evaluation reports for its whole cohort, each metric with its 95 % interval."""
+    columns = ("source", "likelihood_source", "n_cases", "tp", "fn", "tn", "fp",
+               *(c for m in ss.METRICS for c in metric_columns(m)), "interval_note")
     rows = []
     dnn = report.stats.dnn
     if dnn is not None:
         counts = (dnn.counts.tp, dnn.counts.fn, dnn.counts.tn, dnn.counts.fp) if dnn.counts else ("",) * 4
-        rows.append(("study cases: chosen sequence set, sarcoma when likelihood >= 50 %", dnn.n_cases,
-                     *counts, *(metric_text(m, dnn.values[m]) for m in ss.METRICS)))
+        rows.append((DNN_STUDY_LABEL, dnn.source, dnn.n_cases, *counts,
+                     *_metrics_cells(dnn.values, dnn.intervals), ""))
     reported = report.dnn_reported
     patients = reported.get("n_patients", "")
+    for method in reported.get("methods", []):
+        rows.append((f"evaluation (all its patients): {method['label']}", method["method"], patients,
+                     "", "", "", "", *_metrics_cells(method["values"], method["intervals"]),
+                     "intervals as the evaluation stored them"))
     rank = reported.get("chosen_rank")
     labels = {"top10": "evaluation (all its patients): ensembles, mean of the top-10 sequence sets",
               "top10_honest": "evaluation (all its patients): ensembles, top-10 mean, thresholds from the "
@@ -188,8 +253,14 @@ def dnn_table(report) -> Table:
     for key, label in labels.items():
         figures = reported.get(key)
         if figures:
-            rows.append((label, patients, "", "", "", "",
-                         *(metric_text(m, figures.get(m)) for m in ss.METRICS)))
+            stored = reported.get("intervals", {}).get(key, {})
+            bounds = {**_wilson_bounds(figures, reported), **stored}
+            missing = [ss.METRIC_LABELS[m] for m in ss.METRICS if figures.get(m) is not None and m not in bounds]
+            notes = ["intervals as the evaluation stored them" if stored else "",
+                     "Wilson on the cohort's patients where it stored none" if set(bounds) - set(stored) else "",
+                     f"no stored interval for {', '.join(missing)} (needs the per-patient calls)" if missing else ""]
+            rows.append((label, "", patients, "", "", "", "", *_metrics_cells(figures, bounds),
+                         "; ".join(n for n in notes if n)))
     return _table(columns, rows)
 
 
@@ -212,7 +283,7 @@ def comparisons_table(stats: ss.StudyStatistics) -> Table:
             rows.append((*head, "", "", "", "", "", "", "", "", "", "", "", "", "", c.note))
         for t in c.tests:
             significant = "" if not _finite(t.p) else ("yes" if t.p < stats.alpha else "no")
-            note = c.note or ("" if _finite(t.p) else "undefined: the values do not vary")
+            note = "; ".join(n for n in (c.note, "" if _finite(t.p) else "undefined: the values do not vary") if n)
             rows.append((*head, t.test, t.name, t.n_a, t.n_b, metric_text(c.metric, t.mean_a),
                          metric_text(c.metric, t.mean_b), metric_text(c.metric, t.mean_difference),
                          metric_text(c.metric, t.ci_lo), metric_text(c.metric, t.ci_hi),
@@ -226,9 +297,11 @@ NOT_ANALYSED = "not analysed: no reader finished this exam"
 def cases_table(stats: ss.StudyStatistics) -> Table:
     """One row per case: truth, size, descriptors, the DNN's likelihood and who misdiagnosed it per exam.
 
-    ``dnn_missed``: ``core.metrics.ai_wrong`` (the call of the DNN row, likelihood >= 50 % = sarcoma)."""
+    ``ai_likelihood``: shown in exam 2; ``dnn_likelihood`` (``dnn_likelihood_source``): the DNN row's, nested
+    where the evaluation has it for a case of its training cohort; ``dnn_missed``: ``core.metrics.ai_wrong``
+    on it (likelihood >= 50 % = sarcoma)."""
     columns = ["case", "truth", "max_diameter_mm", "degeneration", "degeneration_votes", "irregular_margin",
-               "ai_likelihood", "dnn_missed"]
+               "ai_likelihood", "ai_likelihood_nested", "dnn_likelihood", "dnn_likelihood_source", "dnn_missed"]
     for exam in ss.EXAMS:
         columns += [f"readers_wrong_exam{exam}", f"readers_exam{exam}", f"missed_by_exam{exam}"]
     by_exam = {m.exam: {c.case: c for c in m.cases} for m in stats.misdiagnosis}
@@ -237,7 +310,8 @@ def cases_table(stats: ss.StudyStatistics) -> Table:
         votes = "{}/{}".format(*case.degeneration_votes) if case.degeneration_votes else ""
         cells = [case.label, case.truth, number_text(case.max_diameter_mm, 1), _yes_no(case.degeneration),
                  votes, _yes_no(case.irregular_margin), number_text(case.ai_likelihood, 2),
-                 _yes_no(ss.dnn_wrong(case))]
+                 number_text(case.nested_likelihood, 2), number_text(case.dnn_likelihood, 2),
+                 ss.SOURCE_LABELS.get(case.dnn_source, ""), _yes_no(ss.dnn_wrong(case))]
         for exam in ss.EXAMS:
             row = by_exam[exam][case.label]
             missed = ss.MISSED_LABELS.get(row.category, "") if row.readers_total else NOT_ANALYSED
@@ -325,22 +399,38 @@ reads.csv               one row per reader x exam x case: reader code, group, ye
                         confidence (0-100 likelihood of sarcoma), active_seconds (time the case was on screen
                         and in use, s; never more than the wall-clock time since the reader first opened it),
                         ai_likelihood_shown (exam 2)
-reader_statistics.csv   per reader x exam: counts and metrics (percent; AUC from confidence as a fraction)
-group_statistics.csv    mean and SD (n - 1) per group and exam over the readers complete in that exam
-comparisons.csv         every t-test (Student's = equal variances; Welch's = unequal; paired = exam 1 vs 2)
-dnn.csv                 the DNN on the study's cases (sarcoma when likelihood >= 50 %) and as its evaluation
-                        reports it
-cases.csv               per case: truth, size, descriptors, AI likelihood, who misdiagnosed it per exam
-                        (truth: the ground truth frozen with the study when it opened, as in reads.csv);
-                        dnn_missed: the DNN's call (sarcoma when likelihood >= 50 %, as in dnn.csv) is
-                        wrong; readers missed a case when more than half of the complete readers are wrong;
-                        an exam no reader has finished reads "not analysed"
+reader_statistics.csv   per reader x exam: counts and metrics (percent; AUC from confidence as a fraction),
+                        each with its 95 % CI (*_ci_low, *_ci_high)
+group_statistics.csv    mean, SD (n - 1) and the mean's 95 % CI per group and exam over the readers complete
+                        in that exam
+comparisons.csv         every t-test (Student's = equal variances; Welch's = unequal; paired = exam 1 vs 2;
+                        a group vs the DNN: one-sample against the DNN row of dnn.csv)
+dnn.csv                 the DNN on the study's cases (sarcoma when likelihood >= 50 %; likelihood_source:
+                        nested (out-of-sample), in-sample, or mixed) and as its evaluation reports it, with
+                        95 % CIs
+cases.csv               per case: truth, size, descriptors, AI likelihood shown in exam 2 (in-sample for a
+                        case of the evaluation's training cohort), the nested one, the one the DNN row uses,
+                        who misdiagnosed it per exam (truth: the ground truth frozen with the study when it
+                        opened, as in reads.csv); dnn_missed: the DNN row's call (sarcoma when its likelihood
+                        >= 50 %) is wrong; readers missed a case when more than half of the complete readers
+                        are wrong; an exam no reader has finished reads "not analysed"
 case_audit.csv          every recorded change of the study's cases (truth, subtype, boxes, series, merges,
                         corrections): case label, when, action, actor (user number, or import or job),
                         before and after (JSON), reason
 mrmc.csv, mrmc.json     MRMC exam 1 vs exam 2 (readers complete in both exams)
 figures/                the statistics page's figures as PNG and SVG
+
+{intervals}
+DNN row: {dnn_source}. For a case of the evaluation's training cohort the likelihood shown in exam 2 is
+in-sample (the sequence set and threshold were chosen on all its patients, that case included; METHOD 9);
+the DNN row, its CIs, dnn_missed and the readers-vs-DNN t-tests use the nested (out-of-sample) likelihood
+where the evaluation has it, else the in-sample one.
 """
+
+
+def dnn_source_text(stats: ss.StudyStatistics) -> str:
+    """Which likelihoods the DNN row uses, in words ("no AI results" without a DNN row)."""
+    return f"{stats.dnn.source} likelihoods" if stats.dnn is not None else "no AI results for the study's cases"
 
 
 def report_files(report) -> dict[str, str]:
@@ -355,5 +445,7 @@ def report_files(report) -> dict[str, str]:
         "mrmc.csv": mrmc_table(stats).csv(),
         "mrmc.json": mrmc_json(stats),
         "README.txt": README.format(name=report.study_name,
-                                    synthetic=" (SYNTHETIC data)" if report.synthetic else ""),
+                                    synthetic=" (SYNTHETIC data)" if report.synthetic else "",
+                                    intervals=textwrap.fill(INTERVALS_NOTE, 110),
+                                    dnn_source=dnn_source_text(stats)),
     }

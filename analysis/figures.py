@@ -57,7 +57,9 @@ def significance_mark(p: float | None) -> str:
 
 
 def group_bars(stats: ss.StudyStatistics) -> list[dict]:
-    """Per metric x group x exam: mean, SD, label text, and the exam 1 vs 2 paired test's mark."""
+    """Per metric x group x exam: mean, SD, the mean's 95 % CI (``ss.GROUP_INTERVAL_METHOD``; the page and
+    group_statistics.csv show it, the bars keep the paper's ± SD), label text, and the exam 1 vs 2 paired
+    test's mark."""
     marks = {(c.group, c.metric): significance_mark(c.tests[0].p) for c in stats.comparisons
              if c.kind == "exams" and c.tests}
     bars = []
@@ -66,7 +68,7 @@ def group_bars(stats: ss.StudyStatistics) -> list[dict]:
             for exam in ss.EXAMS:
                 g = stats.group(group, exam)
                 bars.append({"metric": metric, "group": group, "exam": exam, "n": len(g.readers),
-                             "mean": g.mean[metric], "sd": g.sd[metric],
+                             "mean": g.mean[metric], "sd": g.sd[metric], "ci": g.intervals.get(metric),
                              "label": exports.metric_text(metric, g.mean[metric]),
                              "mark": marks.get((group, metric), "")})
     return bars
@@ -151,7 +153,8 @@ def _draw_groups(fig, stats: ss.StudyStatistics) -> None:
 
     handles = [Patch(color=GROUP_COLOURS[g][e - 1], label=f"{ss.GROUP_LABELS[g]}, exam {e}")
                for g in ss.GROUPS for e in ss.EXAMS]
-    handles.append(Line2D([], [], color="#111", linestyle="--", label="DNN on the study's cases"))
+    source = f" ({stats.dnn.source})" if stats.dnn is not None else ""
+    handles.append(Line2D([], [], color="#111", linestyle="--", label=f"DNN on the study's cases{source}"))
     fig.legend(handles=handles, loc="outside lower center", ncol=5, fontsize=7, frameon=False)
 
 
@@ -183,9 +186,10 @@ def _draw_roc(fig, stats: ss.StudyStatistics, exam: int) -> None:
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="#bbb", linewidth=0.8, linestyle=":")
     if stats.dnn is not None and stats.dnn.roc is not None:
-        roc = stats.dnn.roc
+        roc, ci = stats.dnn.roc, stats.dnn.intervals.get("auc")
+        interval = f" (95 % CI {ci.low:.3f}–{ci.high:.3f})" if ci is not None else ""
         ax.plot(roc.fpr, roc.tpr, color="#111", linewidth=1.6,
-                label=f"DNN (likelihood), AUC {exports.metric_text('auc', roc.auc)}")
+                label=f"DNN ({stats.dnn.source} likelihood), AUC {exports.metric_text('auc', roc.auc)}{interval}")
     markers = {ss.SPECIALIST: "o", ss.PRACTITIONER: "s"}
     current = roc_points(stats, exam)
     if exam == 2:

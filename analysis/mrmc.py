@@ -35,6 +35,8 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
+from core.intervals import auc_components  # the one DeLong structural-components code
+
 FigureOfMerit = Literal["auc", "sensitivity", "specificity"]
 CovarianceMethod = Literal["delong", "jackknife"]
 FIGURES_OF_MERIT: tuple[str, ...] = ("auc", "sensitivity", "specificity")
@@ -95,28 +97,11 @@ def _require_cases(n: int, what: str, metric: str) -> None:
         raise MRMCError(f"{metric} needs at least 2 {what} cases for a jackknife/DeLong variance, got {n}")
 
 
-def auc_structural_components(ratings: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """DeLong structural components of the empirical AUC, from mid-ranks (no n1 x n0 pair matrix).
-
-    ratings (..., n), truth (n,) bool. Returns v10 (..., n1): for each diseased case the fraction of
-    non-diseased cases rated lower (ties 1/2); v01 (..., n0): for each non-diseased case the fraction of
-    diseased cases rated higher (ties 1/2). AUC = mean(v10) = mean(v01).
-    """
-    x, y = ratings[..., truth], ratings[..., ~truth]
-    n1, n0 = x.shape[-1], y.shape[-1]
-    combined = stats.rankdata(np.concatenate([x, y], axis=-1), axis=-1)
-    # rank in the pooled sample minus rank within the own sample = number of the other sample below
-    # (ties 1/2), the trick of Sun & Xu (2014) for a fast DeLong.
-    v10 = (combined[..., :n1] - stats.rankdata(x, axis=-1)) / n0
-    v01 = 1.0 - (combined[..., n1:] - stats.rankdata(y, axis=-1)) / n1
-    return v10, v01
-
-
 def empirical_auc(ratings, truth) -> np.ndarray:
     """Empirical AUC (ties 1/2) over the last axis of ``ratings`` (..., n); truth (n,) bool or 0/1."""
     ratings = np.asarray(ratings, dtype=float)
     truth = np.asarray(truth).astype(bool)
-    v10, _ = auc_structural_components(ratings, truth)
+    v10, _ = auc_components(ratings, truth)
     return v10.mean(axis=-1)
 
 
@@ -140,7 +125,7 @@ def fom_components(ratings, truth, metric: FigureOfMerit = "auc") -> FomComponen
     if metric == "auc":
         _require_cases(n1, "diseased", metric)
         _require_cases(n0, "non-diseased", metric)
-        v10, v01 = auc_structural_components(ratings, truth)
+        v10, v01 = auc_components(ratings, truth)
         jackknife = np.empty_like(ratings)
         jackknife[..., truth] = _leave_one_out(v10)
         jackknife[..., ~truth] = _leave_one_out(v01)
@@ -475,20 +460,31 @@ def _or_rrrc(fom, anova, terms, cov_blocks, modality_ids, alpha) -> ModalityTest
     den = anova.MSTR + r * max(terms.cov2 - terms.cov3, 0.0)
     ddf = _safe_div(den ** 2, anova.MSTR ** 2 / ((t - 1) * (r - 1)))   # Hillis (2007)
     f = _safe_div(anova.MST, den)
-    singles = []
-    for i in range(t):
-        msr_i = float(np.var(fom[i], ddof=1))
-        cov2_i = cov_blocks[i].cov2
-        den_i = msr_i + r * max(cov2_i, 0.0)
-        se_i = float(np.sqrt(den_i / r))
-        df_i = _safe_div(den_i ** 2, msr_i ** 2 / (r - 1))
-        lo, hi = _t_interval(fom[i].mean(), se_i, df_i, alpha)
-        singles.append(ModalityEstimate(modality_ids[i], float(fom[i].mean()), se_i, df_i, float(lo),
-                                        float(hi), msr=msr_i, cov2=cov2_i))
+    singles = tuple(rrrc_modality_estimate(fom[i], cov_blocks[i].cov2, modality_ids[i], alpha) for i in range(t))
     se = float(np.sqrt(2 * den / r))
     return ModalityTest("random readers, random cases", "F", f, float(t - 1), ddf, _f_p(f, t - 1, ddf),
                         float(den), _differences(fom.mean(axis=1), modality_ids, se, ddf, alpha),
-                        tuple(singles))
+                        singles)
+
+
+def rrrc_modality_estimate(fom_row, cov2: float, modality: str = "1", alpha: float = 0.05) -> ModalityEstimate:
+    """One modality's reader-averaged FOM with its random-readers, random-cases CI (OR, Hillis 2007).
+
+    ``fom_row`` (r,): the FOM of each of r >= 2 readers on the same cases; ``cov2``: the mean covariance of two
+    different readers' FOMs (DeLong or jackknife). SE^2 = [MSR + r max(cov2, 0)] / r with MSR the readers'
+    variance (n - 1), df = den^2 / (MSR^2 / (r - 1)) (infinite when MSR = 0). Needs only this modality's
+    reads, so it serves a single exam too. The CI is not clipped.
+    """
+    fom_row = np.asarray(fom_row, dtype=float)
+    r = fom_row.size
+    if r < 2:
+        raise MRMCError(f"a random-readers interval needs at least 2 readers, got {r}")
+    msr = float(np.var(fom_row, ddof=1))
+    den = msr + r * max(cov2, 0.0)
+    se = float(np.sqrt(den / r))
+    df = _safe_div(den ** 2, msr ** 2 / (r - 1))
+    lo, hi = _t_interval(fom_row.mean(), se, df, alpha)
+    return ModalityEstimate(modality, float(fom_row.mean()), se, df, float(lo), float(hi), msr=msr, cov2=cov2)
 
 
 def _or_frrc(fom, anova, terms, cov_blocks, covariance, modality_ids, reader_ids, alpha) -> ModalityTest:

@@ -15,7 +15,6 @@ Every reader must rate every case in every modality (fully crossed design). Prob
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis import mrmc
+from core.csv_input import csv_rows
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("modality", "reader", "case", "truth", "rating")
 _MAX_LISTED = 5
@@ -52,17 +52,6 @@ def _natural_order(ids) -> list[str]:
         return sorted(ids)
 
 
-def _open_text(path: Path):
-    try:
-        return path.open(newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise MRMCInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise MRMCInputError(f"{path}: is a directory, not a CSV file") from None
-    except OSError as exc:
-        raise MRMCInputError(f"{path}: cannot be read ({exc.strerror})") from None
-
-
 def _parse_truth(value: str, where: str) -> bool:
     try:
         number = float(value)
@@ -84,40 +73,15 @@ def _parse_rating(value: str, where: str) -> float:
 
 
 def _read_rows(path: Path):
-    """Yield (line number, {column: stripped value}) after checking the header; empty lines skipped."""
-    handle = _open_text(path)
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise MRMCInputError(f"{path}: the file is empty (expected a header line "
-                                     f"{','.join(REQUIRED_COLUMNS)})")
-            names = [h.strip().lower() for h in header]
-            missing = [c for c in REQUIRED_COLUMNS if c not in names]
-            if missing:
-                raise MRMCInputError(f"{path}, line 1 (header): missing column(s) {', '.join(missing)}; "
-                                     f"found {', '.join(repr(h) for h in header)}")
-            for column in REQUIRED_COLUMNS:
-                if names.count(column) > 1:
-                    raise MRMCInputError(f"{path}, line 1 (header): column {column!r} appears twice")
-            index = {c: names.index(c) for c in REQUIRED_COLUMNS}
-            for fields in reader:
-                if not fields or all(not f.strip() for f in fields):
-                    continue
-                line = reader.line_num
-                if len(fields) != len(header):
-                    raise MRMCInputError(f"{path}, line {line}: {len(fields)} fields where the header has "
-                                         f"{len(header)}")
-                row = {c: fields[i].strip() for c, i in index.items()}
-                for column, value in row.items():
-                    if not value:
-                        raise MRMCInputError(f"{path}, line {line}, column {column!r}: empty value")
-                yield line, row
-        except UnicodeDecodeError:
-            raise MRMCInputError(f"{path}: not UTF-8 text (is it a CSV file?)") from None
-        except csv.Error as exc:
-            raise MRMCInputError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
+    """Yield (line number, {column: stripped value}) after checking the header (``core.csv_input``); empty
+    lines skipped, the first row with a wrong number of fields or an empty value raises."""
+    for line, row in csv_rows(path, REQUIRED_COLUMNS, MRMCInputError):
+        if isinstance(row, str):
+            raise MRMCInputError(f"{path}, line {line}: {row}")
+        for column, value in row.items():
+            if not value:
+                raise MRMCInputError(f"{path}, line {line}, column {column!r}: empty value")
+        yield line, row
 
 
 def read_long_csv(path) -> ReaderStudyTable:

@@ -15,6 +15,7 @@ from django.db.models import Count, Q, QuerySet
 from accounts.roles import is_coordinator
 from analysis.study_stats import CaseInfo, ReaderInfo, ReadRecord
 from core.constants import CLASS_CHOICES
+from inference import selectors as inference_selectors
 from inference.models import CaseAIResult
 from reader_study.models import Assignment, DescriptorScore, Read, Study
 from reader_study.selectors import study_truths
@@ -84,17 +85,27 @@ def _degeneration_votes(study: Study) -> dict[int, tuple[int, int]]:
     return {r["assignment__case_id"]: (r["yes"], r["n"]) for r in rows}
 
 
+def study_ai_likelihoods(study: Study) -> dict[int, tuple[float, bool, float | None]]:
+    """Case pk -> (likelihood shown in exam 2 %, in the evaluation's training cohort, nested likelihood % or
+    None) for the study's cases with an AI result. A case of the training cohort (a cross-validated
+    ``CaseAIResult``, not ``is_deployment``) gets the evaluation's nested (out-of-sample) likelihood where it
+    has one (``inference.selectors.nested_case_likelihoods``); a new case never has one (it needs none)."""
+    if not study.evaluation_id:
+        return {}
+    rows = (CaseAIResult.objects.filter(evaluation_id=study.evaluation_id, case__in=study.cases.all())
+            .values_list("case_id", "likelihood", "is_deployment"))
+    nested = inference_selectors.nested_case_likelihoods(study.evaluation)
+    return {pk: (likelihood, not deployment, None if deployment else nested.get(pk))
+            for pk, likelihood, deployment in rows}
+
+
 def study_records(study: Study) -> StudyRecords:
     """The readers, cases (with ground truth only) and reads of a study for :func:`study_stats.compute`.
 
     The truth is the one frozen with the study (``reader_study.selectors.study_truths``: frozen when it opened,
     else its cohort's), never the live ``Case.truth``: a later correction marks the study stale instead."""
     labels = case_labels(study)
-    likelihood = {}
-    if study.evaluation_id:
-        likelihood = dict(CaseAIResult.objects
-                          .filter(evaluation_id=study.evaluation_id, case__in=study.cases.all())
-                          .values_list("case_id", "likelihood"))
+    ai = study_ai_likelihoods(study)
     votes = _degeneration_votes(study)
     truths = study_truths(study)
     cases, without_truth, synthetic = [], 0, True
@@ -104,9 +115,11 @@ def study_records(study: Study) -> StudyRecords:
         if truth not in KNOWN_TRUTHS:
             without_truth += 1
             continue
+        shown, in_cohort, nested = ai.get(case.pk, (None, True, None))
         cases.append(CaseInfo(label=labels[case.pk], truth=truth, max_diameter_mm=case.max_diameter_mm,
                               degeneration=case.degeneration, irregular_margin=case.irregular_margin,
-                              ai_likelihood=likelihood.get(case.pk), degeneration_votes=votes.get(case.pk)))
+                              ai_likelihood=shown, degeneration_votes=votes.get(case.pk),
+                              in_training_cohort=in_cohort, nested_likelihood=nested))
     readers = reader_infos(study)
     kept = {c.label for c in cases}
     reads = []
@@ -197,7 +210,10 @@ def evaluation_reported_figures(evaluation) -> dict:
     ensembles' mean over the 10 best sequence sets (``results["ensemble"]["top_mean"]``, the paper's
     headline), ``top10_honest`` = the same with thresholds chosen on the training folds, ``single_top10``
     = single models, ``chosen_subset`` = the chosen set's ensemble row (``results["chosen"]["ensemble"]``)
-    with ``chosen_codes`` and ``chosen_rank``; ``n_patients``. Parts the evaluation lacks are left out.
+    with ``chosen_codes`` and ``chosen_rank``; ``n_patients``, ``n_sarcoma``, ``n_leiomyoma``; ``methods`` =
+    the three-method rows with their 95 % intervals (:func:`_method_figures`); ``intervals`` = {row key:
+    {metric: [low, high]}} where the evaluation stored CIs for a row (``top_mean_ci``, ``set_intervals``).
+    Parts it lacks are left out.
     """
     results = getattr(evaluation, "results", None)
     if not isinstance(results, dict):
@@ -212,6 +228,50 @@ def evaluation_reported_figures(evaluation) -> dict:
     if out.get("chosen_subset"):
         out["chosen_codes"] = [str(c) for c in chosen.get("codes") or evaluation.chosen_subset or []]
         out["chosen_rank"] = chosen.get("rank")
-    if isinstance(results.get("n_patients"), int):
-        out["n_patients"] = results["n_patients"]
+    for key in ("n_patients", "n_sarcoma", "n_leiomyoma"):
+        if isinstance(results.get(key), int):
+            out[key] = results[key]
+    methods = _method_figures(evaluation)
+    if methods:
+        out["methods"] = methods
+    chosen_ci = inference_selectors.set_interval(results, "ensemble", chosen.get("mask"))
+    stored = {"top10": _bounds(ensemble.get("top_mean_ci")), "single_top10": _bounds(single.get("top_mean_ci")),
+              "top10_honest": _bounds(ensemble.get("top_mean_ci"), {"ss_avg": "honest_ss_avg"}),
+              "chosen_subset": _bounds(chosen_ci)}
+    intervals = {key: bounds for key, bounds in stored.items() if bounds and key in out}
+    if intervals:
+        out["intervals"] = intervals
+    return out
+
+
+def _bounds(block, names: dict | None = None) -> dict:
+    """{metric: [low, high]} as fractions from a stored CI block ``{name: {"ci_low", "ci_high"}}`` in %;
+    ``names`` maps a metric to the block's name for it (e.g. the honest SS-Avg); other metrics are taken only
+    when ``names`` is None."""
+    if not isinstance(block, dict):
+        return {}
+    out = {}
+    for metric in _FIGURE_KEYS:
+        name = metric if names is None else names.get(metric)
+        entry = block.get(name) if name else None
+        if isinstance(entry, dict) and all(isinstance(entry.get(b), int | float) for b in ("ci_low", "ci_high")):
+            out[metric] = [float(entry["ci_low"]) / 100, float(entry["ci_high"]) / 100]
+    return out
+
+
+def _method_figures(evaluation) -> list[dict]:
+    """The evaluation's three-method rows (paper-style, training-fold thresholds, nested) as fractions with
+    their stored 95 % intervals: [{"method", "label", "values": {metric: x}, "intervals": {metric: [lo, hi]}}]."""
+    out = []
+    for row in inference_selectors.method_rows(evaluation):
+        values, bounds = {}, {}
+        for key in _FIGURE_KEYS:
+            block = row.get(key)
+            if isinstance(block, dict) and isinstance(block.get("estimate"), int | float):
+                values[key] = float(block["estimate"]) / 100
+                if all(isinstance(block.get(b), int | float) for b in ("ci_low", "ci_high")):
+                    bounds[key] = [float(block["ci_low"]) / 100, float(block["ci_high"]) / 100]
+        if values:
+            out.append({"method": row["method"], "label": str(row.get("label") or row["method"]),
+                        "values": values, "intervals": bounds})
     return out

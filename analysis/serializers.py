@@ -1,6 +1,7 @@
 """The statistics API's output: a study's statistics page as JSON (core/serializers.py says why output
 serializers). The tables are the export CSVs' rows: text cells under the CSV's column names (percent with 2
-decimals, AUC 4, empty when undefined); ``mrmc`` is the mrmc.json document."""
+decimals, AUC 4, empty when undefined), every metric with its 95 % CI columns; ``mrmc`` is the mrmc.json
+document."""
 
 from rest_framework import serializers
 
@@ -55,8 +56,12 @@ class StudyStatisticsSerializer(serializers.Serializer):
     complete_readers = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
                                              help_text="per exam (1, 2): the codes of the readers who finished it")
     notes = serializers.ListField(child=serializers.CharField())
-    reader_statistics = _table("per reader × exam")
-    group_statistics = _table("per reader group × exam: means ± SD")
-    dnn = _table("the DNN's figures")
+    intervals = serializers.CharField(help_text="which 95 % confidence interval each figure carries")
+    dnn_source = serializers.CharField(
+        help_text="which likelihoods the DNN row uses: in-sample, nested (out-of-sample), or mixed: N nested, "
+                  "M in-sample")
+    reader_statistics = _table("per reader × exam, each metric with its 95 % CI (*_ci_low, *_ci_high)")
+    group_statistics = _table("per reader group × exam: means ± SD and the mean's 95 % CI")
+    dnn = _table("the DNN's figures with 95 % CIs; likelihood_source on the study's row")
     comparisons = _table("every t-test")
     mrmc = MrmcDocumentSerializer()

@@ -5,13 +5,17 @@ DNN's sarcoma likelihood), and the reads (:class:`ReadRecord`, one per reader x 
 :class:`StudyStatistics` with
 
 * per reader x exam: confusion counts, accuracy, sensitivity, specificity, SS-Avg (from the calls) and
-  the AUC (from the 0-100 confidence), as fractions in [0, 1];
-* per group (specialists, practitioners, all readers) x exam: mean and SD (n - 1 denominator);
+  the AUC (from the 0-100 confidence), as fractions in [0, 1], each with its 95 % interval (Wilson, DeLong,
+  stratified patient bootstrap for SS-Avg: ``INTERVAL_METHODS``, via ``core.intervals``);
+* per group (specialists, practitioners, all readers) x exam: mean and SD (n - 1 denominator) and the
+  mean's Obuchowski-Rockette random-readers, random-cases interval (``GROUP_INTERVAL_METHOD``);
 * the DNN on the study's cases: a case is called sarcoma when its likelihood is >= 50 % (at least half of
   the ensembles call it sarcoma; ``core.metrics.ai_call``, the one definition also used for "DNN wrong");
-  the AUC uses the likelihood as the rating;
+  the AUC uses the likelihood as the rating. The likelihood is :attr:`CaseInfo.dnn_likelihood`: nested
+  (out-of-sample) for a case of the evaluation's training cohort where the evaluation has it, else the one
+  exam 2 showed; :attr:`DnnFigures.source` says which. Intervals as per reader;
 * t-tests, all two-sided and named by :mod:`analysis.ttests`: specialists vs practitioners (Student's
-  *and* Welch's), each group vs the DNN, and exam 1 vs exam 2 of the same readers (paired);
+  *and* Welch's), each group vs the DNN row (one-sample), and exam 1 vs exam 2 of the same readers (paired);
 * MRMC exam 1 vs exam 2 (:func:`analysis.mrmc.analyse`, Obuchowski-Rockette with DeLong covariance and
   Hillis df, plus DBM) for the AUC from confidence and for sensitivity and specificity from the calls,
   with the random-reader conclusion in plain words;
@@ -38,6 +42,7 @@ from analysis import mrmc, ttests
 from analysis.mrmc_io import analysis_to_dict
 from core import metrics
 from core.constants import LEIOMYOMA, SARCOMA
+from core.intervals import Interval, bootstrap, delong_auc, wilson
 
 EXAMS: tuple[int, ...] = (1, 2)
 EXAM_LABELS = {1: "Exam 1 (unaided)", 2: "Exam 2 (AI-aided)"}
@@ -54,6 +59,23 @@ ONE_SAMPLE_NAME = "One-sample t-test against the DNN's value (the DNN taken as a
 DNN_CALL_PERCENT = metrics.AI_CALL_PERCENT   # a DNN sarcoma call: >= 50 % of the ensembles call sarcoma
 MISSED_DNN_ONLY, MISSED_READERS_ONLY, MISSED_BOTH = "dnn_only", "readers_only", "both"
 MISSED_LABELS = {MISSED_DNN_ONLY: "DNN only", MISSED_READERS_ONLY: "readers only", MISSED_BOTH: "both"}
+
+# 95 % intervals (issue 14). Per reader x exam and for the DNN row: Wilson for the proportions, DeLong for the
+# AUC, a patient-level bootstrap stratified by class for SS-Avg. Per group (a mean over readers): the
+# Obuchowski-Rockette random-readers, random-cases interval of one exam (Hillis df; DeLong covariance).
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 14          # fixed: the same reads always give the same SS-Avg interval
+INTERVAL_METHODS = {"accuracy": "Wilson", "sensitivity": "Wilson", "specificity": "Wilson",
+                    "ss_avg": f"patient-level bootstrap, stratified by class, {BOOTSTRAP_RESAMPLES} resamples, "
+                              f"seed {BOOTSTRAP_SEED}, percentile",
+                    "auc": "DeLong"}
+GROUP_INTERVAL_METHOD = ("Obuchowski-Rockette random readers, random cases (one exam; DeLong covariance of "
+                         "the readers' figures, Hillis df): generalises to other readers and other cases")
+
+# Where the DNN row's likelihood of a case comes from (issue 14, item 4)
+NESTED, IN_SAMPLE, NEW_CASE = "nested", "in_sample", "new_case"
+SOURCE_LABELS = {NESTED: "nested (out-of-sample)", IN_SAMPLE: "in-sample",
+                 NEW_CASE: "out-of-sample (new case, not in the training cohort)"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,7 +97,11 @@ class ReaderInfo:
 class CaseInfo:
     """A case of the study under its study-level ``label`` (e.g. "case 017", never the pseudonym).
 
-    ``ai_likelihood``: the DNN's sarcoma likelihood (% of the ensembles calling sarcoma, 0-100) or None.
+    ``ai_likelihood``: the DNN's sarcoma likelihood shown in exam 2 (% of the ensembles calling sarcoma,
+    0-100; METHOD §9) or None. ``in_training_cohort``: the case was one of the evaluation's cross-validated
+    patients, so that likelihood is in-sample (the set and threshold were chosen on it); False for a new
+    case predicted by all models. ``nested_likelihood``: the same share with the set and threshold chosen
+    without the case's fold (out-of-sample), or None where the evaluation has none.
     ``degeneration_votes``: (readers who scored degeneration, readers who scored the case) or None.
     """
 
@@ -86,6 +112,23 @@ class CaseInfo:
     irregular_margin: bool | None = None
     ai_likelihood: float | None = None
     degeneration_votes: tuple[int, int] | None = None
+    in_training_cohort: bool = True
+    nested_likelihood: float | None = None
+
+    @property
+    def dnn_source(self) -> str | None:
+        """Which likelihood the DNN row uses for this case: nested | in_sample | new_case; None without one."""
+        if not self.in_training_cohort:
+            return NEW_CASE if self.ai_likelihood is not None else None
+        if self.nested_likelihood is not None:
+            return NESTED
+        return IN_SAMPLE if self.ai_likelihood is not None else None
+
+    @property
+    def dnn_likelihood(self) -> float | None:
+        """The likelihood (%) of the DNN row, its AUC, "DNN wrong" and the readers-vs-DNN t-tests: the nested
+        one for a case of the training cohort where it exists, else the one shown in exam 2."""
+        return self.nested_likelihood if self.dnn_source == NESTED else self.ai_likelihood
 
 
 @dataclass(frozen=True)
@@ -120,6 +163,7 @@ class ReaderExamMetrics:
     values: dict[str, float | None]
     mean_seconds: float | None
     roc: metrics.RocCurve | None = field(default=None, repr=False, compare=False)
+    intervals: dict[str, Interval | None] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -134,24 +178,40 @@ class ReaderExamMetrics:
 
 @dataclass(frozen=True)
 class GroupSummary:
-    """Mean and SD (n - 1 denominator; None for fewer than 2 readers) over the complete readers of a group."""
+    """Mean and SD (n - 1 denominator; None for fewer than 2 readers) over the complete readers of a group,
+    and the mean's interval (``GROUP_INTERVAL_METHOD``; None for fewer than 2 readers or no variance)."""
 
     group: str
     exam: int
     readers: tuple[str, ...]
     mean: dict[str, float | None]
     sd: dict[str, float | None]
+    intervals: dict[str, Interval | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DnnFigures:
-    """The DNN on the study's cases with an AI result: calls at likelihood >= 50 %, AUC from likelihood."""
+    """The DNN on the study's cases with an AI result: calls at likelihood >= 50 %, AUC from likelihood.
+
+    ``sources``: how many cases use each likelihood (:attr:`CaseInfo.dnn_source`); ``source`` says it in words.
+    """
 
     n_cases: int
     n_without_ai: int
     counts: metrics.ConfusionCounts | None
     values: dict[str, float | None]
     roc: metrics.RocCurve | None = field(default=None, repr=False, compare=False)
+    intervals: dict[str, Interval | None] = field(default_factory=dict)
+    sources: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """"in-sample", "nested (out-of-sample)", ... or "mixed: 4 nested, 2 in-sample"."""
+        used = {k: n for k, n in self.sources.items() if n}
+        if len(used) == 1:
+            return SOURCE_LABELS[next(iter(used))]
+        short = {NESTED: "nested", IN_SAMPLE: "in-sample", NEW_CASE: "new (not in the training cohort)"}
+        return "mixed: " + ", ".join(f"{used[k]} {short[k]}" for k in SOURCE_LABELS if k in used)
 
 
 @dataclass(frozen=True)
@@ -189,7 +249,7 @@ class MisdiagnosedCase:
     max_diameter_mm: float | None
     degeneration: bool | None
     degeneration_votes: tuple[int, int] | None
-    ai_likelihood: float | None
+    ai_likelihood: float | None     # the DNN row's likelihood (CaseInfo.dnn_likelihood), %
     dnn_wrong: bool | None          # core.metrics.ai_wrong; None without an AI result
     readers_wrong: int
     readers_total: int
@@ -282,8 +342,9 @@ def _check_inputs(readers: Sequence[ReaderInfo], cases: Sequence[CaseInfo],
     for case in cases:
         if case.truth not in (SARCOMA, LEIOMYOMA):
             raise ValueError(f"case {case.label!r}: truth {case.truth!r} is not {SARCOMA!r} or {LEIOMYOMA!r}")
-        if case.ai_likelihood is not None and not 0 <= case.ai_likelihood <= 100:
-            raise ValueError(f"case {case.label!r}: AI likelihood {case.ai_likelihood} is not in 0-100")
+        for what, value in (("AI likelihood", case.ai_likelihood), ("nested likelihood", case.nested_likelihood)):
+            if value is not None and not 0 <= value <= 100:
+                raise ValueError(f"case {case.label!r}: {what} {value} is not in 0-100")
     known_readers, known_cases, seen = set(codes), set(labels), set()
     for read in reads:
         where = f"read of reader {read.reader!r}, exam {read.exam}, case {read.case!r}"
@@ -334,16 +395,46 @@ def answer_metrics(truth: Sequence[str], calls: Sequence[str], scores: Sequence[
     return counts, values, roc
 
 
+def answer_intervals(truth: Sequence[str], calls: Sequence[str], scores: Sequence[float], *,
+                     alpha: float = 0.05) -> dict[str, Interval | None]:
+    """The 1 - alpha interval of each of the five METRICS of one answer set (``INTERVAL_METHODS``).
+
+    Wilson for accuracy (on all cases), sensitivity (on the sarcomas) and specificity (on the leiomyomas);
+    DeLong for the AUC from ``scores`` (needs 2 cases of each class); SS-Avg by a patient-level percentile
+    bootstrap that keeps each class's size (``BOOTSTRAP_RESAMPLES``, ``BOOTSTRAP_SEED``). None where the
+    metric itself is undefined (a class missing).
+    """
+    out: dict[str, Interval | None] = dict.fromkeys(METRICS)
+    if len(truth) == 0:
+        return out
+    positive = np.asarray(truth) == SARCOMA
+    correct = (np.asarray(calls) == SARCOMA) == positive
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    out["accuracy"] = wilson(int(correct.sum()), positive.size, alpha)
+    if n1:
+        out["sensitivity"] = wilson(int(correct[positive].sum()), n1, alpha)
+    if n0:
+        out["specificity"] = wilson(int(correct[~positive].sum()), n0, alpha)
+    if n1 and n0:
+        weight = np.where(positive, 0.5 / n1, 0.5 / n0)     # SS-Avg = sum(weight * correct)
+        out["ss_avg"] = bootstrap(lambda idx: (weight[idx] * correct[idx]).sum(axis=1), positive.size,
+                                  resamples=BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED, alpha=alpha,
+                                  strata=positive)
+    if n1 >= 2 and n0 >= 2:
+        out["auc"] = delong_auc(np.asarray(scores, dtype=float), positive, alpha)
+    return out
+
+
 def _reader_exam_metrics(reader: ReaderInfo, exam: int, cases: Sequence[CaseInfo],
-                         reads: Mapping[str, ReadRecord]) -> ReaderExamMetrics:
+                         reads: Mapping[str, ReadRecord], alpha: float) -> ReaderExamMetrics:
     answered = [c for c in cases if c.label in reads]
     chosen = [reads[c.label] for c in answered]
-    counts, values, roc = answer_metrics([c.truth for c in answered], [r.call for r in chosen],
-                                         [r.confidence for r in chosen])
+    answers = ([c.truth for c in answered], [r.call for r in chosen], [r.confidence for r in chosen])
+    counts, values, roc = answer_metrics(*answers)
     seconds = float(np.mean([r.active_seconds for r in chosen])) if chosen else None
     return ReaderExamMetrics(reader=reader.code, group=reader.group, years=reader.years, exam=exam,
                              n_cases=len(cases), n_read=len(chosen), counts=counts, values=values,
-                             mean_seconds=seconds, roc=roc)
+                             mean_seconds=seconds, roc=roc, intervals=answer_intervals(*answers, alpha=alpha))
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float | None, float | None]:
@@ -358,7 +449,51 @@ def _group_members(readers: Sequence[ReaderInfo], group: str, among: Iterable[st
     return tuple(r.code for r in readers if r.code in among and (group == ALL_READERS or r.group == group))
 
 
-def _group_summaries(readers, by_key, complete) -> tuple[GroupSummary, ...]:
+def group_interval(ratings: np.ndarray, truth: np.ndarray, metric: str, *,
+                   alpha: float = 0.05) -> Interval | None:
+    """``GROUP_INTERVAL_METHOD`` for the readers' mean ``metric`` in one exam; None where undefined.
+
+    ``ratings`` (readers, cases): confidence 0-100 for the AUC, 0/1 sarcoma calls otherwise; ``truth`` (cases,)
+    True = sarcoma. Accuracy and SS-Avg are weighted sums of sensitivity and specificity, which depend on
+    disjoint cases, so their covariance is the same sum: SS-Avg (S_sens + S_spec) / 4, accuracy
+    (n1^2 S_sens + n0^2 S_spec) / n^2. Clipped to [0, 1]. None for fewer than 2 readers, fewer than 2 cases of
+    a class the metric uses, or a zero SE (the readers agree exactly and cov2 <= 0: no width to give).
+    """
+    ratings, truth = np.asarray(ratings, dtype=float), np.asarray(truth, dtype=bool)
+    if ratings.shape[0] < 2:
+        return None
+    try:
+        if metric in mrmc.FIGURES_OF_MERIT:
+            comps = mrmc.fom_components(ratings[None], truth, metric)
+            fom, cov = comps.fom[0], mrmc.delong_covariance(comps)
+        else:
+            sens = mrmc.fom_components(ratings[None], truth, "sensitivity")
+            spec = mrmc.fom_components(ratings[None], truth, "specificity")
+            n1, n0 = int(truth.sum()), int((~truth).sum())
+            w1, w0 = (0.5, 0.5) if metric == "ss_avg" else (n1 / (n1 + n0), n0 / (n1 + n0))
+            fom = w1 * sens.fom[0] + w0 * spec.fom[0]
+            cov = w1 ** 2 * mrmc.delong_covariance(sens) + w0 ** 2 * mrmc.delong_covariance(spec)
+    except mrmc.MRMCError:
+        return None
+    cov2 = mrmc.covariance_terms(cov, 1, ratings.shape[0]).cov2
+    estimate = mrmc.rrrc_modality_estimate(fom, cov2, alpha=alpha)
+    if not (estimate.se > 0 and math.isfinite(estimate.ci_lo) and math.isfinite(estimate.ci_hi)):
+        return None
+    return Interval(estimate.estimate, max(0.0, estimate.ci_lo), min(1.0, estimate.ci_hi), alpha)
+
+
+def _group_intervals(cases, reads_by_key, members, exam, alpha) -> dict[str, Interval | None]:
+    if len(members) < 2:
+        return dict.fromkeys(METRICS)
+    truth = np.array([c.truth == SARCOMA for c in cases])
+    reads = [[reads_by_key[(code, exam, c.label)] for c in cases] for code in members]
+    calls = np.array([[float(r.call == SARCOMA) for r in row] for row in reads])
+    confidence = np.array([[r.confidence for r in row] for row in reads])
+    return {metric: group_interval(confidence if metric == "auc" else calls, truth, metric, alpha=alpha)
+            for metric in METRICS}
+
+
+def _group_summaries(readers, by_key, complete, cases, reads_by_key, alpha) -> tuple[GroupSummary, ...]:
     out = []
     for exam in EXAMS:
         for group in (*GROUPS, ALL_READERS):
@@ -367,20 +502,23 @@ def _group_summaries(readers, by_key, complete) -> tuple[GroupSummary, ...]:
             for metric in METRICS:
                 vals = [by_key[(code, exam)].values[metric] for code in members]
                 mean[metric], sd[metric] = _mean_sd([v for v in vals if v is not None])
-            out.append(GroupSummary(group=group, exam=exam, readers=members, mean=mean, sd=sd))
+            out.append(GroupSummary(group=group, exam=exam, readers=members, mean=mean, sd=sd,
+                                    intervals=_group_intervals(cases, reads_by_key, members, exam, alpha)))
     return tuple(out)
 
 
-def dnn_figures(cases: Sequence[CaseInfo]) -> DnnFigures | None:
-    """The DNN on the cases that have an AI result; None when no case has one."""
-    with_ai = [c for c in cases if c.ai_likelihood is not None]
+def dnn_figures(cases: Sequence[CaseInfo], *, alpha: float = 0.05) -> DnnFigures | None:
+    """The DNN on the cases that have an AI result, from :attr:`CaseInfo.dnn_likelihood` (nested where the
+    evaluation has it for a case of its training cohort); None when no case has one."""
+    with_ai = [c for c in cases if c.dnn_likelihood is not None]
     if not with_ai:
         return None
-    calls = [metrics.ai_call(c.ai_likelihood) for c in with_ai]
-    scores = [c.ai_likelihood for c in with_ai]
-    counts, values, roc = answer_metrics([c.truth for c in with_ai], calls, scores)
+    scores = [c.dnn_likelihood for c in with_ai]
+    answers = ([c.truth for c in with_ai], [metrics.ai_call(x) for x in scores], scores)
+    counts, values, roc = answer_metrics(*answers)
     return DnnFigures(n_cases=len(with_ai), n_without_ai=len(cases) - len(with_ai), counts=counts,
-                      values=values, roc=roc)
+                      values=values, roc=roc, intervals=answer_intervals(*answers, alpha=alpha),
+                      sources=dict(Counter(c.dnn_source for c in with_ai)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -441,7 +579,7 @@ def _values(by_key, codes, exam: int, metric: str) -> list[float]:
     return [v for v in vals if v is not None]
 
 
-def _group_comparisons(readers, by_key, complete, dnn, dnn_members) -> list[Comparison]:
+def _group_comparisons(readers, by_key, complete, dnn) -> list[Comparison]:
     out = []
     for exam in EXAMS:
         spec = _group_members(readers, SPECIALIST, complete[exam])
@@ -458,23 +596,23 @@ def _group_comparisons(readers, by_key, complete, dnn, dnn_members) -> list[Comp
                 tests = _undefined_if_constant(tests, max(_spread(a), _spread(b)))
                 out.append(Comparison(**base, tests=tests))
             for group, members in ((SPECIALIST, spec), (PRACTITIONER, prac)):
-                out.append(_vs_dnn(metric, exam, group, _values(by_key, members, exam, metric), dnn,
-                                   dnn_members))
+                out.append(_vs_dnn(metric, exam, group, _values(by_key, members, exam, metric), dnn))
     return out
 
 
-def _vs_dnn(metric, exam, group, values, dnn, dnn_members) -> Comparison:
+def _vs_dnn(metric, exam, group, values, dnn: DnnFigures | None) -> Comparison:
+    """A group against the DNN row's value (the same row the page shows, :func:`dnn_figures`): one-sample t-test.
+
+    The DNN is one fixed classifier on these cases, so it is taken as a constant; its 24 ensembles are not
+    independent samples of anything (they share 22 of 23 repeats), so no two-sample test against them."""
     base = {"kind": "vs_dnn", "metric": metric, "exam": exam, "group": group, "a": GROUP_LABELS[group],
             "b": "DNN"}
-    members = (dnn_members or {}).get(metric)
     if len(values) < 2:
         return Comparison(**base, note=f"needs at least 2 complete readers with a value (have {len(values)})")
-    if members is not None and len(members) >= 2:
-        tests = _quiet(ttests.compare_groups, values, list(members))
-        return Comparison(**base, tests=_undefined_if_constant(tests, max(_spread(values), _spread(members))))
     if dnn is None or dnn.values.get(metric) is None:
         return Comparison(**base, note="no DNN value (no AI results for the study's cases)")
-    return Comparison(**base, tests=(one_sample_t_test(values, dnn.values[metric]),))
+    return Comparison(**base, tests=(one_sample_t_test(values, dnn.values[metric]),),
+                      note=f"DNN row: {dnn.source} likelihoods")
 
 
 def _exam_comparisons(readers, by_key, both) -> list[Comparison]:
@@ -582,9 +720,9 @@ def _mrmc_one(metric, cases, reads_by_key, both, alpha) -> MrmcSummary:
 
 
 def dnn_wrong(case: CaseInfo) -> bool | None:
-    """The DNN's call differs from the truth (``core.metrics.ai_wrong``: likelihood >= 50 % is a sarcoma call,
-    the same call as the DNN row's metrics); None without an AI result."""
-    return metrics.ai_wrong(case.ai_likelihood, case.truth)
+    """The DNN's call differs from the truth (``core.metrics.ai_wrong``: likelihood >= 50 % is a sarcoma call)
+    on the DNN row's likelihood (:attr:`CaseInfo.dnn_likelihood`); None without an AI result."""
+    return metrics.ai_wrong(case.dnn_likelihood, case.truth)
 
 
 def _misdiagnosis(exam, cases, reads_by_key, readers) -> Misdiagnosis:
@@ -594,7 +732,7 @@ def _misdiagnosis(exam, cases, reads_by_key, readers) -> Misdiagnosis:
         wrong = sum(reads_by_key[(code, exam, case.label)].call != case.truth for code in readers)
         row = MisdiagnosedCase(case=case.label, truth=case.truth, max_diameter_mm=case.max_diameter_mm,
                                degeneration=case.degeneration, degeneration_votes=case.degeneration_votes,
-                               ai_likelihood=case.ai_likelihood, dnn_wrong=dnn_wrong(case),
+                               ai_likelihood=case.dnn_likelihood, dnn_wrong=dnn_wrong(case),
                                readers_wrong=wrong, readers_total=len(readers))
         if row.category:
             counts[case.truth][row.category] += 1
@@ -623,31 +761,26 @@ def _notes(readers, reader_exams, complete, both) -> list[str]:
 
 
 def compute(readers: Sequence[ReaderInfo], cases: Sequence[CaseInfo], reads: Sequence[ReadRecord], *,
-            dnn_members: Mapping[str, Sequence[float]] | None = None, alpha: float = 0.05) -> StudyStatistics:
-    """All statistics of a study (see the module docstring).
-
-    ``dnn_members``: optional metric -> per-member values of the DNN (e.g. the 24 ensembles of the chosen
-    sequence set, fractions); when given, a group is compared with the DNN by Student's and Welch's tests
-    against them, otherwise by a one-sample t-test against the DNN's value on the study's cases.
-    """
+            alpha: float = 0.05) -> StudyStatistics:
+    """All statistics of a study (see the module docstring), with 1 - ``alpha`` intervals."""
     readers, cases, reads = tuple(readers), tuple(cases), tuple(reads)
     _check_inputs(readers, cases, reads)
     reads_by_key = {(r.reader, r.exam, r.case): r for r in reads}
     per_reader: dict[tuple[str, int], dict[str, ReadRecord]] = defaultdict(dict)
     for r in reads:
         per_reader[(r.reader, r.exam)][r.case] = r
-    reader_exams = tuple(_reader_exam_metrics(reader, exam, cases, per_reader[(reader.code, exam)])
+    reader_exams = tuple(_reader_exam_metrics(reader, exam, cases, per_reader[(reader.code, exam)], alpha)
                          for reader in readers for exam in EXAMS)
     by_key = {(m.reader, m.exam): m for m in reader_exams}
     complete = {exam: tuple(m.reader for m in reader_exams if m.exam == exam and m.complete)
                 for exam in EXAMS}
     both = tuple(code for code in complete[1] if code in complete[2])
-    dnn = dnn_figures(cases)
-    comparisons = (_group_comparisons(readers, by_key, complete, dnn, dnn_members)
-                   + _exam_comparisons(readers, by_key, both))
+    dnn = dnn_figures(cases, alpha=alpha)
+    comparisons = _group_comparisons(readers, by_key, complete, dnn) + _exam_comparisons(readers, by_key, both)
     return StudyStatistics(
         readers=readers, cases=cases, reader_exams=reader_exams, complete_readers=complete,
-        readers_complete_both=both, groups=_group_summaries(readers, by_key, complete), dnn=dnn,
+        readers_complete_both=both,
+        groups=_group_summaries(readers, by_key, complete, cases, reads_by_key, alpha), dnn=dnn,
         comparisons=tuple(comparisons),
         mrmc=tuple(_mrmc_one(metric, cases, reads_by_key, both, alpha) for metric in MRMC_METRICS),
         misdiagnosis=tuple(_misdiagnosis(exam, cases, reads_by_key, complete[exam]) for exam in EXAMS),

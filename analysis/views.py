@@ -55,15 +55,40 @@ def _comparison_sections(table: exports.Table) -> list[dict]:
             for kind, title in titles.items()]
 
 
+def _interval_text(value: str, low: str, high: str) -> str:
+    """"72.50 (51.23–88.10)": a value with its 95 % CI, as the page shows it ("—" for no value)."""
+    if not value:
+        return "—"
+    return f"{value} ({low}–{high})" if low and high else f"{value} (no CI)"
+
+
+def _with_intervals(table: exports.Table) -> exports.Table:
+    """The export table with each metric and its CI columns folded into one "value (low–high)" cell."""
+    merged = {}
+    for metric in ss.METRICS:
+        value, low, high = exports.metric_columns(metric)
+        if value in table.columns:
+            merged[value] = (low, high)
+    dropped = {c for pair in merged.values() for c in pair}
+    keep = [c for c in table.columns if c not in dropped]
+    rows = []
+    for row in table.as_dicts():
+        rows.append(tuple(_interval_text(row[c], *(row[x] for x in merged[c])) if c in merged else row[c]
+                          for c in keep))
+    return exports.Table(tuple(keep), tuple(rows))
+
+
 def _group_rows(table: exports.Table) -> list[dict]:
-    """Group means as "mean ± SD" cells, from the same table as group_statistics.csv."""
+    """Group means as "mean ± SD (CI low–high)" cells, from the same table as group_statistics.csv."""
     rows = []
     for row in table.as_dicts():
         cells = []
         for metric in ss.METRICS:
             column = exports.metric_column(metric)
             mean, sd = row[f"{column}_mean"], row[f"{column}_sd"]
-            cells.append("—" if not mean else f"{mean} ± {sd}" if sd else mean)
+            low, high = (row[c] for c in exports.ci_columns(metric))
+            text = _interval_text(mean, low, high)
+            cells.append(text if not (mean and sd) else text.replace(mean, f"{mean} ± {sd}", 1))
         rows.append({"group": row["group"], "exam": row["exam"], "readers": row["readers"], "cells": cells})
     return rows
 
@@ -82,8 +107,10 @@ def study_statistics(request, pk: int):
     stats = report.stats
     context = {
         "study": study, "report": report, "stats": stats,
-        "readers_table": exports.reader_statistics_table(stats),
-        "dnn_table": exports.dnn_table(report),
+        "readers_table": _with_intervals(exports.reader_statistics_table(stats)),
+        "dnn_table": _with_intervals(exports.dnn_table(report)),
+        "dnn_source": exports.dnn_source_text(stats),
+        "intervals_note": exports.INTERVALS_NOTE, "group_interval_method": ss.GROUP_INTERVAL_METHOD,
         "comparison_sections": _comparison_sections(exports.comparisons_table(stats)),
         "mrmc_table": exports.mrmc_table(stats),
         "cases_table": exports.cases_table(stats),

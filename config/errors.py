@@ -7,8 +7,8 @@ Service Unavailable**, a ``Retry-After`` header and a message that says to retry
 a plain page elsewhere — so the browser and API clients can retry safely: a write either committed before the
 error (and the client was answered) or did not happen at all (services write inside transactions).
 
-A URL that names no page (``handler404``) answers DRF's ``{"detail": ...}`` under ``/api/`` too, as every API
-view's 404 does, instead of an HTML page an API client cannot read (``/api/jobs/-1/`` matches no route).
+403 and 404 (``handler403``, ``handler404``) are ``core.views.permission_denied`` and ``core.views.not_found``:
+pages with navigation, and DRF's ``{"detail": ...}`` under ``/api/``.
 
 Both 500/503 pages are self-contained: no database, no session, no static file, since either may be what failed.
 Nothing of the exception reaches the response (its text can quote SQL); the traceback goes to the log.
@@ -21,7 +21,8 @@ import sys
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.template import loader
-from django.views.defaults import page_not_found
+
+from core.views import wants_json
 
 RETRY_AFTER_S = 5
 UNAVAILABLE = "The database is temporarily unavailable; nothing was saved by this request. Retry in a few seconds."
@@ -33,21 +34,11 @@ def database_unavailable(exc: BaseException | None) -> bool:
     return isinstance(exc, InterfaceError | OperationalError)
 
 
-def _wants_json(request) -> bool:
-    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
-
-
-def not_found(request, exception=None) -> HttpResponse:
-    if _wants_json(request):
-        return JsonResponse({"detail": "Not found."}, status=404)
-    return page_not_found(request, exception)
-
-
 def server_error(request, *args, **kwargs) -> HttpResponse:
     exc = sys.exc_info()[1]
     retryable = database_unavailable(exc)
     status, message = (503, UNAVAILABLE) if retryable else (500, SERVER_ERROR)
-    if _wants_json(request):
+    if wants_json(request):
         response = JsonResponse({"detail": message, "retryable": retryable}, status=status)
     else:
         page = loader.get_template("errors/server_error.html").render({"status": status, "message": message})

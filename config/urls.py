@@ -3,8 +3,10 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from config.api_docs import api_docs
+from core.views import favicon
 
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("accounts.urls")),
     path("", include("jobs.urls")),
     path("admin/", admin.site.urls),
@@ -21,7 +23,8 @@ for app in ("imaging", "training", "inference", "reader_study", "analysis"):
         if exc.name != f"{app}.urls":
             raise
 
-# A lost database connection answers 503 + Retry-After (retryable); anything else a plain 500 page. Under /api/
-# both, and a URL that names nothing (404), answer JSON.
-handler404 = "config.errors.not_found"
+# A lost database connection answers 503 + Retry-After (retryable); anything else a plain 500 page. 403 and 404 are
+# the site's pages, with its navigation (core/views.py). Under /api/ all of them answer JSON.
+handler403 = "core.views.permission_denied"
+handler404 = "core.views.not_found"
 handler500 = "config.errors.server_error"

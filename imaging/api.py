@@ -4,6 +4,10 @@
 import with ``Content-Encoding: gzip`` (the browser inflates it; no CPU spent here), an ETag from the
 volume's SHA-256 and ``Cache-Control: private``; a client that does not accept gzip gets it inflated.
 A request whose ``?v=`` names the volume's content (the reader payload's URLs) is cached as immutable.
+``?slices=FIRST-LAST`` (0-based, inclusive; or one index) answers only those frames, cut from the stored file
+as their own gzip member without inflating anything (``importer_store.cut_frames``), with an ETag of its own:
+the viewer draws the slice it opens on from the first small request and fills the rest behind it
+(docs/reader_study_loading.md). A range outside the series is 400 with the valid range.
 ``GET /api/series/<pk>/meta``: shape, spacing, positions, orientation, rescale, default window.
 Both only for coordinators and admins (``selectors.series_visible_to``); anyone else gets 404, as if it did
 not exist. Readers get volumes from reader_study (``/api/reading/<assignment>/series/<handle>/volume``), which uses
@@ -16,15 +20,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
+import zlib
 from types import SimpleNamespace
 
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.http import FileResponse, HttpResponseNotModified, StreamingHttpResponse
+from django.http import FileResponse, HttpResponse, HttpResponseNotModified, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import api_view, renderer_classes
 from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ValidationError as BadRequest
 from rest_framework.generics import ListAPIView, RetrieveAPIView
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -73,11 +80,34 @@ def _etag_matches(request, etag: str) -> bool:
 
 VOLUME_RESPONSES = {(200, "application/octet-stream"): OpenApiTypes.BINARY,
                     304: OpenApiResponse(description="not modified (If-None-Match names the ETag)"),
-                    **errors(403, 404)}
+                    **errors(400, 403, 404)}
+VOLUME_PARAMETERS = [
+    OpenApiParameter("v", str, description="the volume's version as the payload gives it: cached as immutable"),
+    OpenApiParameter("slices", str, description="FIRST-LAST (0-based, inclusive) or one index: only those "
+                     "frames, frames × rows × cols"),
+]
+_SLICES = re.compile(r"(\d{1,6})(?:-(\d{1,6}))?")
+
+
+def requested_slices(request, n_slices: int) -> tuple[int, int] | None:
+    """The ``?slices=`` range as (first, last), inclusive; None without the parameter; 400 when it is malformed
+    or outside the series."""
+    text = request.GET.get("slices")
+    if text is None:
+        return None
+    match = _SLICES.fullmatch(text.strip())
+    if not match:
+        raise BadRequest({"slices": [f"{text!r} is not a slice range: expected FIRST-LAST (0-based, inclusive, "
+                                     "e.g. 0-3) or one index"]})
+    first, last = int(match[1]), int(match[2] if match[2] is not None else match[1])
+    if first > last or last >= n_slices:
+        raise BadRequest({"slices": [f"slices {first}-{last} are outside this series: it has {n_slices} "
+                                     f"slices (0-{n_slices - 1})"]})
+    return first, last
 
 
 @extend_schema(
-    responses=VOLUME_RESPONSES,
+    responses=VOLUME_RESPONSES, parameters=VOLUME_PARAMETERS,
     description="The series volume (coordinators and admins; readers use "
     "/api/reading/<assignment>/series/<handle>/volume): uint16 little-endian, frames × rows × cols "
     "(see /meta), gzip content-encoded.",
@@ -107,7 +137,9 @@ def volume_response(request, series: dict | None, *, tag=lambda volume_sha256: v
         raise NotFound("the volume of this series is missing from the store")
     public = tag(series.volume_sha256) if series.volume_sha256 else ""
     gzip_ok = "gzip" in request.headers.get("Accept-Encoding", "").lower()
-    etag = f'"{public[:32]}{"-gz" if gzip_ok else ""}"'
+    frames = requested_slices(request, series.n_slices)
+    part = f"-s{frames[0]}-{frames[1]}" if frames else ""
+    etag = f'"{public[:32]}{part}{"-gz" if gzip_ok else ""}"'
     version = request.GET.get("v")
     versioned = bool(version) and bool(public) and version == public[:16]
     headers = {
@@ -118,6 +150,8 @@ def volume_response(request, series: dict | None, *, tag=lambda volume_sha256: v
     }
     if _etag_matches(request, etag):
         response = HttpResponseNotModified()
+    elif frames:
+        response = _frames_response(path, series, frames, gzip_ok)
     elif gzip_ok:  # the stored file as it is: gunicorn sends it with sendfile(2) (wsgi.file_wrapper)
         response = FileResponse(open(path, "rb"), content_type="application/octet-stream")
         response.headers["Content-Encoding"] = "gzip"
@@ -126,6 +160,20 @@ def volume_response(request, series: dict | None, *, tag=lambda volume_sha256: v
         response.headers["Content-Length"] = str(series.n_slices * series.rows * series.cols * 2)
     for name, value in headers.items():
         response.headers[name] = value
+    return response
+
+
+def _frames_response(path, series, frames: tuple[int, int], gzip_ok: bool) -> HttpResponse:
+    """Frames ``first..last`` of the stored volume: a gzip member cut from the file, or inflated for a client
+    that does not take gzip."""
+    try:
+        index = importer_store.frame_index(path, n_frames=series.n_slices, frame_bytes=series.rows * series.cols * 2)
+        body = importer_store.cut_frames(path, index, *frames)
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
+        raise NotFound(f"the volume of this series cannot be read: {exc}") from None
+    response = HttpResponse(body if gzip_ok else gzip.decompress(body), content_type="application/octet-stream")
+    if gzip_ok:
+        response.headers["Content-Encoding"] = "gzip"
     return response
 
 

@@ -172,6 +172,8 @@ def _run(job, ctx) -> None:
         batch.save()
         ctx.set_result(**summary)
         ctx.progress(done=total, total=total, step="finished", force=True)
+        if _nothing_done(summary):
+            ctx.warn(_nothing_imported_step(summary))
         log.info(
             "import batch %s: %d files imported, %d rejected, %d series",
             batch.pk,
@@ -184,6 +186,18 @@ def _run(job, ctx) -> None:
         shutil.rmtree(work, ignore_errors=True)
         _remove_upload(params, succeeded=succeeded)
     _forget_paths(job)
+
+
+def _nothing_done(summary: dict) -> bool:
+    """No file imported and no manifest or box row applied: "succeeded" would hide that the import did nothing."""
+    applied = sum((summary.get(part) or {}).get("applied", 0) for part in ("manifest", "boxes"))
+    return not summary["files_imported"] and not applied
+
+
+def _nothing_imported_step(summary: dict) -> str:
+    """The warning job's step line: the counts people look for ("0 imported, 1 rejected")."""
+    skipped = f", {summary['files_skipped']} skipped" if summary["files_skipped"] else ""
+    return f"nothing imported: 0 imported, {summary['files_rejected']} rejected{skipped}"
 
 
 def upload_discard(job) -> bool:

@@ -6,6 +6,15 @@ timestamp so the same volume gives the same bytes) and ``meta.json`` (``imaging.
 metadata plus instance numbers and phase count). The volume is compressed once at import and
 served as is with ``Content-Encoding: gzip`` (api.py), so a request costs no CPU.
 
+Frame-cuttable gzip (``compress_frames``): the deflate stream is full-flushed after every frame, so each frame's
+compressed bytes start on a byte boundary and refer to nothing before them. ``frames.json`` records where each
+frame starts in the file and each frame's CRC-32; a run of frames is then cut from the stored file with one
+read and sent as its own small gzip member (``cut_frames``: a header, the frames' bytes, an empty final block,
+the run's CRC-32 combined from the frames' and its length) — no inflating, no compressing per request. The
+whole file stays one ordinary gzip stream (``gzip.decompress`` reads it; the whole-volume path sends it as is).
+A volume stored before this layout has no ``frames.json``; ``frame_index`` rewrites it in the new layout the
+first time frames are asked of it (same raw bytes, so its SHA-256, ETag and URLs do not change).
+
 Frames come from ``dicom_read`` as real (rescaled) float32 values; the stored integers are recovered
 exactly when every frame shares one rescale slope and intercept (the usual MR case), else the series
 is re-quantised onto one common uint16 scale (Philips per-frame scaling), which the metadata records.
@@ -16,7 +25,12 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
+import struct
+import zlib
 from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +41,9 @@ from imaging.dicom_read import SliceGeometry
 
 VOLUME_FILE = "volume.u16le.gz"
 META_FILE = "meta.json"
+FRAMES_FILE = "frames.json"
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"   # deflate, no name, mtime 0, fastest, OS unknown
+_FINAL_BLOCK = b"\x03\x00"                                       # an empty fixed-Huffman block marked last
 _AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
 
@@ -130,10 +147,128 @@ def write_volume(series_uid: str, encoded: volumes.EncodedVolume) -> tuple[str, 
     folder = series_folder(series_uid)
     target = _media_root() / folder
     target.mkdir(parents=True, exist_ok=True)
-    compressed = gzip.compress(encoded.data, compresslevel=1, mtime=0)
-    atomic_write_bytes(target / VOLUME_FILE, compressed)
+    _, rows, cols = encoded.meta["shape"]
+    _write_frames(target / VOLUME_FILE, encoded.data, rows * cols * 2)
     atomic_write_bytes(target / META_FILE, json.dumps(encoded.meta, sort_keys=True).encode())
     return f"{folder}/{VOLUME_FILE}", hashlib.sha256(encoded.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Where each frame of a stored volume lies. ``offsets``: n + 1 byte offsets into the gzip file (frame k's
+    deflate bytes are ``offsets[k]:offsets[k + 1]``); ``crc32``: each frame's CRC-32; ``frame_bytes``: rows × cols
+    × 2."""
+
+    frame_bytes: int
+    offsets: tuple[int, ...]
+    crc32: tuple[int, ...]
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.crc32)
+
+
+def compress_frames(data: bytes, frame_bytes: int) -> tuple[bytes, FrameIndex]:
+    """One gzip stream of ``data`` (level 1, mtime 0: the same volume gives the same bytes), full-flushed after
+    every ``frame_bytes`` so that runs of frames can be cut from it (``cut_frames``)."""
+    if frame_bytes <= 0 or len(data) % frame_bytes:
+        raise ValueError(f"{len(data)} bytes are not whole frames of {frame_bytes} bytes")
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
+    parts, offsets, crcs, position = [_GZIP_HEADER], [len(_GZIP_HEADER)], [], len(_GZIP_HEADER)
+    view = memoryview(data)
+    for start in range(0, len(data), frame_bytes):
+        frame = view[start:start + frame_bytes]
+        chunk = deflate.compress(frame) + deflate.flush(zlib.Z_FULL_FLUSH)
+        parts.append(chunk)
+        position += len(chunk)
+        offsets.append(position)
+        crcs.append(zlib.crc32(frame))
+    parts.append(deflate.flush(zlib.Z_FINISH))          # the empty final block (everything was flushed)
+    parts.append(struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF))
+    return b"".join(parts), FrameIndex(frame_bytes, tuple(offsets), tuple(crcs))
+
+
+def _write_frames(path: Path, data: bytes, frame_bytes: int) -> FrameIndex:
+    compressed, index = compress_frames(data, frame_bytes)
+    atomic_write_bytes(path, compressed)               # the volume first: an index never describes other bytes
+    atomic_write_bytes(path.with_name(FRAMES_FILE), json.dumps(
+        {"frame_bytes": index.frame_bytes, "offsets": index.offsets, "crc32": index.crc32}).encode())
+    return index
+
+
+def frame_index(path: Path, *, n_frames: int, frame_bytes: int) -> FrameIndex:
+    """The frame index of the volume file at ``path``; a volume stored before frames were cuttable (or whose
+    index does not match its file) is rewritten in the cuttable layout first, once (same raw bytes)."""
+    index_path = path.with_name(FRAMES_FILE)
+    try:
+        stat = path.stat()
+        return _read_index(str(index_path), index_path.stat().st_mtime_ns, stat.st_size, n_frames, frame_bytes)
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
+    data = gzip.decompress(path.read_bytes())
+    if len(data) != n_frames * frame_bytes:
+        raise ValueError(f"the stored volume holds {len(data)} bytes, its series {n_frames} frames of {frame_bytes}")
+    return _write_frames(path, data, frame_bytes)
+
+
+@lru_cache(maxsize=256)
+def _read_index(index_path: str, mtime_ns: int, file_size: int, n_frames: int, frame_bytes: int) -> FrameIndex:
+    """The parsed ``frames.json`` (cached by its modification time), checked against the volume file's size."""
+    raw = json.loads(Path(index_path).read_bytes())
+    index = FrameIndex(int(raw["frame_bytes"]), tuple(raw["offsets"]), tuple(raw["crc32"]))
+    trailer = len(_FINAL_BLOCK) + 8
+    if (index.frame_bytes != frame_bytes or index.n_frames != n_frames or len(index.offsets) != n_frames + 1
+            or index.offsets[-1] + trailer != file_size):
+        raise ValueError("the frame index does not describe this volume file")
+    return index
+
+
+def cut_frames(path: Path, index: FrameIndex, first: int, last: int) -> bytes:
+    """Frames ``first..last`` (inclusive) of the stored volume as one gzip member, read straight from the file."""
+    if not 0 <= first <= last < index.n_frames:
+        raise ValueError(f"frames {first}-{last} are outside 0-{index.n_frames - 1}")
+    start, end = index.offsets[first], index.offsets[last + 1]
+    with open(path, "rb") as handle:
+        body = os.pread(handle.fileno(), end - start, start)
+    if len(body) != end - start:
+        raise ValueError("the stored volume is shorter than its frame index")
+    crc = index.crc32[first]
+    shift = _crc32_shift(index.frame_bytes)
+    for k in range(first + 1, last + 1):
+        crc = _gf2_times(shift, crc) ^ index.crc32[k]
+    size = (last - first + 1) * index.frame_bytes
+    return b"".join((_GZIP_HEADER, body, _FINAL_BLOCK, struct.pack("<II", crc, size & 0xFFFFFFFF)))
+
+
+# CRC-32 of a concatenation from the parts' CRCs (zlib's crc32_combine, which Python does not expose): the CRC of
+# A + B is the CRC of A carried through len(B) zero bytes, a linear map over GF(2), XOR the CRC of B.
+def _gf2_times(matrix: tuple[int, ...], vector: int) -> int:
+    total, row = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[row]
+        vector >>= 1
+        row += 1
+    return total
+
+
+def _gf2_square(matrix: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(_gf2_times(matrix, matrix[n]) for n in range(32))
+
+
+@lru_cache(maxsize=64)
+def _crc32_shift(n_bytes: int) -> tuple[int, ...]:
+    """The 32 × 32 GF(2) matrix that carries a CRC-32 through ``n_bytes`` zero bytes (columns as ints)."""
+    one_bit = (0xEDB88320,) + tuple(1 << (n - 1) for n in range(1, 32))
+    power = _gf2_square(_gf2_square(_gf2_square(one_bit)))      # one zero byte = 8 zero bits
+    result = tuple(1 << n for n in range(32))                   # identity
+    while n_bytes:
+        if n_bytes & 1:
+            result = tuple(_gf2_times(power, column) for column in result)
+        n_bytes >>= 1
+        if n_bytes:
+            power = _gf2_square(power)
+    return result
 
 
 def volume_file(series) -> Path:

@@ -110,8 +110,12 @@ def active_rule_set() -> tuple[sequences.RuleSet, SequenceRuleSet | None]:
     return sequences.load_default_rules(), None
 
 
-def mapping_report(user, *, code: str = "", overridden: str = "") -> QuerySet[Series]:
-    """Every series with its code, the rule that chose it and any override (coordinators only)."""
+def mapping_report(user, *, code: str = "", overridden: str = "", q: str = "", plane: str = "",
+                   rule: str = "") -> QuerySet[Series]:
+    """Every series with its code, the rule that chose it and any override (coordinators only), filtered: ``code``
+    the code used (override, else rule's; "unused" too), ``overridden`` "yes" for overridden series only, ``q`` words
+    in the case's pseudonym or the series' cleaned description, ``plane`` one of ``models.Plane``, ``rule`` a
+    rule's id, or "none" for series no rule matched."""
     if not is_coordinator(user):
         return Series.objects.none()
     series = Series.objects.select_related("case").order_by("case__pseudonym", "series_number", "pk")
@@ -119,6 +123,12 @@ def mapping_report(user, *, code: str = "", overridden: str = "") -> QuerySet[Se
         series = series.filter(Q(override_code=code) | Q(override_code="", mapped_code=code))
     if overridden == "yes":
         series = series.exclude(override_code="")
+    if q:
+        series = series.filter(Q(case__pseudonym__icontains=q) | Q(attributes__series_description__icontains=q))
+    if plane:
+        series = series.filter(plane=plane)
+    if rule:
+        series = series.filter(mapped_rule="" if rule == "none" else rule)
     return series
 
 

@@ -4,6 +4,8 @@ through services. The upload page is in views_upload.py."""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -17,7 +19,7 @@ from core.constants import CLASS_CHOICES, SEQUENCE_CODES
 from core.views import found_or_404
 from imaging import frozen, selectors, services, services_cohorts, services_import
 from imaging.forms import CaseCorrectionForm, CaseTruthForm, CohortForm, OverrideForm, RulesForm
-from imaging.models import Case
+from imaging.models import Case, Plane
 
 coordinator_required = role_required(COORDINATOR, "this page is for coordinators")
 
@@ -151,31 +153,44 @@ def _safe_next(url: str) -> str:
     return url if url.startswith("/imaging/") and "//" not in url else "/imaging/mapping/"
 
 
+MAPPING_FILTERS = ("q", "code", "overridden", "plane", "rule")
+MAPPING_PAGE_SIZE = 50
+
+
 @coordinator_required
 def mapping(request):
-    code, overridden = request.GET.get("code", ""), request.GET.get("overridden", "")
-    series = selectors.mapping_report(request.user, code=code, overridden=overridden)
+    return _mapping_page(request)
+
+
+def _mapping_page(request, *, rules_form=None, rule_errors=(), status: int = 200):
+    """The mapping page: the rules editor at the top, then the report, filtered (``MAPPING_FILTERS`` from the query
+    string) and paginated. ``rules_form``: a refused save's form, its text kept for correction; else the editor
+    holds the active rule set."""
+    filters = {name: request.GET.get(name, "").strip() for name in MAPPING_FILTERS}
+    series = selectors.mapping_report(request.user, **filters)
     rules, record = selectors.active_rule_set()
-    page = Paginator(series, 200).get_page(request.GET.get("page"))
-    rule_notes = {r.id: r.note for r in rules.rules}
+    if rules_form is None:
+        rules_form = RulesForm(initial={"name": record.name if record else "site rules",
+                                        "rules": services.rules_as_text(record)})
+    query = {name: value for name, value in filters.items() if value}
     return render(
         request,
         "imaging/mapping.html",
         {
-            "page": page,
+            "page": Paginator(series, MAPPING_PAGE_SIZE).get_page(request.GET.get("page")),
+            "filters": filters,
+            "filtered": bool(query),
+            "query": urlencode(query),
             "codes": SEQUENCE_CODES,
-            "code": code,
-            "overridden": overridden,
+            "planes": Plane.values,
+            "rule_ids": [r.id for r in rules.rules],
             "record": record,
-            "rule_notes": rule_notes,
+            "rule_notes": {r.id: r.note for r in rules.rules},
             "override_form": OverrideForm(),
-            "rules_form": RulesForm(
-                initial={
-                    "name": record.name if record else "site rules",
-                    "rules": services.rules_as_text(record),
-                }
-            ),
+            "rules_form": rules_form,
+            "rule_errors": rule_errors,
         },
+        status=status,
     )
 
 
@@ -200,22 +215,7 @@ def mapping_rules(request):
             return redirect("imaging_mapping")
     else:
         errors = [f"{field}: {' '.join(msgs)}" for field, msgs in form.errors.items()]
-    series = selectors.mapping_report(request.user)
-    rules, record = selectors.active_rule_set()
-    return render(
-        request,
-        "imaging/mapping.html",
-        {
-            "page": Paginator(series, 200).get_page(1),
-            "codes": SEQUENCE_CODES,
-            "record": record,
-            "rule_notes": {r.id: r.note for r in rules.rules},
-            "override_form": OverrideForm(),
-            "rules_form": form,
-            "rule_errors": errors,
-        },
-        status=400,
-    )
+    return _mapping_page(request, rules_form=form, rule_errors=errors, status=400)
 
 
 @coordinator_required

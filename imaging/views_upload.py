@@ -168,6 +168,19 @@ def max_files() -> int | None:
     return settings.DATA_UPLOAD_MAX_NUMBER_FILES
 
 
+def upload_description(*, is_zip: bool, n_files: int) -> str:
+    """What was uploaded, in words: "a zip archive", "1 file", "3 files"."""
+    if is_zip:
+        return "a zip archive"
+    return f"{n_files} file{'' if n_files == 1 else 's'}"
+
+
+def upload_title(label: str, what: str) -> str:
+    """The import's title: the coordinator's label with what was uploaded ("site A (3 files)"), or, without a label,
+    "upload of 3 files" (not "upload of a 1 files (1 files)", which said the same thing twice, wrongly)."""
+    return f"{label} ({what})" if label else f"upload of {what}"
+
+
 @csrf_exempt
 @role_required(COORDINATOR, "importing DICOM is for coordinators")
 def upload(request):
@@ -228,14 +241,13 @@ def _upload_post(request, handler: DiskUploadHandler):
         source = uploaded[0].path
     manifest = dest / "manifest.csv" if (dest / "manifest.csv").exists() else None
     boxes = dest / "boxes.csv" if (dest / "boxes.csv").exists() else None
-    what = "zip archive" if source.is_file() else f"{len(uploaded)} files"
-    label = form.cleaned_data["label"] or f"upload of a {what}"
+    what = upload_description(is_zip=source.is_file(), n_files=len(uploaded))
     try:
         job = services.import_start(
             source=source,
             manifest=manifest,
             boxes=boxes,
-            label=f"{label} ({what})",
+            label=upload_title(form.cleaned_data["label"], what),
             upload_dir=dest,
             source_name=form.cleaned_data["source_name"],
             unnamed_are_this_source=form.cleaned_data["unnamed_are_this_source"],

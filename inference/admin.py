@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from inference.models import CaseAIResult, Evaluation
+from inference.models import CaseAIResult, Evaluation, ExternalValidation
 from jobs.admin import JobProductAdmin, page_column
 
 
@@ -24,3 +24,13 @@ class CaseAIResultAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(ExternalValidation)
+class ExternalValidationAdmin(JobProductAdmin):
+    list_display = ("name", "evaluation", "cohort", "status", "job", "created_at", "page")
+    list_filter = ("status",)
+    # frozen: copied from the evaluation when it started; results: the job's; never by hand
+    readonly_fields = ("evaluation", "cohort", "job", "status", "frozen", "results", "created_by", "created_at")
+    start_url_name = "inference_external_validation_start"
+    page = page_column("inference_external_validation", "results", "validation page")

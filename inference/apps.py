@@ -20,3 +20,7 @@ class InferenceConfig(AppConfig):
                             "Evaluate a trained run: ensembles, the 32,767-set search, sarcoma likelihoods.", 22)
         navigation.register("Coordinator", "Evaluations", "inference_evaluations",
                             "Evaluation results, the sequence set behind the likelihoods, per-case AI results.", 61)
+        navigation.register("Admin", "External validation", "inference_external_validations",
+                            "Apply a finished evaluation's frozen model set to an external cohort.", 23)
+        navigation.register("Coordinator", "External validation", "inference_external_validations",
+                            "A frozen model set on a cohort that shares no patient with its training cohort.", 62)

@@ -238,6 +238,12 @@ class CombinationSearch(ConfusionRates):
         return (self.twice_u.sum(axis=0, dtype=np.int64)
                 / (2 * self.n_members * self.n_positive * self.n_negative))
 
+    def median_auc(self, positions=None) -> np.ndarray:
+        """Median over the members of each set's AUC (the paper's summary; ``mean_auc`` is the mean), as
+        fractions; ``positions``: the set columns (default every set)."""
+        twice_u = self.twice_u if positions is None else self.twice_u[:, positions]
+        return np.median(twice_u, axis=0) / (2 * self.n_positive * self.n_negative)
+
     # -- look-ups ---------------------------------------------------------------------------------------
     def position(self, subset: SubsetLike) -> int:
         """Column of a set (mask or codes); ``KeyError`` if the set was not evaluated."""
@@ -268,7 +274,8 @@ class CombinationSearch(ConfusionRates):
                "sensitivity": float(self.mean_sensitivity[best].mean()),
                "specificity": float(self.mean_specificity[best].mean()),
                "ss_avg": float(self.mean_ss_avg[best].mean()),
-               "auc": float(self.mean_auc[best].mean())}
+               "auc": float(self.mean_auc[best].mean()),
+               "auc_median": float(self.median_auc(best).mean())}
         if self.honest is not None:
             kept = [i for i, m in enumerate(self.honest.masks) if m in set(self.masks[best].tolist())]
             if len(kept) == best.size:
@@ -296,6 +303,7 @@ class CombinationSearch(ConfusionRates):
                    "coverage_percent": 100.0 * float(self.coverage[k]) / self.n_patients}
             for name, values in means.items():
                 row[f"{name}_percent"] = 100.0 * float(values[k])
+            row["auc_median_percent"] = 100.0 * float(self.median_auc([k])[0])
             row["ss_avg_min_percent"] = 100.0 * float(ss[:, k].min())
             row["ss_avg_max_percent"] = 100.0 * float(ss[:, k].max())
             if mask in honest_at:
@@ -396,6 +404,42 @@ def search_combinations(calls, truth, *, codes: Sequence[str] = SEQUENCE_CODES, 
     """The full METHOD §8 search: all ``2**S - 1`` non-empty sets (32,767 for the 15 codes)."""
     return evaluate_subsets(calls, truth, None, codes=codes, folds=folds, honest_top=honest_top,
                             chunk_size=chunk_size)
+
+
+def set_calls(calls, search: CombinationSearch, masks) -> tuple[np.ndarray, np.ndarray]:
+    """The patient calls behind some sets' figures in ``search``: each member's §7.4 threshold applied to
+    the set's patient scores.
+
+    ``calls`` ``(M, P, S)`` as given to the search; ``masks`` ``(k,)``. Returns ``(calls (k, M, P) bool,
+    scores (k, M, P) int)``: a call is True (sarcoma) where the score reaches the member's threshold, so
+    ``calls[i].sum(axis=-1)`` over sarcomas is ``search.tp`` of set i. Feed ``inference.nested.
+    metrics_with_intervals`` for the sets' confidence intervals.
+    """
+    masks = np.asarray(masks, dtype=np.int64).ravel()
+    array = np.asarray(calls).astype(np.int64)
+    membership = membership_matrix(masks, array.shape[2], dtype=np.int64)
+    scores = np.moveaxis(array @ membership, -1, 0)                              # (k, M, P)
+    threshold = np.stack([search.thresholds_for(int(m)) for m in masks])         # (k, M)
+    return scores >= threshold[:, :, None], scores
+
+
+def honest_set_calls(calls, search: CombinationSearch, folds) -> tuple[np.ndarray, np.ndarray]:
+    """The patient calls behind ``search.honest``: each patient called with the threshold its member chose on
+    the other folds (``inference.thresholds.cross_validated_threshold``).
+
+    ``calls`` ``(M, P, S)`` and ``folds`` ``(P,)`` as given to the search. Returns ``(masks (T,), calls
+    (T, M, P) bool)`` for the T sets that have honest figures (none without ``search.honest``), so that
+    ``calls[i][:, truth].sum(axis=-1)`` is ``search.honest.tp[:, i]``.
+    """
+    array = np.asarray(calls).astype(np.int64)
+    if search.honest is None:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, *array.shape[:2]), dtype=bool)
+    fold_arr = np.asarray(folds)
+    row = np.searchsorted(np.unique(fold_arr), fold_arr)                        # (P,) fold axis of each patient
+    masks = search.honest.masks
+    scores = np.moveaxis(array @ membership_matrix(masks, array.shape[2], dtype=np.int64), -1, 0)   # (T, M, P)
+    per_patient = search.honest.fold_threshold[:, :, row]                      # (M, T, P)
+    return masks, scores >= np.moveaxis(per_patient, 1, 0)
 
 
 def per_sequence_table(ensembles: CombinationSearch, singles: CombinationSearch | None = None) -> list[dict]:

@@ -1,6 +1,7 @@
 from django import forms
 
 from core.constants import SEQUENCE_CODES
+from inference import selectors_external
 from inference.models import Evaluation
 from training.models import TrainingRun
 
@@ -26,6 +27,21 @@ class SubsetChoiceForm(forms.Form):
 
 class CasePredictionForm(forms.Form):
     evaluation = forms.ModelChoiceField(queryset=Evaluation.objects.none(), label="Evaluation (its models and set)")
+
+    def __init__(self, *args, evaluations=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if evaluations is not None:
+            self.fields["evaluation"].queryset = evaluations
+
+
+class ExternalValidationStartForm(forms.Form):
+    """Issue 14, item 5: a finished evaluation's frozen model set; a cohort sharing no patient with its training
+    cohort."""
+    evaluation = forms.ModelChoiceField(queryset=Evaluation.objects.none(), label="Frozen model set (a finished "
+                                        "evaluation: its models, chosen set and thresholds)")
+    cohort = forms.ModelChoiceField(queryset=selectors_external.external_cohorts(), label="External cohort",
+                                    help_text="a frozen cohort that shares no patient with the training cohort")
+    name = forms.CharField(max_length=100, required=False)
 
     def __init__(self, *args, evaluations=None, **kwargs):
         super().__init__(*args, **kwargs)

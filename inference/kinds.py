@@ -1,4 +1,4 @@
-"""Job kinds of the inference app (both on the gpu queue: they load the trained models)."""
+"""Job kinds of the inference app (all on the gpu queue: they load the trained models)."""
 
 from jobs import registry
 
@@ -6,3 +6,5 @@ registry.register("evaluation", "inference.runners:evaluation_run", queue="gpu",
                   label="evaluation (out-of-fold predictions, ensembles, the 32,767-set search, likelihoods)")
 registry.register("case_prediction", "inference.runners:case_prediction_run", queue="gpu",
                   label="new-patient prediction (every model of a run on one case)")
+registry.register("external_validation", "inference.runners_external:external_validation_run", queue="gpu",
+                  label="external validation (a frozen model set applied to a cohort with no training patient)")

@@ -38,3 +38,24 @@ class CaseAIResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case} in {self.evaluation}: {self.likelihood:.0f}%"
+
+
+class ExternalValidation(JobProduct):
+    """A frozen model set (a finished evaluation: its run's models, its chosen sequence set and per-ensemble
+    thresholds, copied into ``frozen`` when the validation starts) applied to another cohort that shares no patient
+    with the training cohort (issue 14, item 5). ``results``: metrics with CIs, ROC, calibration, per-case calls."""
+
+    Status = work_status("ExternalValidation.Status", __name__, running="running")
+
+    name = models.CharField(max_length=100)
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.PROTECT, related_name="external_validations",
+                                   help_text="the frozen model set: its run's models, set and thresholds")
+    cohort = models.ForeignKey("imaging.Cohort", on_delete=models.PROTECT, related_name="external_validations",
+                               help_text="the external cohort (no patient of the training cohort)")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    frozen = models.JSONField(default=dict, blank=True,
+                              help_text="set, thresholds, rule and cutoff as fixed when it started")
+    results = models.JSONField(default=dict, blank=True, help_text="metrics with CIs, ROC, calibration, per case")
+    stale_since = models.DateTimeField(null=True, blank=True,
+                                       help_text="a case of its cohort, or its model set's evaluation, was corrected")
+    stale_reason = models.TextField(blank=True, help_text="what was corrected (rerun needed)")

@@ -12,13 +12,13 @@ One row per slice × repeat, header required, any column order, extra columns ig
   patient out.
 
 Every slice must have one prediction of every repeat. All problems found are reported at once
-(:class:`PredictionInputError`, the first ``MAX_LISTED`` with their line numbers). ``python manage.py
+(:class:`PredictionInputError`, the first ``MAX_LISTED`` with their line numbers); opening the file and
+checking its header is ``core.csv_input.csv_rows``, shared with ``analysis.mrmc_io``. ``python manage.py
 evaluate_predictions`` is a thin wrapper around :func:`evaluate_file`.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from core.constants import LEIOMYOMA, SARCOMA, SEQUENCE_CODES
+from core.csv_input import csv_rows
 from inference.nested import NESTED_CAVEAT, method_intervals, nested_evaluation
 from inference.predictions import SliceIndex, evaluation_calls
 
@@ -88,45 +89,6 @@ class _Problems:
         raise PredictionInputError(f"{self.path}: {len(self.items)} problem(s):\n  " + "\n  ".join(shown) + tail)
 
 
-def _rows(path: Path):
-    """Yield (line, {column: value}) after checking the header; blank lines skipped."""
-    try:
-        handle = path.open(newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise PredictionInputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise PredictionInputError(f"{path}: is a directory, not a CSV file") from None
-    except OSError as exc:
-        raise PredictionInputError(f"{path}: cannot be read ({exc.strerror})") from None
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise PredictionInputError(f"{path}: the file is empty (expected the header "
-                                           f"{','.join(REQUIRED_COLUMNS)})")
-            names = [h.strip().lower() for h in header]
-            missing = [c for c in REQUIRED_COLUMNS if c not in names]
-            if missing:
-                raise PredictionInputError(f"{path}, line 1 (header): missing column(s) {', '.join(missing)}; "
-                                           f"expected {','.join(REQUIRED_COLUMNS)}")
-            twice = [c for c in REQUIRED_COLUMNS if names.count(c) > 1]
-            if twice:
-                raise PredictionInputError(f"{path}, line 1 (header): column(s) {', '.join(twice)} appear twice")
-            where = {c: names.index(c) for c in REQUIRED_COLUMNS}
-            for fields in reader:
-                if not fields or all(not f.strip() for f in fields):
-                    continue
-                if len(fields) != len(header):
-                    yield reader.line_num, f"{len(fields)} fields where the header has {len(header)}"
-                    continue
-                yield reader.line_num, {c: fields[i].strip() for c, i in where.items()}
-        except UnicodeDecodeError:
-            raise PredictionInputError(f"{path}: not UTF-8 text (is it a CSV file?)") from None
-        except csv.Error as exc:
-            raise PredictionInputError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
-
-
 def _parse_row(row: dict, codes: Sequence[str]) -> tuple[tuple, list[str]]:
     """(truth, fold, repeat, p) and the row's problems."""
     reasons = [f"column {c!r}: empty value" for c, v in row.items() if not v]
@@ -169,7 +131,7 @@ def read_predictions(path, *, codes: Sequence[str] = SEQUENCE_CODES) -> Predicti
     patient_info: dict[str, tuple[bool, int, int]] = {}           # patient -> (truth, fold, first line)
     probs: dict[tuple[str, str, str], dict[int, float]] = {}       # slice -> {repeat: p}
     seen: dict[tuple[str, str, str, int], int] = {}
-    for line, row in _rows(path):
+    for line, row in csv_rows(path, REQUIRED_COLUMNS, PredictionInputError):
         if isinstance(row, str):
             problems.add(line, row)
             continue

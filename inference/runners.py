@@ -18,10 +18,13 @@ through ``services``, and only ``runners`` import the model code (inside functio
 2. **Analysis** (NumPy, seconds): the leave-one-repeat-out ensembles and the sequence calls
    (``evaluation.config["rule"]``: ``mean`` or ``majority``), the full search over the 32,767 sequence sets
    for the ensembles and for the single models, the top-10 tables and means (optimistic and honest
-   thresholds), the per-sequence Fig. 1 data, and the ROC curves and coverage of the chosen set. Stored in
-   ``Evaluation.results`` (``services.evaluation_finish``); the full per-set table goes to ``subsets.npz`` for
-   the CSV download. ``Evaluation.chosen_subset`` is the top-ranked set, and every case of the cohort gets a
-   ``CaseAIResult`` (sarcoma likelihood and per-sequence %, METHOD §9).
+   thresholds; AUC mean and median over the members), the per-sequence Fig. 1 data, and the ROC curves and
+   coverage of the chosen set. Then the honest evaluation (issue 14, ``inference.nested``): the three methods
+   (paper-style, training-fold threshold, nested: one more full search per fold) with 95 % CIs, the
+   optimism, each case's nested likelihood, and CIs for the top-10 means and for the sets the page shows.
+   Stored in ``Evaluation.results`` (``services.evaluation_finish``); the full per-set table goes to
+   ``subsets.npz`` for the CSV download. ``Evaluation.chosen_subset`` is the top-ranked set, and every case
+   of the cohort gets a ``CaseAIResult`` (sarcoma likelihood and per-sequence %, METHOD §9).
 
 **case_prediction** (``case_prediction_run``, METHOD §9, deployment): a case imported after training. Its
 tumour slices are cropped exactly as the cohort build does (``imaging.cohorts.series_uint8_slices`` windows a
@@ -57,6 +60,9 @@ from jobs.models import Job, JobStatus
 
 TOP_N = 10
 PREDICT_BATCH = 128
+ANALYSIS_STEPS = 3            # progress steps after the predictions: search, honest evaluation, per case
+BOOTSTRAP_RESAMPLES = 2000    # SS-Avg intervals: seeded patient bootstrap (issue 14)
+BOOTSTRAP_SEED = 0
 
 
 # --- the evaluation job -------------------------------------------------------------------------------------
@@ -75,18 +81,24 @@ def evaluation_run(job: Job, ctx) -> None:
 
 
 @contextmanager
-def _status_follows_job(evaluation: Evaluation) -> Iterator[None]:
-    """The evaluation is running while its runner is, and ends as ``jobs.services.job_run`` ends the job for
-    what the runner raised: cancelled (a cancel, or Ctrl-C under ``--inline``) or failed (anything else)."""
-    services.evaluation_status_follow(evaluation=evaluation, job_status=JobStatus.RUNNING)
+def status_follows_job(follow) -> Iterator[None]:
+    """A job's product (evaluation, external validation) is running while its runner is, and ends as
+    ``jobs.services.job_run`` ends the job for what the runner raised: cancelled (a cancel, or Ctrl-C under
+    ``--inline``) or failed (anything else). ``follow(job_status)`` writes the product's status."""
+    follow(JobStatus.RUNNING)
     try:
         yield
     except (jobs.JobCancelled, KeyboardInterrupt):
-        services.evaluation_status_follow(evaluation=evaluation, job_status=JobStatus.CANCELLED)
+        follow(JobStatus.CANCELLED)
         raise
     except BaseException:
-        services.evaluation_status_follow(evaluation=evaluation, job_status=JobStatus.FAILED)
+        follow(JobStatus.FAILED)
         raise
+
+
+def _status_follows_job(evaluation: Evaluation):
+    return status_follows_job(lambda status: services.evaluation_status_follow(evaluation=evaluation,
+                                                                                job_status=status))
 
 
 def _probs_ready(evaluation: Evaluation) -> bool:
@@ -132,7 +144,8 @@ def collect_predictions(evaluation: Evaluation, ctx) -> store.SliceProbabilities
     probs = np.full((run.repeats, cohort_store.n_slices), np.nan, dtype=np.float32)
     sources: Counter = Counter()
     repredict = bool(evaluation.config.get("repredict"))
-    ctx.progress(done=0, total=len(models) + 2, step=f"predictions of {len(models)} models", force=True)
+    ctx.progress(done=0, total=len(models) + ANALYSIS_STEPS, step=f"predictions of {len(models)} models",
+                 force=True)
     for i, model in enumerate(models):
         ctx.check_cancel()
         rows = np.flatnonzero(slice_fold == model.fold)
@@ -227,15 +240,105 @@ def _percent(values: dict) -> dict:
     return {(f"{k}_percent" if k != "n_sets" else k): (100.0 * v if k != "n_sets" else v) for k, v in values.items()}
 
 
+def _interval_block(intervals) -> dict:
+    """``inference.nested.MetricsWithIntervals`` as the ``evaluate_predictions --json`` block, in %:
+    ``{metric: {"estimate", "ci_low", "ci_high"}}``; ``ss_avg`` adds ``resamples`` and ``seed``, ``auc`` (None
+    without scores) adds ``median``."""
+    out = intervals.as_dict()
+    for metric, block in out.items():
+        if block is not None:
+            out[metric] = {k: (100.0 * v if k in ("estimate", "ci_low", "ci_high", "median") and v is not None
+                               else v) for k, v in block.items()}
+    return out
+
+
+def intervals_in_percent(calls, truth, scores) -> dict:
+    """95 % CIs (in %) of calls (… , P) bool against truth; AUC from scores (…, P) when given."""
+    from inference.nested import metrics_with_intervals
+
+    return _interval_block(metrics_with_intervals(calls, truth, scores=scores, resamples=BOOTSTRAP_RESAMPLES,
+                                                  seed=BOOTSTRAP_SEED))
+
+
+def _search_intervals(calls, search, patients: store.Patients, masks: list[int]) -> tuple[dict, dict]:
+    """95 % CIs of one search: (the top-10 mean, {str(mask): one set's figures}) for ``masks``, in %.
+
+    The top-10 mean pools the 10 sets' patient calls (k, M, P) and their scores (the AUC's estimate is then
+    the mean over sets and members, as ``top_mean``'s; its ``median`` is replaced by the stored one: the mean
+    over the sets of each set's median over the members). A set with training-fold thresholds (the top 10)
+    also gets ``honest_ss_avg``: the bootstrap interval of its honest SS-Avg (and so does the top-10 mean)."""
+    from inference.combinations import honest_set_calls, set_calls
+
+    truth = patients.truth
+    best = [int(m) for m in search.top(TOP_N)]
+    top_calls, top_scores = set_calls(calls, search, best)
+    top_block = intervals_in_percent(top_calls, truth, top_scores.reshape(-1, top_scores.shape[-1]))
+    top_block["auc"]["median"] = 100.0 * float(search.median_auc(search.order[:TOP_N]).mean())
+    set_calls_, set_scores = set_calls(calls, search, masks)
+    per_set = {str(m): intervals_in_percent(set_calls_[i], truth, set_scores[i]) for i, m in enumerate(masks)}
+    honest_masks, honest_calls = honest_set_calls(calls, search, patients.fold)
+    if sorted(honest_masks.tolist()) == sorted(best):
+        top_block["honest_ss_avg"] = intervals_in_percent(honest_calls, truth, None)["ss_avg"]
+    for i, mask in enumerate(honest_masks.tolist()):
+        if str(mask) in per_set:
+            per_set[str(mask)]["honest_ss_avg"] = intervals_in_percent(honest_calls[i], truth, None)["ss_avg"]
+    return top_block, per_set
+
+
+def _interval_results(ens_calls, single_calls, ens, single, patients: store.Patients, note: dict) -> dict:
+    """CIs for every figure the evaluation page shows from the two searches: the top-10 means, and each set of
+    either top 10 and each single sequence (both kinds). A cohort too small for an interval leaves a note."""
+    masks = sorted({int(m) for m in ens.top(TOP_N)} | {int(m) for m in single.top(TOP_N)}
+                   | {1 << i for i in range(len(ens.codes))})
+    try:
+        ens_top, ens_sets = _search_intervals(ens_calls, ens, patients, masks)
+        single_top, single_sets = _search_intervals(single_calls, single, patients, masks)
+    except ValueError as exc:       # e.g. DeLong needs 2 patients of each class
+        note["intervals_unavailable"] = f"no confidence intervals: {exc}"
+        return {}
+    return {"top_mean_ci": {"ensemble": ens_top, "single": single_top},
+            "set_intervals": {"ensemble": ens_sets, "single": single_sets}}
+
+
+def _honest_methods(ens_calls, patients: store.Patients, note: dict) -> dict:
+    """The three methods of ``inference.nested`` on the ensembles, with CIs in %, the optimism and each case's
+    nested likelihood; when a fold's complement lacks a class, a note instead (the rest of the results stand).
+    Cost: one full search per fold plus one (measured 2.3 s at 263 patients × 24 ensembles × 6 folds)."""
+    from inference.nested import NESTED_CAVEAT, describe_sets, method_intervals, nested_evaluation
+
+    began = time.monotonic()
+    try:
+        result = nested_evaluation(ens_calls, patients.truth, patients.fold, top=TOP_N)
+        methods = {m.method: {"label": m.label, "n_sets": int(m.calls.shape[0]),
+                              **_interval_block(method_intervals(m, resamples=BOOTSTRAP_RESAMPLES,
+                                                                 seed=BOOTSTRAP_SEED))}
+                   for m in result.methods}
+    except ValueError as exc:
+        note["methods_unavailable"] = f"no three-method table (paper-style, training-fold threshold, nested): {exc}"
+        return {}
+    nested = result.nested
+    return {
+        "methods": methods,
+        "optimism_points": result.optimism_points,
+        "nested_caveat": NESTED_CAVEAT,
+        "nested_sets": [{"fold": int(f) + 1, "codes": codes}
+                        for f, codes in zip(nested.fold_ids.tolist(), describe_sets(nested), strict=True)],
+        "nested_likelihood": {str(int(pk)): 100.0 * float(share)
+                              for pk, share in zip(patients.case_ids.tolist(), nested.vote_share, strict=True)},
+        "nested_seconds": round(time.monotonic() - began, 3),
+    }
+
+
 def analyse(evaluation: Evaluation, ctx=None) -> Evaluation:
-    """Phase 2: ensembles, sequence calls, the two searches, tables, the chosen set, every case's result."""
+    """Phase 2: ensembles, sequence calls, the two searches, tables, the honest evaluation with its CIs, the
+    chosen set, every case's result."""
     from inference.combinations import per_sequence_table
 
     data = selectors.evaluation_probs(evaluation)
     patients = data.patients()
     n_models = data.n_repeats * data.n_folds
-    _progress(ctx, done=n_models, total=n_models + 2, step="ensembles, sequence calls and the search over all "
-                                                             "32,767 sequence sets")
+    _progress(ctx, done=n_models, total=n_models + ANALYSIS_STEPS,
+              step="ensembles, sequence calls and the search over all 32,767 sequence sets")
     ens_calls, single_calls = selectors.member_calls(evaluation, data, patients)
     note: dict = {}
     began = time.monotonic()
@@ -257,14 +360,23 @@ def analyse(evaluation: Evaluation, ctx=None) -> Evaluation:
         "single": {"top_mean": _percent(single.top_mean(TOP_N)), "top": single.rows(limit=TOP_N)},
         "per_sequence": per_sequence_table(ens, single),
         "top_mask": int(ens.top(1)[0]),
-        **note,
     }
     if ctx is not None and ctx.job.result.get("predictions"):
         results["predictions"] = ctx.job.result["predictions"]
-    _progress(ctx, done=n_models + 1, step="sarcoma likelihood of every case")
+    _progress(ctx, done=n_models + 1, step=f"honest evaluation: a nested search over the 32,767 sets for each "
+                                           f"of the {data.n_folds} folds, and 95 % confidence intervals")
+    intervals = _interval_results(ens_calls, single_calls, ens, single, patients, note)
+    for kind in ("ensemble", "single"):
+        if intervals:
+            results[kind]["top_mean_ci"] = intervals["top_mean_ci"][kind]
+    if intervals:
+        results["set_intervals"] = intervals["set_intervals"]
+    results.update(_honest_methods(ens_calls, patients, note))
+    results.update(note)
+    _progress(ctx, done=n_models + 2, step="sarcoma likelihood of every case")
     evaluation = services.evaluation_finish(evaluation=evaluation, results=results, patients=patients,
                                             calls=(ens_calls, single_calls))
-    _progress(ctx, done=n_models + 2, step="finished")
+    _progress(ctx, done=n_models + ANALYSIS_STEPS, step="finished")
     return evaluation
 
 

@@ -60,13 +60,50 @@ def finished_evaluations(user) -> QuerySet[Evaluation]:
 
 
 def top_table(evaluation: Evaluation, kind: str = "ensemble") -> list[dict]:
-    """The Table-1-style rows (best first) with one True/False per sequence code: a dot where used."""
-    rows = ((evaluation.results or {}).get(kind) or {}).get("top") or []
+    """The Table-1-style rows (best first) with one True/False per sequence code: a dot where used, and
+    ``ci``: the set's stored 95 % CIs in % (``set_interval``; None for evaluations finished before)."""
+    results = evaluation.results or {}
+    rows = (results.get(kind) or {}).get("top") or []
     out = []
     for row in rows:
         used = set(row["sequences"].split())
-        out.append({**row, "used": [code in used for code in SEQUENCE_CODES]})
+        out.append({**row, "used": [code in used for code in SEQUENCE_CODES],
+                    "ci": set_interval(results, kind, row["mask"])})
     return out
+
+
+def top_mean_table(evaluation: Evaluation) -> list[dict]:
+    """The top-10 mean rows of the headline table: {"kind", "label", "figures" (``top_mean``, in %),
+    "ci" (``top_mean_ci``: {metric: {"estimate", "ci_low", "ci_high"}} or None)} for ensembles and single
+    models."""
+    results = evaluation.results or {}
+    labels = {"ensemble": "Ensembles, top-10 mean (sets and thresholds chosen on the evaluated patients, as "
+                          "the paper)",
+              "single": "Single models, their own top-10 mean (chosen on the evaluated patients)"}
+    return [{"kind": kind, "label": label, "figures": results[kind]["top_mean"],
+             "ci": results[kind].get("top_mean_ci")}
+            for kind, label in labels.items() if (results.get(kind) or {}).get("top_mean")]
+
+
+def per_sequence_rows(evaluation: Evaluation) -> list[dict]:
+    """Fig. 1 rows (``results["per_sequence"]``) with each single sequence's stored 95 % CIs:
+    ``ensemble_ci``, ``single_ci`` (None for evaluations finished before they were stored)."""
+    results = evaluation.results or {}
+    out = []
+    for row in results.get("per_sequence") or []:
+        mask = 1 << SEQUENCE_CODES.index(row["sequence"])
+        out.append({**row, "ensemble_ci": set_interval(results, "ensemble", mask),
+                    "single_ci": set_interval(results, "single", mask)})
+    return out
+
+
+def chosen_intervals(evaluation: Evaluation) -> dict:
+    """{"ensemble": CIs, "single": CIs} (in %) of the chosen set: computed when it was chosen (any rank), else
+    the analysis's for the sets it stored (either top 10, each single sequence); None where there are none."""
+    results = evaluation.results or {}
+    chosen = results.get("chosen") or {}
+    mask, own = chosen.get("mask"), chosen.get("intervals") or {}
+    return {kind: own.get(kind) or set_interval(results, kind, mask) for kind in ("ensemble", "single")}
 
 
 def case_result_table(evaluation: Evaluation) -> dict:
@@ -124,14 +161,53 @@ def dropped_cases(evaluation: Evaluation) -> list[dict]:
 def auc_over_ensembles(evaluation: Evaluation) -> dict | None:
     """AUC of the top-10 sets and of the chosen set as the mean AND the median over the ensembles, in %.
 
-    METHOD §8 averages every figure over the 24 ensembles; the paper reported the AUC's median. The stored
-    results hold only the mean, so both are computed here from the evaluation's slice probabilities (the same
-    calls as the search). {"ensemble"|"single": {"top_mean": {"mean", "median"}, "chosen": {...}}}: the
-    top-10 entries are the mean over the 10 sets of each set's mean / median; None without the store.
+    METHOD §8 averages every figure over the 24 ensembles; the paper reported the AUC's median. Both are read
+    from the stored results (``top_mean``: ``auc_percent``, ``auc_median_percent``; the chosen set's row the
+    same), with the 95 % DeLong interval of the mean where one is stored (``top_mean_ci``, ``set_intervals``).
+    {"ensemble"|"single": {"top_mean": {"mean", "median", "ci"}, "chosen": {...}}, "stored": bool}: the top-10
+    entries are the mean over the 10 sets of each set's mean / median; ``ci`` is {"low", "high"} or None.
+
+    Evaluations finished before the median was stored lack it: for them both are recomputed here from the
+    slice probabilities (``stored`` False, no CI; cheap: at most 11 sets per kind); None without that store.
     """
+    results = evaluation.results or {}
+    stored = _stored_auc(results)
+    if stored is not None:
+        return {**stored, "stored": True}
+    recomputed = _recomputed_auc(evaluation, results)
+    return None if recomputed is None else {**recomputed, "stored": False}
+
+
+def _ci(block: dict | None) -> dict | None:
+    return None if not block else {"low": block.get("ci_low"), "high": block.get("ci_high")}
+
+
+def _stored_auc(results: dict) -> dict | None:
+    chosen = results.get("chosen") or {}
+    out = {}
+    for kind in ("ensemble", "single"):
+        part = results.get(kind) or {}
+        entry = {}
+        top_mean = part.get("top_mean")
+        if top_mean:
+            if top_mean.get("auc_median_percent") is None:
+                return None
+            entry["top_mean"] = {"mean": top_mean["auc_percent"], "median": top_mean["auc_median_percent"],
+                                 "ci": _ci((part.get("top_mean_ci") or {}).get("auc"))}
+        row = chosen.get(kind)
+        if row:
+            if row.get("auc_median_percent") is None:
+                return None
+            block = set_interval(results, kind, chosen.get("mask"))
+            entry["chosen"] = {"mean": row["auc_percent"], "median": row["auc_median_percent"],
+                               "ci": _ci((block or {}).get("auc"))}
+        out[kind] = entry
+    return out
+
+
+def _recomputed_auc(evaluation: Evaluation, results: dict) -> dict | None:
     from inference.combinations import evaluate_subsets
 
-    results = evaluation.results or {}
     chosen_mask = (results.get("chosen") or {}).get("mask")
     try:
         data = evaluation_probs(evaluation)
@@ -151,15 +227,76 @@ def auc_over_ensembles(evaluation: Evaluation) -> dict | None:
         entry = {}
         if top:
             entry["top_mean"] = {"mean": float(np.mean([per_set[m][0] for m in top])),
-                                 "median": float(np.mean([per_set[m][1] for m in top]))}
+                                 "median": float(np.mean([per_set[m][1] for m in top])), "ci": None}
         if chosen_mask is not None:
             mean, median = per_set[int(chosen_mask)]
-            entry["chosen"] = {"mean": mean, "median": median}
+            entry["chosen"] = {"mean": mean, "median": median, "ci": None}
         out[kind] = entry
     return out
 
 
-CSV_METRICS = ("ss_avg", "accuracy", "sensitivity", "specificity", "auc", "ss_avg_min", "ss_avg_max")
+def set_interval(results: dict, kind: str, mask) -> dict | None:
+    """The stored 95 % CIs (in %) of one set's figures for "ensemble" or "single", or None when the analysis
+    stored none for that set (it stores them for both top 10s and each single sequence)."""
+    if mask is None:
+        return None
+    return ((results.get("set_intervals") or {}).get(kind) or {}).get(str(int(mask)))
+
+
+def nested_case_likelihoods(evaluation: Evaluation) -> dict[int, float]:
+    """{Case pk: nested sarcoma likelihood in %} of the evaluation's cohort cases (issue 14).
+
+    The share of the ensembles calling the case sarcoma with the top-1 set and thresholds chosen *without the
+    case's fold* (``inference.nested``), × 100: an out-of-sample likelihood (the selection is nested, the
+    training is not). Empty when the evaluation has none: finished before it was stored, or a fold's
+    complement lacked a class (``results["methods_unavailable"]`` says why).
+    """
+    stored = (evaluation.results or {}).get("nested_likelihood") or {}
+    return {int(pk): float(value) for pk, value in stored.items()}
+
+
+METHOD_CSV_METRICS = ("ss_avg", "sensitivity", "specificity", "accuracy", "auc")
+
+
+def method_rows(evaluation: Evaluation) -> list[dict]:
+    """The three-method table (issue 14) in the order paper-style, training-fold threshold, nested: each row
+    {"method", "label", "n_sets", "nested" (bool), metric: {"estimate", "ci_low", "ci_high"[, "median"]}}
+    in %; empty for an evaluation that has none (``results["methods_unavailable"]`` says why when it was
+    tried)."""
+    from inference.nested import METHODS
+
+    methods = (evaluation.results or {}).get("methods") or {}
+    return [{"method": name, "nested": name == "nested", **methods[name]} for name in METHODS if name in methods]
+
+
+def method_csv_rows(evaluation: Evaluation) -> Iterator[list]:
+    """The three-method table as CSV rows, header first: figures in % with their 95 % CIs (Wilson for
+    sensitivity, specificity and accuracy; DeLong for the AUC, whose estimate is the mean over the ensembles
+    and ``auc_median_percent`` the median; seeded patient bootstrap for SS-Avg), and the optimism
+    (paper-style − nested SS-Avg, points) on the nested row."""
+    results = evaluation.results or {}
+    header = ["method", "how_chosen", "n_sets"]
+    for metric in METHOD_CSV_METRICS:
+        name = "auc_mean" if metric == "auc" else metric
+        header += [f"{name}_percent", f"{name}_ci_low_percent", f"{name}_ci_high_percent"]
+    header += ["auc_median_percent", "ss_avg_bootstrap_resamples", "ss_avg_bootstrap_seed", "optimism_points"]
+    yield header
+    for row in method_rows(evaluation):
+        cells = [row["method"], row["label"], row["n_sets"]]
+        for metric in METHOD_CSV_METRICS:
+            block = row.get(metric) or {}
+            cells += [_rounded(block.get(key)) for key in ("estimate", "ci_low", "ci_high")]
+        auc = row.get("auc") or {}
+        cells += [_rounded(auc.get("median")), row["ss_avg"].get("resamples"), row["ss_avg"].get("seed"),
+                  _rounded(results.get("optimism_points")) if row["nested"] else ""]
+        yield cells
+
+
+def _rounded(value) -> float | str:
+    return "" if value is None else round(float(value), 4)
+
+
+CSV_METRICS = ("ss_avg", "accuracy", "sensitivity", "specificity", "auc", "auc_median", "ss_avg_min", "ss_avg_max")
 
 
 def subset_csv_header() -> list[str]:
@@ -172,7 +309,8 @@ def subset_csv_header() -> list[str]:
 def subset_csv_rows(evaluation: Evaluation, chunk: int = 2048) -> Iterator[list]:
     """Every evaluated set (32,767 for the 15 codes), best ensemble rank first, as CSV rows (header first).
 
-    Percentages with 4 decimals; a sequence column holds 1 where the set uses that sequence.
+    Percentages with 4 decimals; a sequence column holds 1 where the set uses that sequence. ``auc`` is the
+    mean over the members, ``auc_median`` the median (empty for tables written before it was stored).
     """
     table = store.read_subset_table(evaluation_dir(evaluation) / store.SUBSETS_FILE)
     yield subset_csv_header()
@@ -183,7 +321,8 @@ def subset_csv_rows(evaluation: Evaluation, chunk: int = 2048) -> Iterator[list]
         part = order[start:start + chunk]
         masks = table["masks"][part]
         bits = (masks[:, None] >> np.arange(n_codes)[None, :]) & 1
-        metric = {f"{kind}_{m}": np.round(100.0 * table[f"{kind}_{m}"][part], 4)
+        metric = {f"{kind}_{m}": (np.round(100.0 * table[f"{kind}_{m}"][part], 4).tolist()
+                                  if f"{kind}_{m}" in table else [""] * part.size)   # older tables: no median
                   for kind in ("ensemble", "single") for m in CSV_METRICS}
         for i, k in enumerate(part.tolist()):
             mask = int(masks[i])
@@ -191,8 +330,8 @@ def subset_csv_rows(evaluation: Evaluation, chunk: int = 2048) -> Iterator[list]
             row = [int(table["ensemble_rank"][k]), mask,
                    " ".join(code for j, code in enumerate(SEQUENCE_CODES) if bits[i, j]), int(table["sizes"][k]),
                    *bits[i].tolist(), coverage, round(100.0 * coverage / n_patients, 4)]
-            row += [float(metric[f"ensemble_{m}"][i]) for m in CSV_METRICS]
-            row += [int(table["single_rank"][k]), *[float(metric[f"single_{m}"][i]) for m in CSV_METRICS]]
+            row += [metric[f"ensemble_{m}"][i] for m in CSV_METRICS]
+            row += [int(table["single_rank"][k]), *[metric[f"single_{m}"][i] for m in CSV_METRICS]]
             yield row
 
 

@@ -34,6 +34,7 @@ STATUS_OF_JOB = {
     JobStatus.SUCCEEDED: Status.DONE,
     JobStatus.FAILED: Status.FAILED,
     JobStatus.CANCELLED: Status.CANCELLED,
+    JobStatus.WARNING: Status.DONE,   # finished, with something the job page points out: the results stand
 }
 
 
@@ -102,7 +103,7 @@ def evaluation_start(*, run, rule: str = "mean", cutoff: float = 0.5, repredict:
     evaluation = Evaluation.objects.create(
         name=(name or f"{run.name} · {rule}")[:100], training_run=run, config=config, created_by=user)
     evaluation.job = jobs.job_create(kind="evaluation", params={"evaluation_pk": evaluation.pk}, user=user,
-                                     total=run.models.count() + 2, enqueue=enqueue)
+                                     total=run.models.count() + 3, enqueue=enqueue)
     evaluation.save(update_fields=["job"])
     return evaluation
 
@@ -198,9 +199,23 @@ def _chosen(patients: store.Patients, calls, mask: int, rank: int | None, user) 
                 "ensemble": roc_points(patient_scores(ens_calls, mask), patients.truth, max_score=size),
                 "single": roc_points(patient_scores(single_calls, mask), patients.truth, max_score=size),
                 "ensemble_auc_mean": float(ens_one.mean_auc[0]), "single_auc_mean": float(single_one.mean_auc[0])},
+        "intervals": {"ensemble": _set_ci(ens_calls, ens_one, mask, patients),
+                      "single": _set_ci(single_calls, single_one, mask, patients)},
         "chosen_by": getattr(user, "username", "") or "default (top-ranked)",
         "chosen_at": timezone.now().isoformat(timespec="seconds"),
     }
+
+
+def _set_ci(calls, search, mask: int, patients: store.Patients) -> dict | None:
+    """The chosen set's 95 % CIs (in %), whatever its rank; None where the cohort is too small for one."""
+    from inference.combinations import set_calls
+    from inference.runners import intervals_in_percent
+
+    calls_, scores = set_calls(calls, search, [mask])
+    try:
+        return intervals_in_percent(calls_[0], patients.truth, scores[0])
+    except ValueError:
+        return None
 
 
 def _one_set(calls, patients: store.Patients, mask: int):

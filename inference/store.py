@@ -185,6 +185,10 @@ def read_heldout_predictions(folder: Path, *, store_hash: str, rows: np.ndarray,
 def write_subset_table(path: Path, ens, single) -> None:
     """Per-set figures of both searches (fractions), indexed like ``masks``, for the CSV download.
 
+    Per kind: rank, the means over the members of SS-Avg, accuracy, sensitivity, specificity and AUC, the
+    AUC's median over the members (``auc_median``; tables written before it was added lack it) and the
+    SS-Avg's minimum and maximum over the members.
+
     ``ens``, ``single``: the ``inference.combinations`` search results of the ensembles and the single models.
     """
     if not np.array_equal(ens.masks, single.masks):
@@ -198,6 +202,7 @@ def write_subset_table(path: Path, ens, single) -> None:
         arrays |= {f"{kind}_rank": rank, f"{kind}_ss_avg": search.mean_ss_avg,
                    f"{kind}_accuracy": search.mean_accuracy, f"{kind}_sensitivity": search.mean_sensitivity,
                    f"{kind}_specificity": search.mean_specificity, f"{kind}_auc": search.mean_auc,
+                   f"{kind}_auc_median": search.median_auc(),
                    f"{kind}_ss_avg_min": ss.min(axis=0), f"{kind}_ss_avg_max": ss.max(axis=0)}
     save_npz_atomic(path, **arrays)
 

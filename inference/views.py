@@ -54,6 +54,10 @@ def evaluation_detail(request, pk: int):
         "evaluation": evaluation, "results": results, "chosen": chosen, "codes": SEQUENCE_CODES,
         "ensemble_top": selectors.top_table(evaluation, "ensemble"),
         "single_top": selectors.top_table(evaluation, "single"),
+        "top_means": selectors.top_mean_table(evaluation),
+        "methods": selectors.method_rows(evaluation),
+        "per_sequence": selectors.per_sequence_rows(evaluation),
+        "chosen_ci": selectors.chosen_intervals(evaluation),
         "case_table": selectors.case_result_table(evaluation),
         "ai_wrong_definition": AI_WRONG_DEFINITION,
         "auc": selectors.auc_over_ensembles(evaluation) if chosen else None,
@@ -93,14 +97,27 @@ class _Echo:
 
 @login_required
 def evaluation_csv(request, pk: int):
-    """Every sequence set's figures (32,767 rows for the 15 codes), streamed."""
+    """Every sequence set's figures (32,767 rows for the 15 codes), streamed; with ``?format=methods`` the
+    three-method table (paper-style, training-fold threshold, nested) with 95 % CIs instead."""
     evaluation = _evaluation(request, pk)
+    if request.GET.get("format") == "methods":
+        return _methods_csv(evaluation)
     if not selectors.has_subset_table(evaluation):
         raise Http404("this evaluation has no subset table yet")
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse((writer.writerow(row) for row in selectors.subset_csv_rows(evaluation)),
                                      content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="evaluation-{evaluation.pk}-subsets.csv"'
+    return response
+
+
+def _methods_csv(evaluation: Evaluation) -> HttpResponse:
+    if not selectors.method_rows(evaluation):
+        raise Http404("this evaluation has no three-method table (finished before it was added, or a fold "
+                      "lacked a class: its page says why)")
+    response = HttpResponse(content_type="text/csv")
+    csv.writer(response).writerows(selectors.method_csv_rows(evaluation))
+    response["Content-Disposition"] = f'attachment; filename="evaluation-{evaluation.pk}-methods.csv"'
     return response
 
 

@@ -11,6 +11,10 @@ stay each model's own:
 | succeeded | succeeded | done         |
 | failed    | failed    | failed       |
 | cancelled | cancelled | cancelled    |
+| warned    | warning   | (none)       |
+
+(warned: it ran to its end but did not do what was asked, e.g. an import that imported nothing; finished like the
+others, a claim does nothing.)
 
 A running row whose heartbeat (or, before the first one, its start) is older than JOB_HEARTBEAT_TIMEOUT_S has
 lost its worker (`Claimable.worker_lost`, `Claimable.lost_q`); any worker may take it over.

@@ -155,6 +155,8 @@ def report(command, job: Job) -> Job:
         raise CommandError(f"job {job.pk} failed: {job.error}")
     if job.status == JobStatus.CANCELLED:
         command.stdout.write(command.style.WARNING(f"job {job.pk} cancelled: {job.step}"))
+    elif job.status == JobStatus.WARNING:
+        command.stdout.write(command.style.WARNING(f"job {job.pk} finished with a warning: {job.step}"))
     elif job.status == JobStatus.SUCCEEDED:
         command.stdout.write(command.style.SUCCESS(f"job {job.pk} succeeded"))
     return job

@@ -15,7 +15,8 @@ class ClaimStates:
     """One status vocabulary for claimed rows: which of a model's own status values means what.
 
     waiting: may be claimed (queued / pending); running: claimed by `worker`, alive while its heartbeat is
-    fresh; succeeded, failed, cancelled: finished, a claim does nothing (a resume makes the row waiting first).
+    fresh; succeeded, failed, cancelled (and warned, where a model has it): finished, a claim does nothing (a resume
+    makes the row waiting first).
     """
 
     waiting: str
@@ -23,10 +24,11 @@ class ClaimStates:
     succeeded: str
     failed: str
     cancelled: str
+    warned: str = ""  # finished, but did not do what was asked (a Job only: an import that imported nothing)
 
     @property
-    def finished(self) -> tuple[str, str, str]:
-        return (self.succeeded, self.failed, self.cancelled)
+    def finished(self) -> tuple[str, ...]:
+        return (self.succeeded, self.failed, self.cancelled, *((self.warned,) if self.warned else ()))
 
 
 def work_status(qualname: str, module: str, *, running: str) -> type[models.TextChoices]:
@@ -100,6 +102,8 @@ class JobStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
+    # It ran to its end but did not do what was asked (an import that imported nothing): the step says why.
+    WARNING = "warning", "Warning"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
 
@@ -114,7 +118,7 @@ NOT_RESUMABLE = "not_resumable"
 
 class Job(Claimable):
     CLAIM_STATES = ClaimStates(waiting=JobStatus.QUEUED, running=JobStatus.RUNNING, succeeded=JobStatus.SUCCEEDED,
-                               failed=JobStatus.FAILED, cancelled=JobStatus.CANCELLED)
+                               failed=JobStatus.FAILED, cancelled=JobStatus.CANCELLED, warned=JobStatus.WARNING)
 
     kind = models.CharField(max_length=64, db_index=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True)

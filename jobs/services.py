@@ -147,6 +147,7 @@ class JobContext:
         self._echo = echo
         self._last_write = 0.0
         self._last_cancel_check = 0.0
+        self.warning = ""  # set by `warn`: the job ends as a warning with this as its step
 
     @property
     def params(self) -> dict:
@@ -178,6 +179,11 @@ class JobContext:
         self.job.result = {**self.job.result, **values}
         Job.objects.filter(pk=self.job.pk).update(result=self.job.result)
 
+    def warn(self, message: str) -> None:
+        """End the job, once its runner returns, as a warning rather than a success, ``message`` as its step: it ran
+        to its end but did not do what was asked (an import that imported nothing), which "succeeded" would hide."""
+        self.warning = message[:255]
+
     def cancel_requested(self) -> bool:
         now = time.monotonic()
         if now - self._last_cancel_check >= PROGRESS_WRITE_EVERY_S:
@@ -197,7 +203,7 @@ def worker_name() -> str:
 
 def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], None] | None = None,
             inline: bool = False) -> Job | None:
-    """Run a job's runner to its end (success, failure, cancel). Safe to call twice: see `_claim`.
+    """Run a job's runner to its end (success, warning, failure, cancel). Safe to call twice: see `_claim`.
 
     inline: this process does all the work (`job_run_inline`); runners hand nothing to other tasks.
     """
@@ -225,7 +231,10 @@ def job_run(*, job_pk: int, worker: str | None = None, echo: Callable[[Job], Non
         log.exception("job %s (%s) failed", job.pk, job.kind)
         _end(job, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
     else:
-        _end(job, JobStatus.SUCCEEDED, step="finished")
+        if ctx.warning:
+            _end(job, JobStatus.WARNING, step=ctx.warning)
+        else:
+            _end(job, JobStatus.SUCCEEDED, step="finished")
     finally:
         heartbeat.stopped.set()
     if echo:

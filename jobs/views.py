@@ -1,4 +1,5 @@
-"""Job pages: one job with a live progress bar (it polls the API), and the list for admins."""
+"""Job pages: one job with a live progress bar (it polls the API) and what its result says (jobs/outcome.py), and
+the list for admins."""
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -8,6 +9,7 @@ from accounts.permissions import role_required
 from accounts.roles import ADMIN
 from core.views import found_or_404
 from jobs import registry, selectors, services
+from jobs.outcome import job_outcome
 
 
 @role_required(ADMIN, "the job list is for admins")
@@ -22,7 +24,7 @@ def job_list(request):
 @login_required
 def job_detail(request, pk: int):
     job = found_or_404(selectors.job_for_user, request.user, pk, message="no such job")
-    return render(request, "jobs/job_detail.html", {"job": job})
+    return render(request, "jobs/job_detail.html", {"job": job, "outcome": job_outcome(job.result)})
 
 
 @role_required(ADMIN, "starting a worker check is for admins")

@@ -92,9 +92,10 @@ class StudyAdmin(RoleAdmin):
     inlines = [EnrollmentInline, StudyEventInline]
     actions = ["open_studies", "close_studies", "apply_descriptor_consensus"]
     # stale_*: set by a correction (imaging.services.case_correct), cleared by adopting the corrected truth
-    # (services.study_truth_adopt, on the study's page), never by hand
+    # (services.study_truth_adopt, on the study's page), never by hand; hanging_protocol: validated and audited
+    # by services.study_hanging_set, on the study's page
     readonly_fields = ("status", "seed", "created_by", "created_at", "opened_at", "closed_at", "stale_since",
-                       "stale_reason")
+                       "stale_reason", "hanging_protocol")
 
     def has_delete_permission(self, request, obj=None):
         return is_coordinator(request.user) and (obj is None or obj.status == Study.Status.DRAFT)

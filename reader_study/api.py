@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from accounts.permissions import IsCoordinator, IsReader, require_role
 from accounts.roles import READER
 from core.serializers import errors
-from imaging.api import VOLUME_FIELDS, VOLUME_RESPONSES, OctetStreamRenderer, volume_response
+from imaging.api import VOLUME_FIELDS, VOLUME_PARAMETERS, VOLUME_RESPONSES, OctetStreamRenderer, volume_response
 from reader_study import payloads, selectors, services
 from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, TASKS, Study
 from reader_study.serializers import (
@@ -171,9 +171,10 @@ def reading_case_api(request, pk: int, tasks=EXAMS):
 
 
 @extend_schema(
-    responses=VOLUME_RESPONSES,
+    responses=VOLUME_RESPONSES, parameters=VOLUME_PARAMETERS,
     description="A series volume of a case in one of the reader's open studies: uint16 little-endian, "
-    "frames × rows × cols (shape in the case payload), gzip content-encoded; immutable when ?v= names it.",
+    "frames × rows × cols (shape in the case payload), gzip content-encoded; immutable when ?v= names it; "
+    "?slices=FIRST-LAST answers only those frames (the viewer's progressive loading).",
 )
 @api_view(["GET"])
 @renderer_classes([OctetStreamRenderer, JSONRenderer])
@@ -182,7 +183,8 @@ def series_volume_api(request, pk: int, handle: str):
 
     Readers' images come from here, not from imaging, and only while the assignment's task is open to the
     reader (none in the washout, none once it is finished); the handle and the ETag are keyed to the
-    assignment, so the two exams of a case cannot be linked through them."""
+    assignment, so the two exams of a case cannot be linked through them. ``?slices=`` ranges follow the same
+    rules (checked before the range is even parsed, so a 400 never answers a reader who may not see it)."""
     assignment = _my_assignment(request, pk, TASKS)
     status = selectors.exam_status(assignment.study, request.user, assignment.exam, counts=False)
     if not status.is_open:

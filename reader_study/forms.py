@@ -6,6 +6,11 @@ from django.contrib.auth import get_user_model
 from accounts.roles import READER
 from imaging.models import Case, Cohort
 from inference.models import Evaluation
+from reader_study.hanging import DEFAULT_PROTOCOL, MAX_VIEWPORTS, format_protocol
+
+HANGING_HELP = (f"which sequences open in which viewport, for every case: viewports separated by “|” (at most "
+                f"{MAX_VIEWPORTS}), in each the sequence codes to try in order, e.g. “T2sag | T2axi | ADC or DWI”; "
+                f"a viewport whose sequences a case lacks shows another of its series")
 
 
 def reader_label(user) -> str:
@@ -48,10 +53,17 @@ class StudyCreateForm(forms.Form):
     washout_days = forms.IntegerField(min_value=0, max_value=365, initial=28)
     descriptor_k = forms.IntegerField(min_value=1, initial=4, label="Descriptor consensus: k of the readers")
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    hanging_protocol = forms.CharField(
+        max_length=200, required=False, initial=format_protocol(DEFAULT_PROTOCOL), label="Hanging protocol",
+        help_text=HANGING_HELP)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["readers"].queryset = reader_users()   # evaluated per request, not at import
+
+
+class HangingProtocolForm(forms.Form):
+    hanging_protocol = forms.CharField(max_length=200, label="Hanging protocol", help_text=HANGING_HELP)
 
 
 class EnrolForm(forms.Form):

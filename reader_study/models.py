@@ -14,6 +14,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from core.constants import CLASS_CHOICES
+from reader_study.hanging import default_protocol
 
 EXAM_CHOICES = [(1, "Exam 1 (unaided)"), (2, "Exam 2 (AI-aided)")]
 EXAMS = (1, 2)
@@ -47,6 +48,9 @@ class Study(models.Model):
     washout_days = models.PositiveSmallIntegerField(
         default=28, help_text="days between a reader's last exam-1 read and exam 2")
     instructions = models.TextField(blank=True, help_text="shown to readers on the study page")
+    hanging_protocol = models.JSONField(
+        default=default_protocol, blank=True,
+        help_text="per viewport, the sequence codes it opens, the first the case has (reader_study.hanging)")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     seed = models.BigIntegerField(default=new_study_seed,
                                   help_text="worklists are drawn from (seed, reader, exam)")

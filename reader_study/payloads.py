@@ -18,12 +18,9 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.crypto import salted_hmac
 
 from core.constants import SEQUENCE_CODES
-from reader_study import selectors
+from reader_study import ai_panel, selectors
+from reader_study.hanging import DEFAULT_PROTOCOL
 from reader_study.models import DESCRIPTORS, Assignment, DescriptorScore, Read
-
-AI_EXPLANATION = ("Share of the model ensembles whose patient-level call is sarcoma, combining the sequences "
-                  "below; per sequence: the share calling sarcoma from that sequence alone.")
-
 
 # What the reader's browser gets instead of a series' database key and content hash: values keyed to the
 # assignment (HMAC with the site's secret), so the same series seen in exam 1 and exam 2 (two assignments),
@@ -77,38 +74,50 @@ def series_payload(assignment_pk: int, series: selectors.ViewerSeries) -> dict:
         "window": meta.get("window") or None,
         "value_range": meta.get("value_range") or None,
         "temporal_positions": meta.get("temporal_positions") or None,
+        "slice_thickness": meta.get("slice_thickness") or None,
         "volume_url": volume_url(assignment_pk, series),
     }
 
 
-def case_images_payload(assignment_pk: int, series: list[selectors.ViewerSeries]) -> dict:
-    """The case's series and the ones the first viewports open; ``preload``: the page's first request."""
-    shown = selectors.default_viewports(series)
+def case_images_payload(assignment_pk: int, series: list[selectors.ViewerSeries],
+                        protocol=DEFAULT_PROTOCOL) -> dict:
+    """The case's series and the ones the first viewports open by the study's hanging ``protocol``
+    (``reader_study.hanging``); ``preload``: the first viewport's opening slice (the middle one) as the viewer's
+    loader asks for it (``?slices=m-m``, static/js/volume_loader.js), so that the browser fetches it while the page's
+    scripts load. Not the whole volume: that would share the line with the opening slices
+    (docs/reader_study_loading.md)."""
+    shown = selectors.default_viewports(series, protocol)
     first = next((s for s in series if shown and s.pk == shown[0]), None)
     return {"series": [series_payload(assignment_pk, s) for s in series],
             "default_series": [series_handle(assignment_pk, pk) for pk in shown],
-            "preload": volume_url(assignment_pk, first) if first else None}
+            "preload": opening_slice_url(assignment_pk, first) if first else None}
 
 
-def _prefetch_urls(assignment_pk: int | None, series: list[selectors.ViewerSeries]) -> list[str]:
+def opening_slice_url(assignment_pk: int, series: selectors.ViewerSeries) -> str:
+    """The URL of the slice a viewport opens a series on, exactly as the loader builds it (``rangeUrl``)."""
+    url, middle = volume_url(assignment_pk, series), series.n_slices // 2
+    return f"{url}{'&' if '?' in url else '?'}slices={middle}-{middle}"
+
+
+def _prefetch_urls(assignment_pk: int | None, series: list[selectors.ViewerSeries],
+                   protocol=DEFAULT_PROTOCOL) -> list[str]:
     """The next case's first series, fetched in idle time so that "submit and next" shows images at once."""
     if assignment_pk is None:
         return []
     by_pk = {s.pk: s for s in series}
-    return [volume_url(assignment_pk, by_pk[pk]) for pk in selectors.default_viewports(series)]
+    return [volume_url(assignment_pk, by_pk[pk]) for pk in selectors.default_viewports(series, protocol)]
 
 
 def ai_payload(assignment: Assignment) -> dict | None:
-    """The AI panel's content for exam 2; None in exam 1 (the selector never returns a result there)."""
-    result = selectors.ai_result_for(assignment)
-    if result is None:
+    """The AI panel's content for exam 2 (``reader_study.ai_panel``); None in exam 1 (the selector never returns
+    a result there)."""
+    found = selectors.ai_panel_for(assignment)
+    if found is None:
         return None
-    per_sequence = [{"code": code, "percent": round(float(result.per_sequence[code]), 1),
-                     "in_subset": code in result.subset}
-                    for code in SEQUENCE_CODES if code in (result.per_sequence or {})]
-    return {"likelihood": round(float(result.likelihood), 1), "per_sequence": per_sequence,
-            "subset": [c for c in SEQUENCE_CODES if c in (result.subset or [])],
-            "n_ensembles": result.n_ensembles, "explanation": AI_EXPLANATION}
+    result = found.result
+    return ai_panel.panel(likelihood=result.likelihood, per_sequence=result.per_sequence or {},
+                          subset=result.subset or [], n_ensembles=result.n_ensembles,
+                          thresholds=found.thresholds, nested=found.nested, in_sample=found.in_sample)
 
 
 @dataclass(frozen=True)
@@ -161,15 +170,16 @@ def reading_payload(assignment: Assignment, state: selectors.ReadingState | None
     status, upcoming_case = state.status, state.next_unread_case
     series = selectors.cases_series([assignment.case_id, upcoming_case], meta_for=[assignment.case_id])
     names = routes(assignment.exam)
+    protocol = assignment.study.hanging_protocol or DEFAULT_PROTOCOL
     payload = {
         "assignment": assignment.pk, "exam": assignment.exam, "display_code": assignment.display_code,
         "position": assignment.position + 1, "total": status.total, "done": status.done,
         "study": {"id": assignment.study_id, "name": assignment.study.name},
-        **case_images_payload(assignment.pk, series.get(assignment.case_id, [])),
+        **case_images_payload(assignment.pk, series.get(assignment.case_id, []), protocol),
         answer_key(assignment.exam): answer_json(assignment.answer),
         "previous": state.previous, "following": state.following,
         "next_unread": state.next_unread,
-        "prefetch": _prefetch_urls(state.next_unread, series.get(upcoming_case, [])),
+        "prefetch": _prefetch_urls(state.next_unread, series.get(upcoming_case, []), protocol),
         "urls": {
             "submit": reverse(names.submit, args=[assignment.pk]),
             "time": reverse(names.time, args=[assignment.pk]),

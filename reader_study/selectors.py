@@ -23,6 +23,7 @@ from accounts.roles import READER, is_coordinator, is_reader
 from core.constants import LEIOMYOMA, SEQUENCE_CODES, UNUSED_SEQUENCE
 from imaging.models import Series
 from inference.models import CaseAIResult
+from reader_study.hanging import DEFAULT_PROTOCOL, choose_viewports
 from reader_study.models import (
     ANSWER_RELATION,
     DESCRIPTORS,
@@ -35,8 +36,8 @@ from reader_study.models import (
 )
 from reader_study.washout import exam2_gate
 
-# What opens in the first viewports of a case when it has them (DESIGN: e.g. T2 axial, T2 sagittal, DWI).
-DEFAULT_VIEWPORT_CODES = ("T2axi", "T2sag", "DWI")
+# The id of the sequence rule that marks a scout (imaging/default_sequence_rules.json): never shown to readers.
+LOCALIZER_RULE = "localizer"
 
 
 # --- cases and studies ------------------------------------------------------------------------------
@@ -294,6 +295,40 @@ def ai_result_for(assignment: Assignment) -> CaseAIResult | None:
     return CaseAIResult.objects.filter(evaluation_id=evaluation_id, case_id=assignment.case_id).first()
 
 
+@dataclass(frozen=True)
+class AIPanel:
+    """What the exam-2 AI panel reads: the case's result and, of its evaluation, the operating point
+    (``thresholds``: each ensemble's patient-score threshold for the chosen set) and the figures of the honest
+    evaluation (``nested``: {metric: {estimate, ci_low, ci_high}} in %, None where the evaluation has none) or,
+    failing that, the chosen set's own figures (``in_sample``, chosen on the evaluated patients)."""
+
+    result: CaseAIResult
+    thresholds: list[int] | None
+    nested: dict | None
+    in_sample: dict | None
+
+
+def ai_panel_for(assignment: Assignment) -> AIPanel | None:
+    """``ai_result_for`` with what the panel needs of the evaluation, in the same single query (the evaluation's
+    results are large: only these three keys are read). None in exam 1, as ``ai_result_for``."""
+    evaluation_id = assignment.study.evaluation_id
+    if assignment.exam != 2 or evaluation_id is None:
+        return None
+    result = (CaseAIResult.objects.filter(evaluation_id=evaluation_id, case_id=assignment.case_id)
+              .annotate(ai_thresholds=F("evaluation__results__chosen__thresholds"),
+                        ai_nested=F("evaluation__results__methods__nested"),
+                        ai_in_sample=F("evaluation__results__chosen__intervals__ensemble")).first())
+    if result is None:
+        return None
+    return AIPanel(result=result, thresholds=_json(result.ai_thresholds), nested=_json(result.ai_nested),
+                   in_sample=_json(result.ai_in_sample))
+
+
+def _json(value):
+    """A JSON key read through the ORM: decoded already on some backends, text on others."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _series_sort_key(series) -> tuple[int, int, int]:
     code = series.sequence_code
     rank = SEQUENCE_CODES.index(code) if code in SEQUENCE_CODES else len(SEQUENCE_CODES)
@@ -327,6 +362,14 @@ _VIEWER_FIELDS = ("pk", "case_id", "series_number", "mapped_code", "override_cod
                   "cols", "volume_sha256")
 
 
+def _readers_series() -> QuerySet[Series]:
+    """The series a reader may see: those with a stored volume, less the localizer (a scout of the whole pelvis
+    in three planes: no use for the reading and not one of the 15 sequences), unless a coordinator gave it a
+    sequence code of its own."""
+    return (Series.objects.filter(n_slices__gt=0).exclude(volume_path="")
+            .exclude(mapped_rule=LOCALIZER_RULE, override_code__in=("", UNUSED_SEQUENCE)))
+
+
 def case_series(case_id: int) -> list[ViewerSeries]:
     """The viewable series of a case (a stored volume), listed by sequence code in the paper's order."""
     return cases_series([case_id]).get(case_id, [])
@@ -344,7 +387,7 @@ def cases_series(case_ids, *, meta_for=None) -> dict[int, list[ViewerSeries]]:
     if not ids:
         return by_case
     meta_for = set(ids if meta_for is None else meta_for)
-    rows = (Series.objects.filter(case_id__in=ids, n_slices__gt=0).exclude(volume_path="").order_by()
+    rows = (_readers_series().filter(case_id__in=ids).order_by()
             .annotate(meta_text=Cast("meta", output_field=TextField())).values(*_VIEWER_FIELDS, "meta_text"))
     for row in rows:
         text = row.pop("meta_text")
@@ -356,23 +399,12 @@ def cases_series(case_ids, *, meta_for=None) -> dict[int, list[ViewerSeries]]:
 def case_volumes(case_id: int, fields: tuple[str, ...]) -> list[dict]:
     """The viewable series of a case as plain rows of ``pk`` and ``fields`` (one query, no JSON decoded: the
     readers' volume endpoint asks this several times per case and picks the series its handle names)."""
-    return list(Series.objects.filter(case_id=case_id, n_slices__gt=0).exclude(volume_path="").order_by()
-                .values("pk", *fields))
+    return list(_readers_series().filter(case_id=case_id).order_by().values("pk", *fields))
 
 
-def default_viewports(series: list[ViewerSeries], n: int = 3) -> list[int]:
-    """Series pks for the first viewports: T2axi, T2sag, DWI where present, then the others in order."""
-    chosen: list[int] = []
-    for code in DEFAULT_VIEWPORT_CODES:
-        match = next((s for s in series if s.sequence_code == code), None)
-        if match is not None:
-            chosen.append(match.pk)
-    for s in series:
-        if len(chosen) >= n:
-            break
-        if s.pk not in chosen and s.sequence_code != UNUSED_SEQUENCE:
-            chosen.append(s.pk)
-    return chosen[:n]
+def default_viewports(series: list[ViewerSeries], protocol=DEFAULT_PROTOCOL) -> list[int]:
+    """Series pks for the first viewports, by the study's hanging protocol (``reader_study.hanging``)."""
+    return choose_viewports([(s.pk, s.sequence_code) for s in series], protocol)
 
 
 # --- progress for coordinators ----------------------------------------------------------------------
@@ -397,16 +429,20 @@ def study_progress(study: Study, *, now: datetime | None = None) -> list[ReaderP
 
 
 def study_case_summary(study: Study) -> dict[str, int]:
-    """Counts the coordinator needs before opening: cases, leiomyomas, cases without images or AI result."""
+    """Counts the coordinator needs before opening: cases, leiomyomas, cases without images or AI result, and
+    ``ai_in_sample``: cases whose exam-2 likelihood is in-sample because they were in the evaluation's
+    training cohort (a cross-validated result: the sequence set and threshold were chosen on them too)."""
     cases = study.cases.all()
     with_series = cases.filter(series__n_slices__gt=0).exclude(series__volume_path="").distinct()
-    ai = (CaseAIResult.objects.filter(evaluation_id=study.evaluation_id, case__in=cases).count()
-          if study.evaluation_id else 0)
+    results = (CaseAIResult.objects.filter(evaluation_id=study.evaluation_id, case__in=cases)
+               if study.evaluation_id else CaseAIResult.objects.none())
+    ai = results.count()
     total = cases.count()
     leiomyomas = sum(1 for truth in study_truths(study).values() if truth == LEIOMYOMA)
     return {"cases": total, "leiomyomas": leiomyomas,
             "without_images": total - with_series.count(),
-            "without_ai": total - ai if study.evaluation_id else total}
+            "without_ai": total - ai if study.evaluation_id else total,
+            "ai_in_sample": results.filter(is_deployment=False).count()}
 
 
 def reads_of_study(study: Study) -> QuerySet[Read]:

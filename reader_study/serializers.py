@@ -103,6 +103,7 @@ class ViewerSeriesSerializer(serializers.Serializer):
                                                          "source": {"type": "string"}}}, allow_null=True)
     value_range = JSONValue(NUMBERS, allow_null=True)
     temporal_positions = JSONValue({"type": "array", "items": {"type": "integer"}}, allow_null=True)
+    slice_thickness = serializers.FloatField(allow_null=True, help_text="mm (DICOM SliceThickness), when known")
     volume_url = serializers.CharField()
 
 
@@ -125,16 +126,43 @@ class ScoreSerializer(serializers.Serializer):
 
 class AISequenceSerializer(serializers.Serializer):
     code = serializers.CharField()
-    percent = serializers.FloatField()
-    in_subset = serializers.BooleanField()
+    n_sarcoma = serializers.IntegerField(help_text="ensembles whose call on this sequence alone is sarcoma")
+    percent = serializers.IntegerField(help_text="the same as a whole percentage of the ensembles")
+
+
+class AIThresholdSerializer(serializers.Serializer):
+    low = serializers.IntegerField(help_text="the lowest ensemble's threshold on the patient score")
+    high = serializers.IntegerField(help_text="the highest ensemble's threshold on the patient score")
+    text = serializers.CharField()
+
+
+class AIFigureSerializer(serializers.Serializer):
+    estimate = serializers.IntegerField(help_text="%")
+    ci_low = serializers.IntegerField(required=False, help_text="95 % CI, %")
+    ci_high = serializers.IntegerField(required=False, help_text="95 % CI, %")
+    text = serializers.CharField()
+
+
+class AIPerformanceSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["nested", "in_sample"])
+    label = serializers.CharField()
+    sensitivity = AIFigureSerializer()
+    specificity = AIFigureSerializer()
 
 
 class AIPanelSerializer(serializers.Serializer):
-    likelihood = serializers.FloatField()
-    per_sequence = AISequenceSerializer(many=True)
-    subset = serializers.ListField(child=serializers.CharField())
+    """The exam-2 AI panel (``reader_study.ai_panel``): whole percentages beside the counts of ensembles."""
+
+    likelihood = serializers.IntegerField(help_text="% of the ensembles whose call on the case is sarcoma")
+    n_sarcoma = serializers.IntegerField()
     n_ensembles = serializers.IntegerField()
-    explanation = serializers.CharField()
+    subset = serializers.ListField(child=serializers.CharField(), help_text="the chosen sequence set")
+    used = AISequenceSerializer(many=True, help_text="the set's sequences this case has")
+    missing = serializers.ListField(child=serializers.CharField(), help_text="the set's sequences it lacks")
+    threshold = AIThresholdSerializer(allow_null=True)
+    performance = AIPerformanceSerializer(allow_null=True)
+    how_combined = serializers.CharField()
+    note = serializers.CharField(allow_blank=True)
 
 
 class ReadingUrlsSerializer(serializers.Serializer):
@@ -157,7 +185,7 @@ class ReadingPayloadSerializer(DictSerializer):
     study = StudyRefSerializer()
     series = ViewerSeriesSerializer(many=True)
     default_series = serializers.ListField(child=serializers.CharField())
-    preload = serializers.CharField(allow_null=True)
+    preload = serializers.CharField(allow_null=True, help_text="the first viewport's opening slice (?slices=m-m)")
     read = ReadSerializer(required=False, allow_null=True)
     score = ScoreSerializer(required=False, allow_null=True)
     previous = serializers.IntegerField(allow_null=True)

@@ -27,6 +27,7 @@ from inference.models import Evaluation
 from reader_study import selectors
 from reader_study.consensus import k_of_n
 from reader_study.freezes import TruthDrift, freeze_truths, truth_drift
+from reader_study.hanging import default_protocol, format_protocol, parse_protocol
 from reader_study.models import (
     DESCRIPTORS,
     EXAMS,
@@ -82,11 +83,22 @@ def _check_readers(readers: Iterable) -> list:
 
 
 @transaction.atomic
+def _hanging_protocol(value) -> list[list[str]]:
+    """A hanging protocol from its text or list form (``reader_study.hanging``), or the field's error."""
+    try:
+        return parse_protocol(value)
+    except ValueError as exc:
+        raise ValidationError({"hanging_protocol": str(exc)}) from None
+
+
 def study_create(*, name: str, created_by, cases: Iterable[Case] | None = None, cohort: Cohort | None = None,
                  evaluation: Evaluation | None = None, washout_days: int = 28, instructions: str = "",
-                 readers: Iterable = (), descriptor_k: int = 4) -> Study:
-    """A draft study: its cases (given, or the cohort's), the evaluation exam 2 shows, and its readers."""
+                 readers: Iterable = (), descriptor_k: int = 4, hanging_protocol=None) -> Study:
+    """A draft study: its cases (given, or the cohort's), the evaluation exam 2 shows, and its readers.
+    ``hanging_protocol``: which sequences open in which viewport (text or lists, ``reader_study.hanging``);
+    None or blank: the default."""
     _require_coordinator(created_by)
+    protocol = _hanging_protocol(hanging_protocol) if hanging_protocol else default_protocol()
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "a study needs a name"})
@@ -98,11 +110,32 @@ def study_create(*, name: str, created_by, cases: Iterable[Case] | None = None, 
         raise ValidationError({"descriptor_k": "k must be at least 1"})
     chosen, readers = _study_cases(cases, cohort), _check_readers(readers)
     study = Study.objects.create(name=name, cohort=cohort, evaluation=evaluation, washout_days=washout_days,
-                                 instructions=instructions, descriptor_k=descriptor_k, created_by=created_by)
+                                 instructions=instructions, descriptor_k=descriptor_k, created_by=created_by,
+                                 hanging_protocol=protocol)
     study.cases.set(chosen)
     _event(study, "created", actor=created_by, cases=len(chosen))
     for reader in readers:
         reader_enrol(study=study, reader=reader, by=created_by)
+    return study
+
+
+@transaction.atomic
+def study_hanging_set(*, study: Study, protocol, by) -> Study:
+    """Set the study's hanging protocol; it applies to every case of every reader from their next page on.
+    Allowed until the study closes (it changes what opens where, never what a reader may see); audited.
+    Setting the protocol the study has already is a no-op."""
+    _require_coordinator(by)
+    parsed = _hanging_protocol(protocol)
+    locked = Study.objects.select_for_update().get(pk=study.pk)
+    if locked.status == Study.Status.CLOSED:
+        raise ValidationError({"hanging_protocol": f"study {study.name!r} is closed"})
+    if locked.hanging_protocol != parsed:
+        before = locked.hanging_protocol
+        locked.hanging_protocol = parsed
+        locked.save(update_fields=["hanging_protocol"])
+        _event(locked, "hanging_protocol_set", actor=by, before=format_protocol(before or []),
+               after=format_protocol(parsed))
+    study.hanging_protocol = locked.hanging_protocol
     return study
 
 

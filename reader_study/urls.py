@@ -35,6 +35,7 @@ urlpatterns = [
     path("coordination/studies/<int:pk>/descriptor-consensus/", views.descriptor_consensus,
          name="descriptor_consensus"),
     path("coordination/studies/<int:pk>/adopt-truth/", views.study_truth_adopt, name="study_truth_adopt"),
+    path("coordination/studies/<int:pk>/hanging-protocol/", views.study_hanging, name="study_hanging"),
     # reader API
     path("api/reading/studies/", api.reader_studies_api, name="api_reader_studies"),
     path("api/reading/studies/<int:pk>/", api.reader_study_api, name="api_reader_study"),

@@ -21,6 +21,7 @@ from accounts.roles import COORDINATOR, READER
 from core.views import form_page, found_or_404
 from reader_study import forms, payloads, selectors, services
 from reader_study.freezes import truth_drift
+from reader_study.hanging import DEFAULT_PROTOCOL, format_protocol
 from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, Study
 
 
@@ -65,16 +66,22 @@ def study_home(request, pk: int):
         "study": study, "exams": exams, "descriptors": selectors.exam_status(study, request.user, DESCRIPTORS)})
 
 
+# An exam's states in which its worklist still shows, read-only: the reader's own calls, nothing else.
+READ_ONLY_STATES = ("finished", "closed")
+
+
 @reader_page
 def worklist(request, pk: int, exam: int, tasks=EXAMS):
-    """A task's worklist: its cases in the reader's order, answered or not (and, for an exam, finishing)."""
+    """A task's worklist: its cases in the reader's order, answered or not (and, for an exam, finishing).
+    A finished exam's (or a closed study's) worklist stays in view, read-only, with the reader's own calls."""
     study, exam = _my_study(request, pk), _exam_or_404(exam, tasks)
     status = selectors.exam_status(study, request.user, exam)
-    if not status.is_open:
+    read_only = exam in EXAMS and status.state in READ_ONLY_STATES
+    if not status.is_open and not read_only:
         return _not_open(request, study, status)
     return render(request, "reader_study/worklist.html", {
         "study": study, "status": status, "items": selectors.worklist(study, request.user, exam),
-        "routes": payloads.routes(exam), "is_descriptors": exam == DESCRIPTORS})
+        "routes": payloads.routes(exam), "is_descriptors": exam == DESCRIPTORS, "read_only": read_only})
 
 
 @reader_page
@@ -91,9 +98,17 @@ def resume(request, pk: int, exam: int):
 
 
 @reader_page
-@require_POST
 def exam_finish(request, pk: int, exam: int):
+    """Finishing an exam asks first (GET: a page with the count of unanswered cases); only a POST that says
+    ``confirm`` finishes it, so one stray click freezes nothing."""
     study, exam = _my_study(request, pk), _exam_or_404(exam)
+    if request.method != "POST" or request.POST.get("confirm") != "yes":
+        status = selectors.exam_status(study, request.user, exam)
+        if not status.is_open:
+            return _not_open(request, study, status)
+        return render(request, "reader_study/exam_finish.html", {
+            "study": study, "status": status, "unanswered": selectors.unanswered(study, request.user, exam),
+            "routes": payloads.routes(exam)})
     try:
         services.exam_finish(reader=request.user, study=study, exam=exam)
         messages.success(request, f"Exam {exam} finished. Thank you.")
@@ -160,6 +175,8 @@ def study_detail(request, pk: int):
         "study": study, "progress": progress, "summary": selectors.study_case_summary(study),
         "enrol_form": forms.EnrolForm(queryset=selectors.readers_enrollable(study)),
         "override_form": forms.OverrideForm(queryset=_enrolled(study)),
+        "hanging_form": forms.HangingProtocolForm(initial={
+            "hanging_protocol": format_protocol(study.hanging_protocol or DEFAULT_PROTOCOL)}),
         "events": study.events.select_related("actor", "reader")[:50]})
 
 
@@ -217,6 +234,14 @@ def washout_override(request, study: Study) -> str:
     data = _posted(form, "choose an enrolled reader and give a reason")
     services.washout_override(study=study, reader=data["reader"], by=request.user, reason=data["reason"])
     return f"Washout overridden for {data['reader'].username} (audited)."
+
+
+@coordinator_action
+def study_hanging(request, study: Study) -> str:
+    form = forms.HangingProtocolForm(request.POST)
+    protocol = _posted(form, "give the hanging protocol, e.g. “T2sag | T2axi | ADC or DWI”")["hanging_protocol"]
+    study = services.study_hanging_set(study=study, protocol=protocol, by=request.user)
+    return f"Hanging protocol: {format_protocol(study.hanging_protocol)}."
 
 
 @coordinator_action

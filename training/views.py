@@ -7,6 +7,7 @@ from accounts.permissions import role_required
 from accounts.roles import ADMIN, COORDINATOR, is_admin
 from core.views import form_page
 from training import selectors, services
+from training.card_page import card_page
 from training.forms import TrainingStartForm
 
 
@@ -34,4 +35,6 @@ def run_detail(request, pk: int):
 @login_required
 def model_detail(request, pk: int):
     model = get_object_or_404(selectors.models_visible_to(request.user), pk=pk)
-    return render(request, "training/model_detail.html", {"model": model})
+    page = card_page(card=model.card or {}, history=model.history or [], metrics=model.metrics or {},
+                     config=model.run.config or {})
+    return render(request, "training/model_detail.html", {"model": model, "page": page})

@@ -24,7 +24,8 @@
       pixel_spacing: m.pixel_spacing || [1, 1], slice_positions: m.slice_positions || [],
       orientation: m.orientation || [1, 0, 0, 0, 1, 0], rescale: m.rescale || { slope: 1, intercept: 0 },
       window: m.window || null, value_range: m.value_range || null,
-      temporal_positions: m.temporal_positions || null, volume_url: m.volume_url,
+      temporal_positions: m.temporal_positions || null, slice_thickness: m.slice_thickness || null,
+      volume_url: m.volume_url,
     };
   }
 

@@ -5,15 +5,24 @@
   if (!root) return;
   const $ = (id) => document.getElementById(id);
 
+  // The statuses after which a job does nothing more (jobs.models.JobStatus; "warning": it ran to its end but did
+  // not do what was asked, e.g. an import that imported nothing).
+  const FINISHED = ["succeeded", "warning", "failed", "cancelled"];
+  let sawUnfinished = !FINISHED.includes(root.dataset.status);
+
   function render(job) {
+    const finished = FINISHED.includes(job.status);
+    // The job page's outcome (counts, reasons, links) is rendered by the server: show it once the job ends.
+    if (!finished) sawUnfinished = true;
+    else if (sawUnfinished && "reloadWhenFinished" in root.dataset) { window.location.reload(); return true; }
     $("job-status").textContent = job.display_status;
+    $("job-status").className = "job-status status-" + job.status;
     $("job-fill").value = job.percent;
     $("job-count").textContent = job.done + "/" + job.total;
     $("job-percent").textContent = job.percent;
     $("job-step").textContent = job.step;
     $("job-error").textContent = job.error || "";
     $("job-result").textContent = JSON.stringify(job.result, null, 2);
-    const finished = ["succeeded", "failed", "cancelled"].includes(job.status);
     $("job-cancel").hidden = finished || job.cancel_requested;
     $("job-resume").hidden = !job.can_resume;
     root.dataset.status = job.status;

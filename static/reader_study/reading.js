@@ -16,7 +16,8 @@
 
   const form = document.getElementById("answer-form");
   const status = document.getElementById("answer-status");
-  const submitButton = form.querySelector("button[type=submit]");
+  // the button sits outside the form's scrolling part (always on screen) and names the form with form="…"
+  const submitButton = document.getElementById("submit-next");
   const kind = form.dataset.kind;   // "read" or "descriptor"
 
   function say(text, isError) {
@@ -116,6 +117,18 @@
   }
 
   form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
+
+  // Keyboard use of the answer panel: the arrow, page and Home/End keys scroll its scrolling part (the AI panel)
+  // and move between the call's radio buttons, as they do anywhere else, instead of reaching the viewer.
+  const NAVIGATION_KEYS = new Set(["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "PageUp", "PageDown",
+    "Home", "End", " "]);
+  const panel = root.querySelector(".answer-panel");
+  if (panel) {
+    panel.addEventListener("keydown", (e) => {
+      const own = e.target.matches(".answer-scroll, .answer-scroll *, input[type=radio]");
+      if (own && NAVIGATION_KEYS.has(e.key)) e.stopPropagation();
+    });
+  }
 
   document.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); submit(); return; }

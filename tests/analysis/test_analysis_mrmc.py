@@ -8,6 +8,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from analysis import mrmc
+from core.intervals import auc_components
 
 
 def synthetic_study(t=3, r=4, n1=12, n0=15, levels=5, seed=0):
@@ -31,7 +32,7 @@ def brute_force_psi(x, y):
 
 def test_structural_components_match_pairwise_psi_with_ties():
     ratings, truth = synthetic_study()
-    v10, v01 = mrmc.auc_structural_components(ratings, truth)
+    v10, v01 = auc_components(ratings, truth)       # core.intervals: the one DeLong component code
     for i in range(ratings.shape[0]):
         for j in range(ratings.shape[1]):
             psi = brute_force_psi(ratings[i, j, truth], ratings[i, j, ~truth])

@@ -116,14 +116,6 @@ def test_groups_against_the_dnn_value_use_a_one_sample_test(stats):
     assert test.mean_difference == pytest.approx((1 + 8 / 9) / 2 - 8 / 9)
 
 
-def test_groups_against_dnn_members_use_student_and_welch_when_members_are_given():
-    members = {"auc": [0.90, 0.88, 0.91, 0.89]}
-    stats = study_stats.compute(*plain_records(), dnn_members=members)
-    student, welch = _comparison(stats, "vs_dnn", "auc", exam=1, group="practitioner").tests
-    assert student.p == pytest.approx(sp_stats.ttest_ind([4 / 9, 3 / 9], members["auc"]).pvalue)
-    assert welch.test == "welch"
-
-
 def test_mrmc_is_the_direct_analysis_of_confidence_and_calls():
     readers, cases, reads = plain_records()
     stats = study_stats.compute(readers, cases, reads)

@@ -70,12 +70,16 @@ def test_statistics_page_shows_the_numbers_of_the_exports(client, study, coordin
     page = client.get(reverse("analysis_study", args=[study.pk])).content.decode()
     files = exports.report_files(services.study_report(study=study))
     for row in _csv(files["reader_statistics.csv"]):
-        for column in ("sensitivity_percent", "auc"):
-            if row[column]:
-                assert f"<td>{row[column]}</td>" in page
+        for metric in ("sensitivity", "ss_avg", "auc"):
+            value, low, high = (row[c] for c in exports.metric_columns(metric))
+            if value:
+                assert low and high, (row["reader"], metric)              # every figure has its CI
+                assert f"<td>{value} ({low}–{high})</td>" in page
     for row in _csv(files["group_statistics.csv"]):
         mean, sd = row["ss_avg_percent_mean"], row["ss_avg_percent_sd"]
-        assert f"{mean} ± {sd}" in page, row["group"]
+        low, high = row["ss_avg_ci_low_percent"], row["ss_avg_ci_high_percent"]
+        if mean and sd:
+            assert f"{mean} ± {sd} ({low}–{high})" in page, row["group"]
     for row in _csv(files["comparisons.csv"]):
         if row["p"]:
             assert f'<td class="num">{row["p"]}' in page

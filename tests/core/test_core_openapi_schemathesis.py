@@ -127,6 +127,11 @@ def world(app_settings, make_user):
     run = TrainingRun.objects.create(name="tiny run", cohort=cohort, config={"epochs": 2}, repeats=1,
                                      created_by=coordinator)
     model = TrainedModel.objects.create(run=run, repeat=0, fold=0, seed=7, metrics={"auc": 0.75})
+    from inference.models import ExternalValidation
+
+    external = ExternalValidation.objects.create(
+        name="external (synthetic)", evaluation=evaluation, created_by=coordinator, status="done",
+        cohort=Cohort.objects.create(name="external-cohort", frozen=True, created_by=coordinator))
     mine = Assignment.objects.filter(reader=reader)
     studies = [study.pk, done.pk, draft.pk]
     ids = {    # the values of {id} by path prefix (the longest prefix that matches wins)
@@ -140,6 +145,7 @@ def world(app_settings, make_user):
         "/api/series/": [s.pk for s in series],
         "/api/cases/": [c.pk for c in cases],
         "/api/inference/evaluations/": [evaluation.pk],
+        "/api/inference/external/": [external.pk],
         "/api/jobs/": [job.pk],
         "/api/training/runs/": [run.pk],
         "/api/training/models/": [model.pk],

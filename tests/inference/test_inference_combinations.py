@@ -186,3 +186,59 @@ def test_bad_input_is_refused_with_a_reason():
     uneven[1, 0, 0] = 0
     with pytest.raises(ValueError, match="disagree on which sequences"):
         search_combinations(uneven, TRUTH4, codes=("A", "B"))
+
+
+def test_auc_median_over_members_is_stored_beside_the_mean_in_top_mean_and_rows():
+    """SYNTHETIC random calls, 5 independent members: the median differs from the mean and is each set's
+    median of the per-member AUCs (core.metrics.roc_auc, written independently of the search)."""
+    from core.metrics import roc_auc
+    from inference.predictions import patient_scores
+
+    rng = np.random.default_rng(21)
+    calls = _random_calls(rng, n_members=5, n_patients=40, n_seq=4, correlated=False)
+    truth = rng.random(40) < 0.4
+    codes = tuple("ABCD")
+    result = search_combinations(calls, truth, codes=codes)
+    per_set = {}
+    for mask in result.top(3).tolist():
+        scores = patient_scores(calls, mask, codes)                      # (members, patients)
+        per_set[mask] = np.array([roc_auc(truth, s) for s in scores])
+    rows = result.rows(limit=3)
+    for row in rows:
+        auc = per_set[row["mask"]]
+        assert row["auc_percent"] == pytest.approx(100 * auc.mean())
+        assert row["auc_median_percent"] == pytest.approx(100 * np.median(auc))
+    assert any(abs(np.median(a) - a.mean()) > 1e-6 for a in per_set.values())   # the two summaries differ
+    summary = result.top_mean(3)
+    assert summary["auc_median"] == pytest.approx(np.mean([np.median(a) for a in per_set.values()]))
+    assert summary["auc"] == pytest.approx(np.mean([a.mean() for a in per_set.values()]))
+
+
+def test_set_calls_are_the_patient_calls_behind_the_searchs_counts():
+    rng = np.random.default_rng(22)
+    calls = _random_calls(rng, n_members=4, n_patients=30, n_seq=4, correlated=True)
+    truth = rng.random(30) < 0.4
+    result = search_combinations(calls, truth, codes=tuple("ABCD"))
+    masks = result.top(5)
+    patient_calls, scores = combinations.set_calls(calls, result, masks)
+    assert patient_calls.shape == scores.shape == (5, 4, 30) and patient_calls.dtype == bool
+    for i, mask in enumerate(masks.tolist()):
+        k = result.position(mask)
+        np.testing.assert_array_equal(patient_calls[i][:, truth].sum(axis=1), result.tp[:, k])
+        np.testing.assert_array_equal((~patient_calls[i][:, ~truth]).sum(axis=1), result.tn[:, k])
+
+
+def test_honest_set_calls_are_the_patient_calls_behind_the_training_fold_counts():
+    rng = np.random.default_rng(23)
+    calls = _random_calls(rng, n_members=4, n_patients=36, n_seq=4, correlated=True)
+    truth = np.arange(36) % 4 == 0
+    folds = np.array([7, 3, 5] * 12)                 # fold labels need not be 0…F-1 nor sorted
+    result = search_combinations(calls, truth, codes=tuple("ABCD"), folds=folds, honest_top=4)
+    masks, patient_calls = combinations.honest_set_calls(calls, result, folds)
+    np.testing.assert_array_equal(masks, result.top(4))
+    assert patient_calls.shape == (4, 4, 36)
+    for i in range(4):
+        np.testing.assert_array_equal(patient_calls[i][:, truth].sum(axis=1), result.honest.tp[:, i])
+        np.testing.assert_array_equal((~patient_calls[i][:, ~truth]).sum(axis=1), result.honest.tn[:, i])
+    none = search_combinations(calls, truth, codes=tuple("ABCD"))
+    assert combinations.honest_set_calls(calls, none, folds)[1].shape == (0, 4, 36)

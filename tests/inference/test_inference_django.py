@@ -206,6 +206,9 @@ def test_a_coordinator_chooses_another_set_and_every_likelihood_is_recomputed(ru
     for result in evaluation.case_results.all():
         assert result.subset == ["DWI"]
         assert result.likelihood == pytest.approx(expected[result.case_id][0], abs=1e-3)
+    ci = selectors.chosen_intervals(evaluation)["ensemble"]      # computed at choice, whatever the set's rank
+    assert ci == chosen["intervals"]["ensemble"] and ci["accuracy"]["ci_low"] <= ci["accuracy"]["estimate"]
+    assert ci["accuracy"]["estimate"] == pytest.approx(chosen["ensemble"]["accuracy_percent"], abs=1e-6)
 
     with pytest.raises(ValidationError, match="no patient of the cohort has any of these sequences"):
         services.evaluation_choose_subset(evaluation=evaluation, subset=["ADC", "T2sag"])
@@ -375,7 +378,7 @@ def test_commands_evaluate_and_predict(run, monkeypatch):
     out = io.StringIO()
     call_command("evaluate", "--training-job", str(run.job_id), "--inline", stdout=out)
     assert "top-10 sets, ensembles" in out.getvalue() and "12 cases have an AI result" in out.getvalue()
-    assert "SYNTHETIC" in out.getvalue() and "100.0% 8/8" in out.getvalue()
+    assert "SYNTHETIC" in out.getvalue() and "100.0% 9/9" in out.getvalue()   # 6 models + 3 analysis steps
     evaluation = Evaluation.objects.get()
     assert evaluation.training_run == run and evaluation.status == Evaluation.Status.DONE
     with pytest.raises(CommandError, match="no training run has job 999999"):

@@ -1,5 +1,6 @@
 """Issue 14 on the evaluation page (SYNTHETIC, no Keras): the AUC as mean and median over the ensembles,
-the cohort's cases left out for having no tumour slices, and "missed by the DNN" by the one definition."""
+the cohort's cases left out for having no tumour slices, and "missed by the DNN" by the one definition.
+The three-method table with its CIs is in test_inference_honest_evaluation.py."""
 
 import hashlib
 
@@ -52,7 +53,26 @@ def test_the_auc_is_given_as_mean_and_median_over_the_ensembles(evaluation):
     per_member = [100 * metrics.roc_auc(patients.truth, s) for s in scores]
     assert auc["ensemble"]["chosen"]["median"] == pytest.approx(np.median(per_member))
     assert auc["ensemble"]["chosen"]["mean"] == pytest.approx(np.mean(per_member))
-    assert set(auc) == {"ensemble", "single"}
+    assert set(auc) == {"ensemble", "single", "stored"} and auc["stored"] is True   # read, not recomputed
+    assert evaluation.results["chosen"]["ensemble"]["auc_median_percent"] == pytest.approx(np.median(per_member))
+    top = auc["ensemble"]["top_mean"]
+    assert top["ci"]["low"] <= top["mean"] <= top["ci"]["high"]                    # DeLong, of the mean
+
+
+def test_an_evaluation_finished_before_the_median_was_stored_gets_it_recomputed(evaluation):
+    stored = selectors.auc_over_ensembles(evaluation)
+    results = evaluation.results
+    for part in (results["ensemble"]["top_mean"], results["single"]["top_mean"], results["chosen"]["ensemble"],
+                 results["chosen"]["single"]):
+        del part["auc_median_percent"]
+    Evaluation.objects.filter(pk=evaluation.pk).update(results=results)
+    evaluation.refresh_from_db()
+    recomputed = selectors.auc_over_ensembles(evaluation)
+    assert recomputed["stored"] is False
+    for kind in ("ensemble", "single"):
+        for entry in ("top_mean", "chosen"):
+            assert recomputed[kind][entry]["median"] == pytest.approx(stored[kind][entry]["median"])
+            assert recomputed[kind][entry]["mean"] == pytest.approx(stored[kind][entry]["mean"])
 
 
 def test_cohort_cases_without_tumour_slices_are_listed_with_the_reason(evaluation, client, coordinator):

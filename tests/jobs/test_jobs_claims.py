@@ -54,7 +54,7 @@ def _ago(seconds):
 
 def test_the_status_vocabulary_maps_each_models_own_values():
     assert (Job.CLAIM_STATES.waiting, Job.CLAIM_STATES.running, Job.CLAIM_STATES.finished) == (
-        "queued", "running", ("succeeded", "failed", "cancelled"))
+        "queued", "running", ("succeeded", "failed", "cancelled", "warning"))
     states = TrainedModel.CLAIM_STATES
     assert (states.waiting, states.running, states.finished) == ("pending", "training", ("done", "failed", "cancelled"))
 

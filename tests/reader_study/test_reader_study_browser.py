@@ -110,6 +110,7 @@ def test_reader_reads_exam1_waits_out_the_washout_and_reads_exam2_with_the_ai(
         _answer(page, key, confidence)
     page.wait_for_url(f"{base}/studies/{study.pk}/exam/1/")
     page.click("#finish-exam")
+    page.click("#finish-confirm-button")                     # finishing asks first
     page.wait_for_selector("#exam-2-opens")                  # exam 2 locked: the washout
     reads = Read.objects.filter(assignment__study=study, assignment__exam=1)
     assert sorted(reads.values_list("call", "confidence")) == [
@@ -131,6 +132,7 @@ def test_reader_reads_exam1_waits_out_the_washout_and_reads_exam2_with_the_ai(
         "assignment__case__ai_results__likelihood", "ai_likelihood_shown")
     assert len(shown) == 3 and all(a == b for a, b in shown)
     page.click("#finish-exam")
+    page.click("#finish-confirm-button")
     page.wait_for_selector("#descriptors .badge-open")        # exam 2 done: the descriptor task opens
     _score_descriptors(page, base, study, reader)
     assert page.problems == []
@@ -169,15 +171,16 @@ def _coordinator_sees_both_exams(page, base, study, coordinator, reader):
     page.screenshot(path=str(ARTIFACTS / "reader_study_progress.png"), full_page=True)
 
 
-def test_viewer_layouts_help_zoom_and_sync(live_server, page, study_in_browser, reader):
+def test_viewer_layouts_help_zoom_and_sync(live_server, page, study_in_browser, reader, coordinator):
     """1-3 viewports, the help overlay, zoom/fit, and parallel viewports following by position."""
     base = live_server.url
+    services.study_hanging_set(study=study_in_browser, protocol="T2axi | T2sag | DWI", by=coordinator)
     _log_in(page, base, reader)
     page.goto(f"{base}/studies/{study_in_browser.pk}/exam/1/resume/")
     _wait_for_images(page)
     page.wait_for_function("document.querySelectorAll('.viewport[data-ready=\"1\"]').length === 3")
     codes = page.eval_on_selector_all(".viewport", "els => els.map(e => e.dataset.seriesCode)")
-    assert codes == ["T2axi", "T2sag", "DWI"]
+    assert codes == ["T2axi", "T2sag", "DWI"]          # the study's hanging protocol, set below the fixture
     # T2axi and DWI are parallel: scrolling one moves the other to the same position
     page.keyboard.press("End")
     page.wait_for_function("document.querySelectorAll('.viewport')[0].dataset.slice === String("

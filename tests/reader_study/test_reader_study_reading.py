@@ -65,14 +65,15 @@ def test_exam2_shows_the_ai_panel_with_likelihood_per_sequence_and_subset(client
     a = selectors.worklist(study, reader, 2).first()
     result = study_setup["evaluation"].case_results.get(case=a.case)
     html = client.get(f"/reading/{a.pk}/").content.decode()
-    assert 'id="ai-panel"' in html and f"{result.likelihood:.1f} %" in html
-    assert "Sequences used: DWI, T2sag" in html        # in the paper's sequence order
+    assert 'id="ai-panel"' in html and f"{round(result.likelihood)} %" in html
     ai = client.get(f"/api/reading/{a.pk}/").json()["ai"]
-    assert ai["likelihood"] == round(result.likelihood, 1) and ai["subset"] == ["DWI", "T2sag"]
-    assert {row["code"]: row["percent"] for row in ai["per_sequence"]} == {
-        k: round(v, 1) for k, v in result.per_sequence.items()}
-    assert [row["code"] for row in ai["per_sequence"] if row["in_subset"]] == ["DWI", "T2sag"]
-    assert ai["explanation"]
+    assert ai["likelihood"] == round(result.likelihood) and ai["subset"] == ["DWI", "T2sag"]   # the paper's order
+    assert ai["n_sarcoma"] == round(result.likelihood * 24 / 100) and ai["n_ensembles"] == 24
+    assert f"{ai['n_sarcoma']} of 24</strong> ensembles call sarcoma" in html
+    assert [(row["code"], row["percent"]) for row in ai["used"]] == [
+        (code, round(result.per_sequence[code])) for code in ("DWI", "T2sag")]
+    assert ai["missing"] == [] and "T2axi" not in [row["code"] for row in ai["used"]]   # not in the set
+    assert ai["how_combined"]
 
 
 def test_exam2_without_an_ai_result_says_so(client, study_setup, reader, coordinator):
@@ -99,7 +100,7 @@ def test_no_identifying_value_or_truth_reaches_the_reader(client, study_setup, r
         assert "/ 3 scored" not in text               # the number of leiomyomas would give the prevalence
     payload = client.get(f"/api/reading/{selectors.worklist(study, reader, 1).first().pk}/").json()
     allowed = {"id", "code", "plane", "n_slices", "rows", "cols", "pixel_spacing", "slice_positions",
-               "orientation", "rescale", "window", "value_range", "temporal_positions", "volume_url"}
+               "orientation", "rescale", "window", "value_range", "temporal_positions", "slice_thickness", "volume_url"}
     assert all(set(s) == allowed for s in payload["series"])
 
 
@@ -112,7 +113,7 @@ def test_reading_payload_lists_series_by_code_with_geometry(client, study_setup,
     t2sag = next(s for s in payload["series"] if s["code"] == "T2sag")
     assert t2sag["plane"] == "sagittal" and len(t2sag["slice_positions"]) == t2sag["n_slices"] == 8
     code_of = {s["id"]: s["code"] for s in payload["series"]}
-    assert [code_of[pk] for pk in payload["default_series"]] == ["T2axi", "T2sag", "DWI"]
+    assert [code_of[pk] for pk in payload["default_series"]] == ["T2sag", "T2axi", "DWI"]   # no ADC: DWI
 
 
 def test_the_viewer_loads_volumes_from_the_reading_endpoint_for_enrolled_readers_only(
@@ -205,11 +206,11 @@ def test_the_page_resumes_where_the_reader_left_off(client, study_setup, reader)
 def test_the_reader_finishes_exam1_from_the_worklist_page(client, study_setup, reader):
     study = study_setup["study"]
     client.force_login(reader)
-    response = client.post(f"/studies/{study.pk}/exam/1/finish/", follow=True)
+    response = client.post(f"/studies/{study.pk}/exam/1/finish/", {"confirm": "yes"}, follow=True)
     assert "still have no answer" in response.content.decode()
     answer_all(reader, study, 1)
     assert 'id="finish-exam"' in client.get(f"/studies/{study.pk}/exam/1/").content.decode()
-    response = client.post(f"/studies/{study.pk}/exam/1/finish/", follow=True)
+    response = client.post(f"/studies/{study.pk}/exam/1/finish/", {"confirm": "yes"}, follow=True)
     html = response.content.decode()
     assert "Exam 1 finished" in html and 'id="exam-2-opens"' in html
 
@@ -221,3 +222,41 @@ def test_active_time_reports_through_the_api(client, study_setup, reader):
     client.post(f"/api/reading/{a.pk}/time/", {"seconds": 15}, content_type="application/json")
     response = client.post(f"/api/reading/{a.pk}/time/", {"seconds": 4.5}, content_type="application/json")
     assert response.json() == {"active_seconds": 19.5}
+
+
+def test_finishing_asks_first_with_the_count_of_unanswered_cases(client, study_setup, reader):
+    """One click on "Finish exam 1" freezes nothing: it opens a confirmation with the count (issue 15, bug 4)."""
+    study = study_setup["study"]
+    items = list(selectors.worklist(study, reader, 1))
+    services.read_submit(reader=reader, assignment=items[0], call=SARCOMA, confidence=70)
+    client.force_login(reader)
+    page = client.get(f"/studies/{study.pk}/exam/1/finish/").content.decode()
+    assert 'data-unanswered="3"' in page and "3 unanswered cases" in page and "finish-confirm-button" not in page
+    assert all(a.display_code in page for a in items[1:]) and items[0].display_code not in page
+    answer_all(reader, study, 1)
+    assert client.post(f"/studies/{study.pk}/exam/1/finish/").status_code == 200       # no "confirm": it asks
+    page = client.get(f"/studies/{study.pk}/exam/1/finish/").content.decode()
+    assert "0 unanswered cases" in page and 'id="finish-confirm-button"' in page
+    assert selectors.exam_status(study, reader, 1).state == "open"
+    client.post(f"/studies/{study.pk}/exam/1/finish/", {"confirm": "yes"})
+    assert selectors.exam_status(study, reader, 1).state == "finished"
+
+
+def test_a_finished_exams_worklist_shows_the_readers_own_calls_read_only_and_no_ai(client, study_setup, reader,
+                                                                                  other_reader):
+    study = study_setup["study"]
+    answer_all(reader, study, 1, call=SARCOMA, confidence=64)
+    answer_all(other_reader, study, 1, confidence=17)
+    services.exam_finish(reader=reader, study=study, exam=1)
+    client.force_login(reader)
+    home = client.get(f"/studies/{study.pk}/").content.decode()
+    assert 'id="exam-1-calls"' in home
+    page = client.get(f"/studies/{study.pk}/exam/1/").content.decode()
+    assert 'id="read-only-note"' in page and page.count('<td class="call">Sarcoma</td>') == 4
+    assert page.count('<td class="confidence">64</td>') == 4 and ">17<" not in page    # not the other reader's
+    assert "/reading/" not in page and "finish-exam" not in page                     # nothing to open or finish
+    for marker in AI_MARKERS:
+        assert marker not in page, marker
+    for value in _ai_values(study_setup):
+        assert value not in page, value
+    assert client.get(f"/studies/{study.pk}/exam/2/").status_code == 302             # exam 2: in the washout

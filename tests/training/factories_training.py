@@ -45,3 +45,31 @@ def make_tiny_cohort(name: str = "tiny", patients_per_class: int = 6, slices: in
     cohort.store_path, cohort.frozen, cohort.n_slices = relative, True, len(images)
     cohort.save()
     return cohort
+
+
+# A finished model's stored values, as training.fit and training.cards record them ("epoch" is 1-based).
+CARD_HISTORY = [
+    {"epoch": 1, "loss": 0.69, "accuracy": 0.52, "heldout_loss": 0.70, "heldout_accuracy": 0.50,
+     "heldout_auc": 0.611, "seconds": 12.5},
+    {"epoch": 2, "loss": 0.41, "accuracy": 0.83, "heldout_loss": 0.52, "heldout_accuracy": 0.75,
+     "heldout_auc": 0.802, "seconds": 11.9},
+]
+CARD_FINAL = {"n_slices": 480, "loss": 0.5, "accuracy": 0.76, "auc": 0.787}
+
+
+def make_trained_model_with_card(*, eval_max_slices: int | None = 64, repeat: int = 0, fold: int = 0):
+    """A SYNTHETIC finished model with its card, no .keras file (for the model card page)."""
+    from training.cards import model_card
+    from training.models import TrainedModel, TrainingRun
+    from training.network import TrainingConfig
+
+    cohort = Cohort.objects.create(name=f"synthetic-card-{Cohort.objects.count()}", input_size=32,
+                                   content_hash="sha256:" + "ab" * 32)
+    config = TrainingConfig(epochs=2, samples_per_epoch=16, batch_size=8, input_size=32, width=0.35,
+                            eval_max_slices=eval_max_slices).to_dict()
+    run = TrainingRun.objects.create(name="synthetic run", cohort=cohort, config=config, repeats=1, seed=7)
+    card = model_card(cohort_name=cohort.name, content_hash=cohort.content_hash, repeat=repeat, fold=fold, seed=1234,
+                      config=config, history=CARD_HISTORY, heldout=CARD_FINAL, seconds=95.0, n_train_cases=10,
+                      n_heldout_cases=2, n_params=412_000, runtime={"backend": "jax", "devices": ["cpu:0"]})
+    return TrainedModel.objects.create(run=run, repeat=repeat, fold=fold, seed=1234, status="done", epochs_done=2,
+                                       history=CARD_HISTORY, metrics=CARD_FINAL, card=card)
