@@ -69,6 +69,11 @@ class SecondsSerializer(serializers.Serializer):
     seconds = serializers.FloatField()
 
 
+class HangingProtocolSerializer(serializers.Serializer):
+    hanging_protocol = serializers.CharField(help_text="viewports separated by '|', fallback codes by 'or' or ',' "
+                                                       "(e.g. 'T2sag | T2axi | ADC or DWI'); at most 4 viewports")
+
+
 class ReaderActionSerializer(serializers.Serializer):
     reader = serializers.IntegerField(help_text="the reader's user id")
     reason = serializers.CharField(required=False, allow_blank=True, default="")
@@ -292,6 +297,17 @@ def washout_override_api(request, pk: int):
     reader = _reader(data["reader"])
     return _run(lambda: Response(WashoutOverrideSerializer({"overridden_at": services.washout_override(
         study=study, reader=reader, by=request.user, reason=data["reason"]).washout_override_at}).data))
+
+
+@extend_schema(request=HangingProtocolSerializer, responses={200: StudySerializer, **STUDY_ACTION_RESPONSES})
+@api_view(["POST"])
+@permission_classes([IsCoordinator])
+def study_hanging_api(request, pk: int):
+    """Set the study's hanging protocol (which sequences open in which viewport, for every case)."""
+    study = _coordinated_study(request, pk)
+    protocol = _valid(HangingProtocolSerializer, request.data)["hanging_protocol"]
+    return _run(lambda: Response(StudySerializer(services.study_hanging_set(study=study, protocol=protocol,
+                                                                             by=request.user)).data))
 
 
 @extend_schema(request=None, responses={200: ConsensusSerializer, **STUDY_ACTION_RESPONSES})

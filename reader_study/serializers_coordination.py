@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import NUMBER, JSONValue
+from reader_study.hanging import default_protocol, format_protocol
 from reader_study.models import Study
 from reader_study.serializers import ExamStatusSerializer, utc_datetime
 
@@ -19,11 +20,17 @@ class StudySerializer(serializers.Serializer):
     evaluation = serializers.IntegerField(source="evaluation_id", allow_null=True)
     cohort = serializers.IntegerField(source="cohort_id", allow_null=True)
     descriptor_k = serializers.IntegerField()
+    hanging_protocol = serializers.SerializerMethodField(help_text="which sequences open in which viewport, "
+                                                                   "e.g. 'T2sag | T2axi | ADC or DWI'")
     cases = serializers.IntegerField(source="cases.count", help_text="number of cases")
     readers = serializers.IntegerField(source="enrollments.count", help_text="number of enrolled readers")
     created_at = utc_datetime()
     opened_at = utc_datetime(allow_null=True)
     closed_at = utc_datetime(allow_null=True)
+
+
+    def get_hanging_protocol(self, study) -> str:
+        return format_protocol(study.hanging_protocol or default_protocol())
 
 
 class ExamProgressSerializer(ExamStatusSerializer):

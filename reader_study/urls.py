@@ -60,6 +60,7 @@ urlpatterns = [
     path("api/studies/<int:pk>/close/", api.study_close_api, name="api_study_close"),
     path("api/studies/<int:pk>/enrol/", api.study_enrol_api, name="api_study_enrol"),
     path("api/studies/<int:pk>/washout-override/", api.washout_override_api, name="api_washout_override"),
+    path("api/studies/<int:pk>/hanging-protocol/", api.study_hanging_api, name="api_study_hanging"),
     path("api/studies/<int:pk>/descriptor-consensus/", api.descriptor_consensus_api,
          name="api_descriptor_consensus"),
 ]

@@ -11,7 +11,7 @@ export DEBUG=1
 PG_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/sarcoma}"
 
 echo "== pass 1: SQLite + embedded broker (+ Redis where running) =="
-env -u DATABASE_URL -u CELERY_BROKER_URL $PY -m pytest "$@"
+env -u DATABASE_URL -u CELERY_BROKER_URL $PY -m pytest --durations=25 "$@"
 rc1=$?
 
 if $PY - "$PG_URL" <<'PYEOF'
@@ -23,7 +23,7 @@ except Exception as exc:
 PYEOF
 then
   echo "== pass 2: database tests on PostgreSQL ($PG_URL) =="
-  DATABASE_URL="$PG_URL" $PY -m pytest -m "db and not browser and (worker or not slow)" "$@"
+  DATABASE_URL="$PG_URL" $PY -m pytest --durations=15 -m "db and not browser and (worker or not slow)" "$@"
   rc2=$?
   [ $rc2 -eq 5 ] && rc2=0  # no test selected is not a failure
 else

@@ -157,6 +157,7 @@ def world(app_settings, make_user):
         "POST /api/series/{id}/boxes/": [{"slice_index": 2, "x0": 1, "y0": 2, "x1": 8, "y1": 9}],
         "POST /api/studies/{id}/enrol/": [{"reader": newcomer.pk}, {"reader": coordinator.pk}],
         "POST /api/studies/{id}/washout-override/": [{"reader": others[1].pk, "reason": "travel"}],
+        "POST /api/studies/{id}/hanging-protocol/": [{"hanging_protocol": "T2axi | ADC or DWI"}],
     }
     # a volume is named by the assignment and the series' handle in it: the exams of the first study
     volumes = [{"id": a.pk, "handle": payloads.series_handle(a.pk, s.pk)}

@@ -367,6 +367,7 @@ def test_an_admin_starts_one_from_the_form_and_an_overlapping_cohort_is_shown_on
 
 def test_a_correction_of_an_external_case_marks_the_validation_stale_and_its_page_says_so(evaluation, fake_models,
                                                                                          client, coordinator):
+    from django.db import transaction
     from django.utils import timezone
 
     from imaging.services import mark_built_on_stale
@@ -376,7 +377,8 @@ def test_a_correction_of_an_external_case_marks_the_validation_stale_and_its_pag
                                                                             enqueue=False))
     untouched = run_validation(services_external.external_validation_start(
         evaluation=evaluation, cohort=external_cohort("other"), enqueue=False))
-    affected = mark_built_on_stale(cohort.cases.first(), "truth corrected (synthetic)", at=timezone.now())
+    with transaction.atomic():       # as every correction calls it: inside the change's transaction
+        affected = mark_built_on_stale(cohort.cases.first(), "truth corrected (synthetic)", at=timezone.now())
     assert f"external validation {validation.name}" in affected
     validation.refresh_from_db()
     untouched.refresh_from_db()

@@ -133,3 +133,17 @@ def test_the_localizer_reaches_neither_the_readers_payload_nor_the_volume_endpoi
     scout.save(update_fields=["override_code"])
     assert payloads.series_handle(a.pk, scout.pk) in {s["id"] for s in client.get(f"/api/reading/{a.pk}/").json()
                                                       ["series"]}
+
+
+@pytest.mark.django_db
+def test_the_coordinator_api_shows_and_sets_the_protocol(client, coordinator, study):
+    client.force_login(coordinator)
+    [listed] = [s for s in client.get("/api/studies/").json() if s["id"] == study.pk]
+    assert listed["hanging_protocol"] == "T2sag | T2axi | ADC or DWI"
+    response = client.post(f"/api/studies/{study.pk}/hanging-protocol/", {"hanging_protocol": "dwi | T2axi"},
+                           content_type="application/json")
+    assert response.status_code == 200 and response.json()["hanging_protocol"] == "DWI | T2axi"
+    bad = client.post(f"/api/studies/{study.pk}/hanging-protocol/", {"hanging_protocol": "T2sag | T9"},
+                      content_type="application/json")
+    assert bad.status_code == 400 and "'T9' is not a sequence code" in str(bad.json())
+    assert Study.objects.get(pk=study.pk).hanging_protocol == [["DWI"], ["T2axi"]]

@@ -117,6 +117,8 @@ MATRIX = [
      _codes(403, 403, 403, 403, 200, 200)),
     ("api washout override", "post", "/api/studies/{study}/washout-override/",
      {"reader": "{owner_id}", "reason": "test"}, _codes(403, 403, 403, 403, 200, 200)),
+    ("api hanging protocol", "post", "/api/studies/{study}/hanging-protocol/",
+     {"hanging_protocol": "T2axi | DWI"}, _codes(403, 403, 403, 403, 200, 200)),
     ("api descriptor consensus (2 readers < k)", "post", "/api/studies/{study}/descriptor-consensus/", None,
      _codes(403, 403, 403, 403, 400, 400)),
     # Django admin

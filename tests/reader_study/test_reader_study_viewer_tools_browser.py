@@ -202,10 +202,11 @@ def _centre_grey(page, index):
         return c.getContext('2d').getImageData(c.width >> 1, c.height >> 1, 1, 1).data[0]; }}""")
 
 
-def test_window_presets_per_sequence_and_invert(live_server, page, study, reader):
+@pytest.mark.parametrize("size", SIZES)
+def test_window_presets_per_sequence_and_invert(live_server, page, study, reader, size):
     """Keys 1-5 pick the sequence's presets (T2: percentiles of the series, ADC: absolute in 10^-3 mm²/s); 1 is
     the series' own window; I inverts the grey scale; the help overlay lists the presets."""
-    _open(page, live_server.url, study, reader)
+    _open(page, live_server.url, study, reader, size)
     first = page.locator(".viewport").first
     default = first.get_attribute("data-window")
     first.click(position={"x": 5, "y": 5})
@@ -238,7 +239,7 @@ def test_window_presets_per_sequence_and_invert(live_server, page, study, reader
     page.keyboard.press("?")
     help_text = page.locator("#preset-help").inner_text()
     assert "soft tissue" in help_text and "ADC 0-3" in help_text and "enhancement" in help_text
-    page.screenshot(path=str(ARTIFACTS / "viewer_tools_presets_help.png"))
+    page.screenshot(path=str(ARTIFACTS / f"viewer_tools_presets_help_{size}.png"))
     page.keyboard.press("Escape")
     assert page.problems == []
 
@@ -249,8 +250,9 @@ def _letters(vector):
     return ("LR", "PA", "HF")[axis][0 if vector[axis] > 0 else 1]
 
 
-def test_orientation_letters_and_slice_position_in_the_overlay(live_server, page, study, reader):
-    _open(page, live_server.url, study, reader)
+@pytest.mark.parametrize("size", SIZES)
+def test_orientation_letters_and_slice_position_in_the_overlay(live_server, page, study, reader, size):
+    _open(page, live_server.url, study, reader, size)
     for index, code in enumerate(("T2axi", "T2sag")):
         series = _series(page, code)
         row, col = np.array(series["orientation"][:3]), np.array(series["orientation"][3:])
@@ -324,12 +326,13 @@ def test_reference_lines_of_the_active_slice(live_server, page, study, reader, s
     assert page.problems == []
 
 
-def test_length_tool_measures_mm_and_keeps_nothing(live_server, page, study, reader):
+@pytest.mark.parametrize("size", SIZES)
+def test_length_tool_measures_mm_and_keeps_nothing(live_server, page, study, reader, size):
     """G then a drag: the length in mm (from the screen distance and the pixel spacing); it stays on its slice,
     Delete clears it, and no request carries it."""
     posted = []
     page.on("request", lambda r: r.method != "GET" and posted.append(r.post_data or ""))
-    _open(page, live_server.url, study, reader)
+    _open(page, live_server.url, study, reader, size)
     vp = page.locator(".viewport").first
     vp.click(position={"x": 5, "y": 5})
     page.keyboard.press("g")
@@ -347,7 +350,7 @@ def test_length_tool_measures_mm_and_keeps_nothing(live_server, page, study, rea
     expected = 0.4 * box["width"] / css_px_per_mm
     measured = vp.get_attribute("data-measurement")
     assert measured.endswith(" mm") and float(measured[:-3]) == pytest.approx(expected, rel=0.02)
-    page.screenshot(path=str(ARTIFACTS / "viewer_tools_length.png"))
+    page.screenshot(path=str(ARTIFACTS / f"viewer_tools_length_{size}.png"))
     page.keyboard.press("ArrowDown")                                 # another slice: its own (none)
     page.wait_for_function("document.querySelector('.viewport').dataset.measurements === '0'")
     page.keyboard.press("ArrowUp")
@@ -360,10 +363,11 @@ def test_length_tool_measures_mm_and_keeps_nothing(live_server, page, study, rea
     assert page.problems == []
 
 
-def test_ellipse_roi_gives_mean_and_sd_in_adc_units_and_the_pixel_value(live_server, page, study, reader):
+@pytest.mark.parametrize("size", SIZES)
+def test_ellipse_roi_gives_mean_and_sd_in_adc_units_and_the_pixel_value(live_server, page, study, reader, size):
     """E then a drag on the ADC map: mean ± SD of the pixels inside the ellipse, in 10^-3 mm²/s (stored x slope,
     stored values in 10^-6 mm²/s); the pointer's pixel value in the same units."""
-    _open(page, live_server.url, study, reader)
+    _open(page, live_server.url, study, reader, size)
     _show_in(page, 0, "ADC")
     page.keyboard.press("e")
     _drag(page, 0, (0.4, 0.4), (0.6, 0.55))
@@ -390,13 +394,14 @@ def test_ellipse_roi_gives_mean_and_sd_in_adc_units_and_the_pixel_value(live_ser
     at = page.evaluate("window.readingPage.viewer.viewports[0].readout")
     assert float(vp.get_attribute("data-pixel-value")) == pytest.approx(image[at["y"], at["x"]], rel=1e-6)
     assert "mm²/s" in vp.locator(".ov-tr").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "viewer_tools_ellipse_roi.png"))
+    page.screenshot(path=str(ARTIFACTS / f"viewer_tools_ellipse_roi_{size}.png"))
     assert page.problems == []
 
 
-def test_dynamic_series_has_slices_and_phases_as_two_axes_and_cine(live_server, page, study, reader):
+@pytest.mark.parametrize("size", SIZES)
+def test_dynamic_series_has_slices_and_phases_as_two_axes_and_cine(live_server, page, study, reader, size):
     """← / → step phases at the same slice position, ↑ / ↓ slices within the phase, C plays the phases."""
-    _open(page, live_server.url, study, reader)
+    _open(page, live_server.url, study, reader, size)
     _show_in(page, 0, "dynamicaxi")
     vp = page.locator(".viewport").first
     state = lambda: {k: vp.get_attribute(f"data-{k}") for k in ("phase", "slice-in-phase", "position", "slice")}  # noqa: E731
@@ -433,13 +438,14 @@ def test_dynamic_series_has_slices_and_phases_as_two_axes_and_cine(live_server, 
     assert page.problems == []
 
 
-def test_series_thumbnails_are_drawn_once_their_volume_is_here(live_server, page, study, reader):
+@pytest.mark.parametrize("size", SIZES)
+def test_series_thumbnails_are_drawn_once_their_volume_is_here(live_server, page, study, reader, size):
     """Each series' button gets a thumbnail when its volume has come (viewports, then preloading); a series
     whose volume does not come keeps the placeholder: nothing is downloaded just for a thumbnail."""
     assignment = Assignment.objects.get(study=study, exam=1)
     handle = series_handle(assignment.pk, Series.objects.get(mapped_code="T1axi").pk)
     page.route(f"**/series/{handle}/volume*", lambda route: route.abort())
-    _open(page, live_server.url, study, reader)
+    _open(page, live_server.url, study, reader, size)
     codes = page.evaluate("window.readingPage.payload.series.map(s => s.code)")
     others = [c for c in codes if c != "T1axi"]
     page.wait_for_function("document.querySelectorAll('.series-list .thumb[data-drawn=\"1\"]').length"
@@ -450,6 +456,29 @@ def test_series_thumbnails_are_drawn_once_their_volume_is_here(live_server, page
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 40) n++; return n / (d.length / 4); })""")
     assert len(lit) == len(others) and all(f > 0.05 for f in lit)  # an image, not a black box
-    page.screenshot(path=str(ARTIFACTS / "viewer_tools_thumbnails.png"))
+    page.screenshot(path=str(ARTIFACTS / f"viewer_tools_thumbnails_{size}.png"))
     page.problems[:] = [p for p in page.problems if handle not in p]
     assert page.problems == []
+
+
+def _luminance(rgb):
+    channel = [c / 255 for c in rgb]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channel]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_overlay_text_keeps_aa_contrast_over_a_white_image(live_server, page, study, reader, size):
+    """Issue 15, item 13: the overlay's yellow text over the brightest pixels (white) under its backing."""
+    _open(page, live_server.url, study, reader, size)
+    styles = page.eval_on_selector_all(
+        ".viewport:first-child .ov:not(:empty)",
+        "els => els.map(e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor])")
+    assert styles
+    for color, backing in styles:
+        text = [float(v) for v in color[color.index("(") + 1:-1].split(",")[:3]]
+        parts = [float(v) for v in backing[backing.index("(") + 1:-1].split(",")]
+        alpha = parts[3] if len(parts) == 4 else 1.0
+        over_white = [alpha * c + (1 - alpha) * 255 for c in parts[:3]]      # the backing over a white pixel
+        lighter, darker = sorted((_luminance(text), _luminance(over_white)), reverse=True)
+        assert (lighter + 0.05) / (darker + 0.05) >= 4.5, (color, backing)
