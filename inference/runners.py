@@ -436,7 +436,7 @@ def case_prediction_run(job: Job, ctx) -> None:
     models = list(run.models.order_by("repeat", "fold"))
     if fold_probs is None:
         parts = store.case_parts_dir(path, digest)
-        fold_probs = _predict_all(models, slices, parts, ctx)
+        fold_probs = predict_all(models, slices, parts, ctx)
         store.write_case_predictions(path, fold_probs=fold_probs, sequence_idx=slices.sequence_idx,
                                      slice_no=slices.slice_no, crops_sha256=digest)
         shutil.rmtree(parts, ignore_errors=True)
@@ -446,7 +446,7 @@ def case_prediction_run(job: Job, ctx) -> None:
                    likelihood=result.likelihood, per_sequence=result.per_sequence, subset=result.subset)
 
 
-def _predict_all(models, slices: CaseSlices, parts: Path, ctx) -> np.ndarray:
+def predict_all(models, slices: CaseSlices, parts: Path, ctx) -> np.ndarray:
     """(R, F, N) float32: every model's P(sarcoma) of each crop, one part file per finished model."""
     n_repeats = max(m.repeat for m in models) + 1
     n_folds = max(m.fold for m in models) + 1

@@ -3,7 +3,7 @@ item 5): a frozen model set applied, case by case, to a cohort that shares no pa
 
 Each case of the external cohort is a new patient (METHOD §9, deployment), and goes exactly the new-patient way
 (``inference.runners``): its tumour slices are cropped as the training cohort's build does
-(``runners.case_tumour_slices``), every model of the run predicts every crop (``runners._predict_all``, one part
+(``runners.case_tumour_slices``), every model of the run predicts every crop (``runners.predict_all``, one part
 file per finished model), and the predictions are kept in the evaluation's per-case file
 (``selectors.case_prediction_path``, tagged with the crops' hash). A resumed job — or a later validation, or a
 new-patient prediction of the same case with the same evaluation — skips every case whose file holds these
@@ -98,7 +98,7 @@ def predict_cases(validation: ExternalValidation, ctx) -> tuple[list[dict], list
         source = "reused"
         if fold_probs is None:
             parts = store.case_parts_dir(path, digest)
-            fold_probs = runners._predict_all(models, slices, parts, _CaseProgress(ctx, offset, label))
+            fold_probs = runners.predict_all(models, slices, parts, _CaseProgress(ctx, offset, label))
             store.write_case_predictions(path, fold_probs=fold_probs, sequence_idx=slices.sequence_idx,
                                          slice_no=slices.slice_no, crops_sha256=digest)
             shutil.rmtree(parts, ignore_errors=True)
