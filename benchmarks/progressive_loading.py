@@ -26,8 +26,11 @@ each open, every request's timing and the DevTools network events of the volumes
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -93,6 +96,14 @@ def _seed(cases: int, size: int, slices: int):
     return study, reader
 
 
+def _log_in(page, base: str) -> None:
+    page.goto(base + "/login/")
+    page.fill("#id_username", "bench-reader")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/reader/")
+
+
 def _open(new_context, base: str, url: str, mode: str, *, after: str | None = None, pause_ms: int = 0) -> dict:
     """One open of a reading page in ``mode``, throttled; the first image, then a scroll through the series.
     Cold (a fresh context: no HTTP cache), or ``after`` another case, read until its page went quiet (its idle-time
@@ -101,19 +112,17 @@ def _open(new_context, base: str, url: str, mode: str, *, after: str | None = No
     missed). The scroll starts ``pause_ms`` after the first image (0: at once, the hardest case)."""
     context = new_context()
     page = context.new_page()
-    page.goto(base + "/login/")
-    page.fill("#id_username", "bench-reader")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/reader/")
+    _log_in(page, base)
     cdp = context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions", THROTTLE)
+    if not os.environ.get("BENCH_NO_THROTTLE"):
+        cdp.send("Network.emulateNetworkConditions", THROTTLE)
     page.add_init_script(WATCH_SCRIPT % mode)
     if after:
         page.goto(after)
-        page.wait_for_function("() => window.viewerTimings && window.viewerTimings.firstImage !== null",
-                               timeout=60000)
+        if "/reading/" in after:
+            page.wait_for_function("() => window.viewerTimings && window.viewerTimings.firstImage !== null",
+                                   timeout=60000)
         page.wait_for_load_state("networkidle", timeout=120000)
     network = _listen(cdp) if os.environ.get("BENCH_TRACE") else None
     page.goto(url, wait_until="commit")
@@ -156,6 +165,8 @@ def _trace(page, network: list[tuple]) -> None:
             performance.getEntriesByType("resource")).map((e) => [e.name.slice(-60), e.startTime,
             e.requestStart, e.responseStart, e.responseEnd, e.transferSize])"""):
         print("   ", entry[0], " ".join(f"{x:7.0f}" for x in entry[1:]))
+    print("    marks", page.evaluate("() => performance.getEntriesByType('mark').map((m) => m.name + ' '"
+                                 " + Math.round(m.startTime)).join(', ')"))
     for item in network:
         if "volume" in item[2] or item[0] != "requestWillBeSent":
             print("    net", item)
@@ -176,7 +187,7 @@ def _steps(shown: list[dict]) -> list[float]:
 
 
 def _line(mode: str, run: dict) -> None:
-    print(f"  {mode:<12} first image {run['first_ms']:6.0f} ms, frames then {run['loaded_at_first']}/"
+    print(f"  {mode:<13} first image {run['first_ms']:6.0f} ms, frames then {run['loaded_at_first']}/"
           f"{run['n_slices']}, steps waited {sum(1 for w in run['steps'] if w > 0)}/{len(run['steps'])}, longest "
           f"{max(run['steps'], default=0):.0f} ms", flush=True)
 
@@ -191,7 +202,7 @@ def _report(results: dict[str, list[dict]]) -> None:
         waited = [w for w in waits if w > 0]
         medians[mode] = statistics.median(firsts)
         at_first = statistics.median(r["loaded_at_first"] for r in runs)
-        print(f"{mode:<13}{len(runs):>6}{medians[mode]:>20.0f} / {max(firsts):<9.0f}"
+        print(f"{mode:<14}{len(runs):>5}{medians[mode]:>20.0f} / {max(firsts):<9.0f}"
               f"{at_first:>11.0f}/{runs[0]['n_slices']:<3}{len(waits):>7}{len(waited):>8}"
               f"{max(waited, default=0.0):>17.0f}")
     if {"whole", "progressive"} <= medians.keys():
@@ -200,6 +211,136 @@ def _report(results: dict[str, list[dict]]) -> None:
     print(f"progressive first image (median) {medians.get('progressive', float('nan')):.0f} ms: {verdict} the "
           f"target of {FIRST_IMAGE_TARGET_MS:.0f} ms; scrolling: "
           f"{sum(1 for r in results.get('progressive', []) for w in r['steps'] if w > 0)} steps waited")
+
+
+def _seed_plan(plan_path: Path, args) -> None:
+    """Internal (``--seed-plan``, in a child process with the production stack's environment): seed that stack's
+    database and media, write the reading pages' paths."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from reader_study import selectors
+
+    study, reader = _seed(args.cases, args.size, args.slices)
+    paths = [f"/reading/{a.pk}/" for a in selectors.worklist(study, reader, 1)]
+    plan_path.write_text(json.dumps({"paths": paths, "worklist": _worklist_path(study)}))
+
+
+def _worklist_path(study) -> str:
+    from django.urls import reverse
+
+    return reverse("reader_study:worklist", kwargs={"pk": study.pk, "exam": 1})
+
+
+@contextlib.contextmanager
+def _production_server(root: Path, args):
+    """The production stack (tests/production/production_stack.py: gunicorn started by ``scripts/serve.sh web``
+    with DEBUG=0, WhiteNoise's compressed hashed static files, a private PostgreSQL and Redis), seeded by a child
+    process; yields the base URL and the reading pages' URLs."""
+    sys.path.insert(0, str(ROOT / "tests" / "production"))
+    from production_stack import ProductionStack
+
+    with ProductionStack(root / "stack", web_workers=args.web_workers, workers=False) as stack:
+        plan = root / "plan.json"
+        result = subprocess.run([sys.executable, __file__, "--seed-plan", str(plan), "--cases", str(args.cases),
+                                 "--size", str(args.size), "--slices", str(args.slices)], cwd=ROOT,
+                                env={**stack.env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+                                capture_output=True, text=True, timeout=1800)
+        if result.returncode:
+            raise SystemExit(f"seeding failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
+        if args.split_cores:
+            _pin_server(stack)
+        seeded = json.loads(plan.read_text())
+        yield stack.base_url, [stack.base_url + path for path in seeded["paths"]], stack.base_url + seeded["worklist"]
+
+
+def _pin_server(stack) -> None:
+    """``--split-cores``: the server side (gunicorn and its workers, PostgreSQL, Redis) on CPU 0, this process and
+    the browser it starts on CPU 1: the reader's workstation and the server are two machines, not one pair of
+    cores that the browser and gunicorn fight over. Processes started later (PostgreSQL backends, a restarted
+    gunicorn worker) inherit their parent's CPU."""
+    import psutil
+
+    server = {p.pid for p in psutil.Process(stack.processes["web"].proc.pid).children(recursive=True)}
+    server.add(stack.processes["web"].proc.pid)
+    if stack.redis.proc:
+        server.add(stack.redis.proc.pid)
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if str(stack.postgres.data) in " ".join(p.info["cmdline"] or []):
+            server |= {p.pid, *(c.pid for c in p.children(recursive=True))}
+    for pid in server:
+        with contextlib.suppress(psutil.Error, OSError):
+            os.sched_setaffinity(pid, {0})
+    os.sched_setaffinity(0, {1})
+
+
+@contextlib.contextmanager
+def _dev_server(root: Path, args):
+    """Django's threaded live server (DEBUG=1, static files from the source, in this process): the older setup."""
+    _django(root / "data")
+    study, reader = _seed(args.cases, args.size, args.slices)
+    from reader_study import selectors
+
+    thread, base = _server()
+    try:
+        yield (base, [f"{base}/reading/{a.pk}/" for a in selectors.worklist(study, reader, 1)],
+               base + _worklist_path(study))
+    finally:
+        thread.terminate()
+
+
+def _warm_up(browser, base: str, urls: list[str], passes: int) -> None:
+    """Open every page ``passes`` times, unthrottled and unmeasured, until it went quiet: a server that has been
+    serving (each gunicorn worker has imported its code, opened its database connection, filled its caches), as
+    a reader meets it; a worker's very first request is not what the target is about."""
+    for _ in range(passes):
+        context = browser.new_context(viewport=SCREEN)
+        page = context.new_page()
+        _log_in(page, base)
+        for url in urls:
+            page.goto(url)
+            page.wait_for_load_state("networkidle", timeout=120000)
+        context.close()
+
+
+def _measure(args, base: str, urls: list[str], worklist: str) -> dict[str, list[dict]]:
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    results: dict[str, list[dict]] = {m: [] for m in modes}
+    if "progressive" in modes:
+        results["from worklist"] = []
+    if len(urls) > 1 and "progressive" in modes:
+        results["next case"] = []
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        _warm_up(browser, base, urls, args.warm_up)
+        for _ in range(args.runs):
+            for url in urls:
+                for mode in modes:                 # alternated, so that both see the same machine
+                    run = _open(lambda: browser.new_context(viewport=SCREEN), base, url, mode,
+                                pause_ms=args.pause_ms)
+                    results[mode].append(run)
+                    _line(mode, run)
+            if "from worklist" in results:      # the session's first case, opened from the worklist (idle first)
+                with tempfile.TemporaryDirectory(prefix="profile-") as profile:
+                    run = _open(lambda profile=profile: p.chromium.launch_persistent_context(
+                        profile, executable_path=CHROMIUM, args=LAUNCH_ARGS, viewport=SCREEN),
+                        base, urls[0], "progressive", after=worklist, pause_ms=args.pause_ms)
+                results["from worklist"].append(run)
+                _line("from worklist", run)
+            if "next case" in results:                  # progressive, after the previous case prefetched it
+                for before, url in zip(urls, urls[1:], strict=False):
+                    with tempfile.TemporaryDirectory(prefix="profile-") as profile:
+                        run = _open(lambda profile=profile: p.chromium.launch_persistent_context(
+                            profile, executable_path=CHROMIUM, args=LAUNCH_ARGS, viewport=SCREEN),
+                            base, url, "progressive", after=before, pause_ms=args.pause_ms)
+                    results["next case"].append(run)
+                    _line("next case", run)
+        browser.close()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,46 +352,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pause-ms", type=int, default=0,
                         help="look at the first image this long before scrolling (default 0: scroll at once)")
     parser.add_argument("--modes", default="whole,progressive", help="comma-separated (default both)")
+    parser.add_argument("--server", choices=("production", "dev"), default="production",
+                        help="production: gunicorn + PostgreSQL as deployed (default); dev: Django's live server")
+    parser.add_argument("--web-workers", type=int, default=5,
+                        help="gunicorn workers (production server; 5, scripts/serve.sh's default on 2 cores)")
+    parser.add_argument("--warm-up", type=int, default=2,
+                        help="unmeasured passes over the pages before measuring (default 2; 0: a cold server)")
+    parser.add_argument("--split-cores", action="store_true",
+                        help="production server on CPU 0, the browser on CPU 1 (two machines, as deployed)")
+    parser.add_argument("--seed-plan", help=argparse.SUPPRESS)  # internal: seed the production stack
     args = parser.parse_args(argv)
+    if args.seed_plan:
+        _seed_plan(Path(args.seed_plan), args)
+        return 0
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing: install Debian's chromium (scripts/install_chromium.sh)")
         return 2
+    if args.server == "production":
+        sys.path.insert(0, str(ROOT / "tests" / "production"))
+        from production_stack import missing
+
+        why = missing()
+        if why:
+            print(f"cannot start the production stack ({why}): use --server dev")
+            return 2
+    server = _production_server if args.server == "production" else _dev_server
     with tempfile.TemporaryDirectory(prefix="progressive-loading-") as tmp:
-        _django(Path(tmp) / "data")
         os.environ["NO_PROXY"] = "127.0.0.1,localhost"
         started = time.perf_counter()
-        study, reader = _seed(args.cases, args.size, args.slices)
-        print(f"SYNTHETIC phantom study: {args.cases} cases, {args.size}x{args.size} px, {args.slices} slices per "
-              f"series, rendered and stored in {time.perf_counter() - started:.1f} s; network 100 Mbit/s, 5 ms")
-        from reader_study import selectors
-
-        thread, base = _server()
-        urls = [f"{base}/reading/{a.pk}/" for a in selectors.worklist(study, reader, 1)]
-        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-        results: dict[str, list[dict]] = {m: [] for m in modes}
-        if len(urls) > 1 and "progressive" in modes:
-            results["next case"] = []
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-            for _ in range(args.runs):
-                for url in urls:
-                    for mode in modes:                 # alternated, so that both see the same machine
-                        run = _open(lambda: browser.new_context(viewport=SCREEN), base, url, mode,
-                                    pause_ms=args.pause_ms)
-                        results[mode].append(run)
-                        _line(mode, run)
-                if "next case" in results:                  # progressive, after the previous case prefetched it
-                    for before, url in zip(urls, urls[1:], strict=False):
-                        with tempfile.TemporaryDirectory(prefix="profile-") as profile:
-                            run = _open(lambda profile=profile: p.chromium.launch_persistent_context(
-                                profile, executable_path=CHROMIUM, args=LAUNCH_ARGS, viewport=SCREEN),
-                                base, url, "progressive", after=before, pause_ms=args.pause_ms)
-                        results["next case"].append(run)
-                        _line("next case", run)
-            browser.close()
-        thread.terminate()
+        with server(Path(tmp), args) as (base, urls, worklist):
+            print(f"SYNTHETIC phantom study on the {args.server} server: {args.cases} cases, {args.size}x{args.size}"
+                  f" px, {args.slices} slices per series, ready in {time.perf_counter() - started:.1f} s; network "
+                  f"100 Mbit/s, 5 ms", flush=True)
+            results = _measure(args, base, urls, worklist)
         _report(results)
     return 0
 

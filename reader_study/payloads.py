@@ -101,11 +101,27 @@ def opening_slice_url(assignment_pk: int, series: selectors.ViewerSeries) -> str
 
 def _prefetch_urls(assignment_pk: int | None, series: list[selectors.ViewerSeries],
                    protocol=DEFAULT_PROTOCOL) -> list[str]:
-    """The next case's first series, fetched in idle time so that "submit and next" shows images at once."""
+    """The next case's first series, fetched in idle time so that "submit and next" shows images at once: first
+    each default viewport's opening slice, exactly as the loader will ask for it (the next page's first image
+    comes from the HTTP cache, not from a whole volume read there up to its middle), then the whole volumes."""
     if assignment_pk is None:
         return []
     by_pk = {s.pk: s for s in series}
-    return [volume_url(assignment_pk, by_pk[pk]) for pk in selectors.default_viewports(series, protocol)]
+    shown = [by_pk[pk] for pk in selectors.default_viewports(series, protocol)]
+    return ([opening_slice_url(assignment_pk, s) for s in shown]
+            + [volume_url(assignment_pk, s) for s in shown])
+
+
+def opening_slice_urls(assignment: Assignment | None) -> list[str]:
+    """The opening slices of a case's default viewports (as the loader asks for them), for a page that leads to
+    its reading page (the worklist, the study's home) to prefetch in idle time: the reading page's first image
+    then comes from the HTTP cache, as the next case's does after "submit and next". [] for no case."""
+    if assignment is None:
+        return []
+    protocol = assignment.study.hanging_protocol or DEFAULT_PROTOCOL
+    series = selectors.cases_series([assignment.case_id], meta_for=[]).get(assignment.case_id, [])
+    by_pk = {s.pk: s for s in series}
+    return [opening_slice_url(assignment.pk, by_pk[pk]) for pk in selectors.default_viewports(series, protocol)]
 
 
 def ai_payload(assignment: Assignment) -> dict | None:

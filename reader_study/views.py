@@ -62,8 +62,18 @@ def my_studies(request):
 def study_home(request, pk: int):
     study = _my_study(request, pk)
     exams = [selectors.exam_status(study, request.user, x) for x in EXAMS]
+    current = next((x for x in exams if x.is_open and x.done < x.total), None)
     return render(request, "reader_study/study_home.html", {
-        "study": study, "exams": exams, "descriptors": selectors.exam_status(study, request.user, DESCRIPTORS)})
+        "study": study, "exams": exams, "descriptors": selectors.exam_status(study, request.user, DESCRIPTORS),
+        "warm_up": _warm_up(study, request.user, current)})
+
+
+def _warm_up(study, reader, status) -> list[str]:
+    """What the page prefetches in idle time for the reading page its main button opens (where the reader left
+    off): that case's opening slices (templates/reader_study/_warm_up.html adds the reading page's scripts)."""
+    if status is None or not status.is_open:
+        return []
+    return payloads.opening_slice_urls(selectors.resume_assignment(study, reader, status.exam))
 
 
 # An exam's states in which its worklist still shows, read-only: the reader's own calls, nothing else.
@@ -81,7 +91,8 @@ def worklist(request, pk: int, exam: int, tasks=EXAMS):
         return _not_open(request, study, status)
     return render(request, "reader_study/worklist.html", {
         "study": study, "status": status, "items": selectors.worklist(study, request.user, exam),
-        "routes": payloads.routes(exam), "is_descriptors": exam == DESCRIPTORS, "read_only": read_only})
+        "routes": payloads.routes(exam), "is_descriptors": exam == DESCRIPTORS, "read_only": read_only,
+        "warm_up": [] if read_only or exam not in EXAMS else _warm_up(study, request.user, status)})
 
 
 @reader_page

@@ -114,6 +114,11 @@
   // ---- volumes ----------------------------------------------------------------------------------------
   // static/js/volume_loader.js: one Volume per series URL, shared by every viewport of the page, filled frame by
   // frame (volume.has(i)); openVolume fetches only what viewports watch, loadVolume resolves once every frame is in.
+  function afterPaint(fn) {
+    // Run fn once the browser has painted the current frame: a rAF callback runs before the paint, a task queued
+    // from it runs after.
+    requestAnimationFrame(() => setTimeout(fn, 0));
+  }
   function openVolume(series) { return window.VolumeLoader.open(series); }
   function loadVolume(series, onProgress) { return window.VolumeLoader.complete(series, onProgress); }
 
@@ -829,12 +834,19 @@
     }
 
     setLayout(n) {
+      // The grid takes its layout class first and the new viewports their places before any is measured: one
+      // layout pass and one canvas size each, not one per viewport added (the first-image budget).
+      this.grid.className = "viewports layout-" + n;
+      const added = [];
       while (this.viewports.length < n) {
         const vp = new Viewport(this, this.viewports.length);
         this.viewports.push(vp);
         this.grid.appendChild(vp.el);
-        const next = this.seriesFor(vp.index);
+        added.push(vp);
+      }
+      for (const vp of added) {
         vp.resize();
+        const next = this.seriesFor(vp.index);
         if (!next) continue;
         if (vp.index === 0 && !this.firstVolume) {
           // The first viewport's series comes first (the page preloads it): the server answers it alone.
@@ -852,7 +864,6 @@
         gone.loadToken++;                                  // a load still under way shows nothing
         this.grid.removeChild(gone.el);
       }
-      this.grid.className = "viewports layout-" + n;
       this.root.dataset.layout = String(n);
       this.viewports.forEach((v) => v.resize());
       if (!this.active || !this.viewports.includes(this.active)) this.activate(this.viewports[0]);
@@ -1009,13 +1020,16 @@
     }
 
     onSeriesShown(vp) {
-      this.drawThumbnail(vp.series, vp.volume);
+      // The thumbnail waits until the frame with the image is painted: it is a full pass over a slice, and
+      // nothing else may stand between the opening slice's arrival and its paint (the first-image budget).
+      const series = vp.series, volume = vp.volume;
+      afterPaint(() => this.drawThumbnail(series, volume));
       this.showPresetNames();
       if (this.timings.firstImage === null) {
         this.timings.firstImage = performance.now();
         performance.mark("viewer-first-image");
         this.root.dataset.firstImage = "1";
-        this.preloadAll();
+        afterPaint(() => this.preloadAll());
       }
       if (this.pendingSwitch && this.pendingSwitch.viewport === vp) {
         this.timings.switches.push(performance.now() - this.pendingSwitch.at);
@@ -1038,8 +1052,11 @@
       const rest = this.series.filter((s) => !this.viewports.some((v) => v.series && v.series.id === s.id));
       let chain = Promise.resolve();
       for (const s of rest) chain = chain.then(() => loadVolume(s).then((v) => this.drawThumbnail(s, v)).catch(() => null));
-      chain.then(() => Promise.all((this.payload.prefetch || []).map((url) =>
-        fetch(url, { credentials: "same-origin" }).then((r) => r.arrayBuffer()).catch(() => null))));
+      // The next case's opening slices first (its first image), then its whole first series (the rest).
+      const prefetch = this.payload.prefetch || [], opening = prefetch.filter((url) => url.includes("slices="));
+      const get = (urls) => Promise.all(urls.map((url) =>
+        fetch(url, { credentials: "same-origin" }).then((r) => r.arrayBuffer()).catch(() => null)));
+      chain.then(() => get(opening)).then(() => get(prefetch.filter((url) => !opening.includes(url))));
     }
 
     // -- toolbar and keys --

@@ -35,6 +35,16 @@
   const volumes = new Map();            // volume url -> Volume
   const inFlight = { watched: 0, background: 0 };
   let backgroundOrder = 0;
+  // The page's preloaded opening slice (templates/reader_study/reading.html), asked for and read whole as soon
+  // as this file runs, before viewer.js has even compiled: the first request for it takes the bytes from here.
+  const early = new Map();              // absolute url -> Promise<{ok, status, buffer}>
+  function absolute(url) { return new URL(url, window.location.href).href; }
+  if (window.volumeLoaderMode !== "whole") {
+    document.querySelectorAll('link[rel="preload"][as="fetch"]').forEach((link) => {
+      early.set(link.href, fetch(link.href, { credentials: "same-origin" }).then(async (r) =>
+        ({ ok: r.ok, status: r.status, buffer: r.ok ? await r.arrayBuffer() : null })).catch(() => null));
+    });
+  }
 
   function normalOf(o) {
     const n = [o[1] * o[5] - o[2] * o[4], o[2] * o[3] - o[0] * o[5], o[0] * o[4] - o[1] * o[3]];
@@ -184,14 +194,12 @@
     const watched = [...volumes.values()].filter((v) => !v.error && !v.complete && (v.watchers.size || v.waiters.length));
     if (!watched.length) return null;
     const total = inFlight.watched;
-    // 0. a volume not yet looked up in the HTTP cache (the next-case prefetch put whole volumes there)
-    const unprobed = watched.find((v) => !v.probed);
-    if (unprobed) return total < SLOTS + 1 ? { v: unprobed, probe: true } : null;
     if (LOADER.mode === "whole") {
       const v = watched.find((x) => !x.requested[0]);
       return v && total < SLOTS ? { v, whole: true } : null;
     }
-    // 1. current slices (and frames a caller waits for), alone
+    // 1. current slices (and frames a caller waits for), alone; not held up by the cache lookup below (the
+    //    opening slice is preloaded by the page, or prefetched by the previous one: the request finds it)
     let currentMissing = false;
     for (const v of watched) {
       const wanted = [...v.watchers.values()].sort((a, b) => b.active - a.active).map((w) => w.slice)
@@ -202,6 +210,9 @@
         if (!v.requested[i] && total < SLOTS + 1) return { v, first: i, last: i };
       }
     }
+    // 0. then a volume not yet looked up in the HTTP cache (the next-case prefetch put whole volumes there)
+    const unprobed = watched.find((v) => !v.probed);
+    if (unprobed) return total < SLOTS + 1 ? { v: unprobed, probe: true } : null;
     if (currentMissing || total >= SLOTS) return null;
     // 2. the nearest missing frame of any watched volume, ahead of the scrolling before behind it; while a
     //    viewport scrolls (and those that follow it), a viewport left where it is waits
@@ -257,7 +268,9 @@
       } else {
         if (job.whole) { first = 0; last = v.n - 1; }
         for (let i = first; i <= last; i++) v.requested[i] = 1;
-        response = await fetch(job.whole ? v.url : rangeUrl(v.url, first, last), { credentials: "same-origin" });
+        const url = job.whole ? v.url : rangeUrl(v.url, first, last), taken = early.get(absolute(url));
+        early.delete(absolute(url));
+        response = (taken && await taken) || await fetch(url, { credentials: "same-origin" });
       }
       if (!response.ok) {
         const err = new Error("series " + v.series.code + ": the server answered " + response.status);
@@ -287,7 +300,9 @@
       while (announced < complete) v.arrived(announced++);
       if (announced <= last) v.progress(announced, (offset % v.frameBytes) / v.frameBytes);
     };
-    if (response.body) {
+    if (response.buffer) {
+      take(new Uint8Array(response.buffer));                 // the early fetch of the opening slice, read whole
+    } else if (response.body) {
       const reader = response.body.getReader();
       for (;;) {
         const { done, value } = await reader.read();

@@ -3,8 +3,10 @@ Chromium at 1366×768 and 1920×1080.
 
 The submit button of exam 2 stays on screen and clickable beside the tallest AI panel; the form and the panel
 are read and answered with the keyboard alone, with a visible focus ring; every text of the answer panel meets
-WCAG AA contrast (4.5:1) on the dark theme; "Finish exam" asks first and the finished exam's worklist shows
-the reader's calls read-only. SYNTHETIC phantom cases; screenshots go to test-artifacts/.
+WCAG AA contrast (4.5:1) on the dark theme, and every text of the reader's light pages (their studies, a
+study's home, the worklist, the finish confirmation, the read-only worklist) too; "Finish exam" asks first and
+the finished exam's worklist shows the reader's calls read-only. SYNTHETIC phantom cases; screenshots go to
+test-artifacts/.
 """
 
 from pathlib import Path
@@ -31,9 +33,9 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason=CHROMIUM_MISSING),
 ]
 
-# WCAG 2.1 contrast of every element of the answer panel that holds text of its own, against the first opaque
-# background behind it: [{text, ratio}].
-CONTRAST_JS = """() => {
+# WCAG 2.1 contrast of every element under the selector `root` that holds text of its own, against the first
+# opaque background behind it: [{text, ratio}].
+CONTRAST_JS = """(root) => {
   const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
   const lum = (c) => 0.2126 * channel(c[0]) + 0.7152 * channel(c[1]) + 0.0722 * channel(c[2]);
   const parse = (s) => { const m = s.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
@@ -42,7 +44,7 @@ CONTRAST_JS = """() => {
   const behind = (el) => { for (let e = el; e; e = e.parentElement) {
     const c = parse(getComputedStyle(e).backgroundColor); if (c && c.a > 0.5) return c.rgb; } return [255, 255, 255]; };
   const out = [];
-  for (const el of document.querySelectorAll('.answer-panel *')) {
+  for (const el of document.querySelectorAll(root + ' *')) {
     const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
     if (!own || !el.getClientRects().length || el.closest('meter, progress')) continue;   // fallback text: not shown
     const a = lum(parse(getComputedStyle(el).color).rgb), b = lum(behind(el));
@@ -84,6 +86,13 @@ def tab(monkeypatch):
         yield page
 
 
+def _assert_aa_contrast(page, root: str) -> None:
+    measured = page.evaluate(CONTRAST_JS, root)
+    assert measured, f"no text under {root}"
+    low = [c for c in measured if c["ratio"] < 4.5]
+    assert low == [], f"{page.url}: text below WCAG AA contrast: {low}"
+
+
 def _tab_until(page, predicate, limit: int = 80) -> list[dict]:
     """Press Tab until ``predicate(focus)`` holds; every focus passed on the way (the last one matches)."""
     seen = []
@@ -115,8 +124,7 @@ def test_exam2_submit_stays_on_screen_and_the_form_is_read_and_answered_by_keybo
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"reader_study_answer_form_{size}.png"))
 
-    low = [c for c in page.evaluate(CONTRAST_JS) if c["ratio"] < 4.5]
-    assert low == [], f"text below WCAG AA contrast: {low}"
+    _assert_aa_contrast(page, ".answer-panel")
 
     # keyboard only: the panel's scrolling part (the AI panel with it), the call, the confidence, the submit
     page.evaluate("document.activeElement.blur()")          # from the top of the page, through the viewer
@@ -154,12 +162,17 @@ def test_finish_asks_first_and_the_finished_worklist_shows_the_calls_read_only(l
     items = list(selectors.worklist(study, reader, 1))
     answer_all(reader, study, 1, call=SARCOMA, confidence=66)
     _log_in(page, base, reader)
+    _assert_aa_contrast(page, "main")                                           # the reader's studies
+    page.goto(f"{base}/studies/{study.pk}/")
+    _assert_aa_contrast(page, "main")                                           # the study's home
     page.goto(f"{base}/studies/{study.pk}/exam/1/")
+    _assert_aa_contrast(page, "main")                                           # the worklist (light theme)
     _tab_until(page, lambda f: f["id"] == "finish-exam")
     page.keyboard.press("Enter")                                                # opens the question, no more
     page.wait_for_selector("#finish-confirm")
     assert page.locator("#finish-count").get_attribute("data-unanswered") == "0"
     assert selectors.exam_status(study, reader, 1).state == "open"
+    _assert_aa_contrast(page, "main")                                           # the confirmation
     page.screenshot(path=str(ARTIFACTS / "reader_study_finish_confirm_1366x768.png"))
     focus = _tab_until(page, lambda f: f["id"] == "finish-confirm-button")[-1]
     assert focus["outline"] != "none" and focus["width"] >= 2, focus
@@ -172,5 +185,6 @@ def test_finish_asks_first_and_the_finished_worklist_shows_the_calls_read_only(l
     assert rows.count() == len(items)
     assert [rows.nth(i).locator("td.call").inner_text() for i in range(len(items))] == ["Sarcoma"] * len(items)
     assert page.locator("#worklist-table a").count() == 0 and page.locator("#ai-panel").count() == 0
+    _assert_aa_contrast(page, "main")                                           # the read-only worklist
     page.screenshot(path=str(ARTIFACTS / "reader_study_finished_worklist_1366x768.png"))
     assert page.problems == []
