@@ -110,11 +110,12 @@ class TrainingConfig:
         return cls(**data)
 
 
-def build_model(config: TrainingConfig, *, seed: int | None = None):
+def build_model(config: TrainingConfig, *, seed: int | None = None, name: str = "mobilenetv2_sarcoma"):
     """The compiled classifier for `config`: input (S, S, 1) grey 0..255 -> (2,) softmax, column 1 = sarcoma.
 
     seed: seeds the augmentation layers (defaults to config.seed). Call keras.utils.set_random_seed
-    first for reproducible initial weights.
+    first for reproducible initial weights. name: the model's name (members of a fused group,
+    training.fused, need one each).
     """
     import keras
 
@@ -135,7 +136,7 @@ def build_model(config: TrainingConfig, *, seed: int | None = None):
     x = backbone(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = keras.layers.Dense(N_CLASSES, activation="softmax", name="sarcoma_vs_leiomyoma")(x)
-    model = keras.Model(inputs, outputs, name="mobilenetv2_sarcoma")
+    model = keras.Model(inputs, outputs, name=name)
     compile_model(model, config)
     jit_on_jax(model)
     return model
