@@ -10,6 +10,7 @@ Data: a SYNTHETIC random array store in a temporary folder.
     .venv/bin/python benchmarks/train_throughput.py                    # CPU defaults: 96 px, width 0.35
     .venv/bin/python benchmarks/train_throughput.py --full --steps 50  # the paper's 224 px, width 1.0
     KERAS_BACKEND=jax .venv/bin/python benchmarks/train_throughput.py --full --steps 200   # on a GPU
+    .venv/bin/python benchmarks/train_throughput.py --fuse 2,3,6   # one model alone against N fused
 """
 
 from __future__ import annotations
@@ -115,6 +116,62 @@ def measure(args) -> dict:
     return report
 
 
+def fused(args) -> dict:
+    """One model alone against N fused (training.fused) on the same device, the same batch per model, the real
+    path (each member its own sampler and seed, augmentation on) and in memory; compilation excluded by warm-up
+    steps. The fused rate counts every member's samples (N x batch per step)."""
+    import keras
+
+    from training.fused import FusedBatches, build_fused, fused_dataset
+    from training.network import build_model
+    from training.sampling import ClassBalancedSampler, as_keras_dataset
+
+    if args.bf16:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    config = TrainingConfig(input_size=args.input_size, width=args.width, batch_size=args.batch_size,
+                            samples_per_epoch=args.steps * args.batch_size, loader_workers=args.workers,
+                            run_eagerly=args.eager)
+    n, warm = args.steps * args.batch_size, args.warmup_steps * args.batch_size
+    report = {"backend": keras.backend.backend(), "keras": keras.__version__,
+              "devices": [str(d) for d in keras.distribution.list_devices()],
+              "precision": keras.mixed_precision.global_policy().name, "input_size": config.input_size,
+              "width": config.width, "batch_size_per_model": config.batch_size, "steps": args.steps,
+              "loader_workers": args.workers, "eager": args.eager, "groups": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = synthetic_store(Path(tmp), config.input_size, max(512, 2 * config.batch_size))
+        ids = store.case_list()
+
+        def samplers(count: int, samples: int, first_seed: int) -> list:
+            return [ClassBalancedSampler(store, ids, batch_size=config.batch_size, samples_per_epoch=samples,
+                                         seed=first_seed + k) for k in range(count)]
+
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 256, (n, config.input_size, config.input_size, 1), dtype=np.uint8)
+        y = rng.integers(0, 2, n).astype(np.int32)
+        keras.utils.set_random_seed(0)
+        one = build_model(config, seed=0)
+        one.fit(as_keras_dataset(samplers(1, warm, 100)[0], workers=args.workers), epochs=1, verbose=0)
+        report["one_model_samples_per_s"] = round(timed_fit(
+            one, {"x": as_keras_dataset(samplers(1, n, 0)[0], workers=args.workers)}, n), 1)
+        for size in args.fuse:
+            model, _ = build_fused(config, list(range(1, size + 1)))
+            model.fit(fused_dataset(FusedBatches(samplers(size, warm, 100)), workers=args.workers), epochs=1,
+                      verbose=0)
+            real = timed_fit(model, {"x": fused_dataset(FusedBatches(samplers(size, n, 0)),
+                                                        workers=args.workers)}, size * n)
+            in_memory = timed_fit(model, {"x": [x] * size, "y": [y] * size, "batch_size": config.batch_size,
+                                          "shuffle": False}, size * n)
+            samples = N_REPEATS * N_FOLDS * PAPER_SAMPLES_PER_MODEL
+            report["groups"].append({
+                "fuse": size, "samples_per_s": round(real, 1), "in_memory_samples_per_s": round(in_memory, 1),
+                "over_one_model": round(real / report["one_model_samples_per_s"], 2),
+                "real_over_in_memory": round(real / in_memory, 3),
+                "protocol_144_models_hours": round(samples / real / 3600, 1)})
+            del model
+            keras.backend.clear_session()
+    return report
+
+
 def concurrent(args) -> dict:
     """N models trained at once (N processes sharing the device) against one at a time.
 
@@ -146,11 +203,23 @@ def main(argv=None) -> int:
     parser.add_argument("--eager", action="store_true", help="run_eagerly=True (no compilation)")
     parser.add_argument("--concurrent", type=int, default=0,
                         help="also train N models at once (N processes on one device) and compare with one")
+    parser.add_argument("--fuse", type=lambda v: [int(x) for x in v.split(",")], default=None, metavar="N[,N…]",
+                        help="compare one model alone with N models fused in one step (training.fused)")
+    parser.add_argument("--bf16", action="store_true", help="mixed precision (bfloat16) for --fuse")
     parser.add_argument("--real-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.full:
         args.input_size, args.width = 224, 1.0
+    if args.fuse:
+        result = fused(args)
+        print(json.dumps(result, indent=1))
+        for group in result["groups"]:
+            print(f"fuse {group['fuse']}: {group['samples_per_s']} samples/s in all against "
+                  f"{result['one_model_samples_per_s']} for one model alone (x{group['over_one_model']}); real / "
+                  f"in-memory {group['real_over_in_memory']}; 144 models x 1,750,000 samples: "
+                  f"{group['protocol_144_models_hours']} h")
+        return 0
     if args.concurrent:
         result = concurrent(args)
         print(json.dumps(result, indent=1))

@@ -53,14 +53,49 @@ def build_fused(config: TrainingConfig, seeds: Sequence[int], *, jit_compile: bo
     for k, seed in enumerate(seeds):
         keras.utils.set_random_seed(int(seed))
         members.append(build_model(config, seed=int(seed), name=MEMBER_NAME.format(k=k)))
+    return _assemble(members, config, jit_compile), members
+
+
+def fuse_members(members: Sequence, config: TrainingConfig, *, optimizer_from=None,
+                 jit_compile: bool | str = "auto"):
+    """The fused network of existing members (loaded from their checkpoints, or the survivors of a group one
+    of whose members was dropped), its optimizer state taken from each member's own optimizer or, with
+    ``optimizer_from``, from the fused optimizer they were trained with: training goes on exactly where it was."""
+    for k, member in enumerate(members):                 # unique names inside the fused model
+        member.name = MEMBER_NAME.format(k=k)
+    fused = _assemble(members, config, jit_compile)
+    target = fused.optimizer
+    target.build(fused.trainable_variables)
+    source_of = {id(m): (optimizer_from or m.optimizer) for m in members}
+    for member in members:
+        source = source_of[id(member)]
+        if source is None or not source.built:
+            continue                                     # a fresh member: nothing to carry over
+        target.iterations.assign(source.iterations)
+        _copy_slots(source, target, member.trainable_variables)
+    return fused
+
+
+def _assemble(members, config: TrainingConfig, jit_compile):
+    import keras
+
     size = config.input_size
-    inputs = [keras.Input(shape=(size, size, 1), name=f"slice_grey_0_255_m{k}") for k in range(len(seeds))]
+    inputs = [keras.Input(shape=(size, size, 1), name=f"slice_grey_0_255_m{k}") for k in range(len(members))]
     outputs = [member(x) for member, x in zip(members, inputs, strict=True)]
-    fused = keras.Model(inputs, outputs, name=f"fused_{len(seeds)}_mobilenetv2_sarcoma")
+    fused = keras.Model(inputs, outputs, name=f"fused_{len(members)}_mobilenetv2_sarcoma")
     fused.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, amsgrad=True),
-                  loss=[config.loss] * len(seeds), metrics=[["accuracy"] for _ in seeds],
+                  loss=[config.loss] * len(members), metrics=[["accuracy"] for _ in members],
                   run_eagerly=config.run_eagerly, jit_compile=jit_compile)
-    return fused, members
+    return fused
+
+
+def _copy_slots(source, target, variables) -> None:
+    """Adam's slots of ``variables`` from one optimizer to another, through each side's variable index."""
+    slots = [name for name in ("_momentums", "_velocities", "_velocity_hats") if getattr(source, name, None)]
+    for variable in variables:
+        i, j = source._get_variable_index(variable), target._get_variable_index(variable)
+        for name in slots:
+            getattr(target, name)[j].assign(getattr(source, name)[i])
 
 
 class FusedBatches:
@@ -109,8 +144,4 @@ def member_checkpoint(fused, member) -> None:
     if not target.built:
         target.build(member.trainable_variables)
     target.iterations.assign(source.iterations)
-    slots = [name for name in ("_momentums", "_velocities", "_velocity_hats") if getattr(source, name, None)]
-    for variable in member.trainable_variables:
-        i, j = source._get_variable_index(variable), target._get_variable_index(variable)
-        for name in slots:
-            getattr(target, name)[j].assign(getattr(source, name)[i])
+    _copy_slots(source, target, member.trainable_variables)
