@@ -26,5 +26,6 @@ COPY pyproject.toml requirements.lock ./
 RUN grep -v -E '^(tensorflow-cpu|tensorflow_cpu)==' requirements.lock > /tmp/req.txt && pip install -r /tmp/req.txt
 COPY . .
 RUN pip install --no-deps .
-ENV DATA_DIR=/data MEDIA_ROOT=/data/media STATIC_ROOT=/app/staticfiles PYTHON=python
+# The backend this image brings (TensorFlow's GPU build); `job check --gpu` reports it, its devices and a training rate.
+ENV DATA_DIR=/data MEDIA_ROOT=/data/media STATIC_ROOT=/app/staticfiles PYTHON=python KERAS_BACKEND=tensorflow
 CMD ["scripts/serve.sh", "gpu-worker"]

@@ -126,15 +126,14 @@ def fused(args) -> dict:
     from training.network import build_model
     from training.sampling import ClassBalancedSampler, as_keras_dataset
 
-    if args.bf16:
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     config = TrainingConfig(input_size=args.input_size, width=args.width, batch_size=args.batch_size,
                             samples_per_epoch=args.steps * args.batch_size, loader_workers=args.workers,
-                            run_eagerly=args.eager)
+                            run_eagerly=args.eager, precision="mixed_bfloat16" if args.bf16 else "float32",
+                            xla=args.xla)
     n, warm = args.steps * args.batch_size, args.warmup_steps * args.batch_size
     report = {"backend": keras.backend.backend(), "keras": keras.__version__,
               "devices": [str(d) for d in keras.distribution.list_devices()],
-              "precision": keras.mixed_precision.global_policy().name, "input_size": config.input_size,
+              "precision": config.precision, "xla": config.xla, "input_size": config.input_size,
               "width": config.width, "batch_size_per_model": config.batch_size, "steps": args.steps,
               "loader_workers": args.workers, "eager": args.eager, "groups": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -205,7 +204,10 @@ def main(argv=None) -> int:
                         help="also train N models at once (N processes on one device) and compare with one")
     parser.add_argument("--fuse", type=lambda v: [int(x) for x in v.split(",")], default=None, metavar="N[,N…]",
                         help="compare one model alone with N models fused in one step (training.fused)")
-    parser.add_argument("--bf16", action="store_true", help="mixed precision (bfloat16) for --fuse")
+    parser.add_argument("--bf16", action="store_true",
+                        help="mixed precision (bfloat16) for --fuse: the training config's precision='mixed_bfloat16'")
+    parser.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                        help="the training config's xla for --fuse (auto: XLA on JAX)")
     parser.add_argument("--real-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

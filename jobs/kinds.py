@@ -6,7 +6,3 @@ registry.register(
     "worker_check", "jobs.worker_check:run", queue="default",
     label="worker check (database, files, broker, deep-learning backend, throughput)",
 )
-registry.register(
-    "worker_check_gpu", "jobs.worker_check:run", queue="gpu",
-    label="GPU worker check (database, files, broker, deep-learning backend, throughput)",
-)

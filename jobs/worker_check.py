@@ -2,8 +2,9 @@
 
 An admin adding a GPU machine runs it on the `gpu` queue and sees, on the job page, whether that
 worker reaches the database and the shared media volume, which Keras backend and devices it has, and
-how fast it multiplies matrices for `seconds` seconds. Each finished step is kept in the job's result,
-so a resumed check continues where it stopped.
+how fast it multiplies matrices for `seconds` seconds; the GPU check (training.device_check) adds the
+training rate of our own network. Each finished step is kept in the job's result, so a resumed check
+continues where it stopped.
 """
 
 import platform

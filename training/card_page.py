@@ -35,6 +35,9 @@ CONFIG_SECTIONS = (
         ("eval_max_slices", "Held-out slices scored after each epoch", _COUNT),
         ("loader_workers", "Batch loader threads", _COUNT),
         ("run_eagerly", "Run eagerly (debugging)", _PLAIN),
+        ("fuse", "Models trained together in one step (fused)", _COUNT),
+        ("precision", "Numeric precision", _PLAIN),
+        ("xla", "XLA compilation", _PLAIN),
     )),
 )
 NONE_MEANS = {"batchnorm_momentum": "MobileNetV2's default (0.999)", "eval_max_slices": "all of them"}

@@ -39,7 +39,8 @@ STATE_FILE = "state.json"
 FINAL_MODEL_FILE = "model.keras"
 PREDICTIONS_FILE = "heldout_predictions.npz"
 # Settings that change speed or progress reporting but not the trained model: may differ on resume.
-_RESUME_FREE_SETTINGS = ("loader_workers", "run_eagerly", "eval_max_slices")
+# Settings that change how a model is trained, not what it becomes: a checkpoint resumes under other values.
+_RESUME_FREE_SETTINGS = ("loader_workers", "run_eagerly", "eval_max_slices", "fuse", "xla")
 _STOP_CHECK_SECONDS = 5.0
 
 
@@ -51,6 +52,17 @@ class TrainingCancelled(Exception):
                          f"checkpoint in {checkpoint_dir}")
         self.epochs_completed = epochs_completed
         self.checkpoint_dir = checkpoint_dir
+
+
+class ModelDiverged(RuntimeError):
+    """The training loss was not finite (NaN or inf) after ``epoch``: that epoch is not checkpointed, the one
+    before it is kept, so nothing that diverged is ever saved as a model."""
+
+    def __init__(self, epoch: int, loss: float, message: str | None = None):
+        super().__init__(message or f"training loss {loss} after epoch {epoch}: diverged; its checkpoint of "
+                                    f"epoch {epoch - 1} is kept (resume to retry from there)")
+        self.epoch = epoch
+        self.loss = loss
 
 
 class CheckpointMismatch(ValueError):
@@ -110,7 +122,7 @@ def train_one_model(
     import keras
 
     from training.augment import reset_augmentation_streams
-    from training.network import build_model, jit_on_jax
+    from training.network import apply_compile_options, build_model
     from training.sampling import ClassBalancedSampler, as_keras_dataset
 
     checkpoint_dir = Path(checkpoint_dir)
@@ -128,8 +140,7 @@ def train_one_model(
     history = list(state["history"]) if state else []
     if start > 0:
         model = keras.saving.load_model(checkpoint_dir / state["checkpoint"])
-        model.run_eagerly = config.run_eagerly
-        jit_on_jax(model)
+        apply_compile_options(model, config)
     else:
         model = build_model(config, seed=seed)
 
@@ -152,6 +163,8 @@ def train_one_model(
             raise TrainingCancelled(epoch, checkpoint_dir)
         logs = {"epoch": epoch + 1}
         logs.update({name: float(values[-1]) for name, values in fitted.history.items()})
+        if not math.isfinite(logs.get("loss", 0.0)):
+            raise ModelDiverged(epoch + 1, logs["loss"])
         if eval_rows.size:
             p = predict_store_rows(model, store, eval_rows, batch_size=max(config.batch_size, 64))
             logs.update({f"heldout_{k}": v for k, v in slice_metrics(store.labels[eval_rows], p).items()
@@ -198,10 +211,10 @@ def load_for_prediction(model_or_path):
         path = Path(model_or_path)
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} not found")
-        from training.network import jit_on_jax
+        from training.network import apply_compile_options
 
         model = keras.saving.load_model(path, compile=False)
-        jit_on_jax(model)
+        apply_compile_options(model)
         return model
     return model_or_path
 

@@ -29,6 +29,7 @@ import numpy as np
 from imaging.arraystore import ArrayStore
 from training.fit import (
     FINAL_MODEL_FILE,
+    ModelDiverged,
     TrainingCancelled,
     _check_same_run,
     _checked_split,
@@ -55,13 +56,12 @@ class GroupMember:
     seed: int
 
 
-class MemberDiverged(RuntimeError):
+class MemberDiverged(ModelDiverged):
     """The member's training loss was not finite after ``epoch``; its last good checkpoint is kept."""
 
     def __init__(self, epoch: int, loss: float):
-        super().__init__(f"training loss {loss} after epoch {epoch}: diverged; dropped from its fused group, "
-                         f"its checkpoint of epoch {epoch - 1} is kept (train it alone to retry)")
-        self.epoch = epoch
+        super().__init__(epoch, loss, f"training loss {loss} after epoch {epoch}: diverged; dropped from its fused "
+                                      f"group, its checkpoint of epoch {epoch - 1} is kept (train it alone to retry)")
 
 
 class NotInGroup(RuntimeError):

@@ -33,7 +33,7 @@ from training.network import TrainingConfig
 MEMBER_NAME = "mobilenetv2_sarcoma_m{k}"
 
 
-def build_fused(config: TrainingConfig, seeds: Sequence[int], *, jit_compile: bool | str = "auto"):
+def build_fused(config: TrainingConfig, seeds: Sequence[int]):
     """The fused network of ``len(seeds)`` members and the members themselves: ``(fused, members)``.
 
     Member k is ``build_model(config, seed=seeds[k])`` built right after ``keras.utils.set_random_seed(seeds[k])``,
@@ -53,17 +53,16 @@ def build_fused(config: TrainingConfig, seeds: Sequence[int], *, jit_compile: bo
     for k, seed in enumerate(seeds):
         keras.utils.set_random_seed(int(seed))
         members.append(build_model(config, seed=int(seed), name=MEMBER_NAME.format(k=k)))
-    return _assemble(members, config, jit_compile), members
+    return _assemble(members, config), members
 
 
-def fuse_members(members: Sequence, config: TrainingConfig, *, optimizer_from=None,
-                 jit_compile: bool | str = "auto"):
+def fuse_members(members: Sequence, config: TrainingConfig, *, optimizer_from=None):
     """The fused network of existing members (loaded from their checkpoints, or the survivors of a group one
     of whose members was dropped), its optimizer state taken from each member's own optimizer or, with
     ``optimizer_from``, from the fused optimizer they were trained with: training goes on exactly where it was."""
     for k, member in enumerate(members):                 # unique names inside the fused model
         member.name = MEMBER_NAME.format(k=k)
-    fused = _assemble(members, config, jit_compile)
+    fused = _assemble(members, config)
     target = fused.optimizer
     target.build(fused.trainable_variables)
     source_of = {id(m): (optimizer_from or m.optimizer) for m in members}
@@ -76,16 +75,22 @@ def fuse_members(members: Sequence, config: TrainingConfig, *, optimizer_from=No
     return fused
 
 
-def _assemble(members, config: TrainingConfig, jit_compile):
+def _assemble(members, config: TrainingConfig):
+    """One model over the members, compiled on the sum of their losses; XLA as ``config.xla`` says (on "auto"
+    it follows the members, whose augmentation layers `apply_compile_options` cleared for XLA on JAX)."""
     import keras
 
+    from training.network import apply_compile_options
+
+    for member in members:
+        apply_compile_options(member, config)
     size = config.input_size
     inputs = [keras.Input(shape=(size, size, 1), name=f"slice_grey_0_255_m{k}") for k in range(len(members))]
     outputs = [member(x) for member, x in zip(members, inputs, strict=True)]
     fused = keras.Model(inputs, outputs, name=f"fused_{len(members)}_mobilenetv2_sarcoma")
     fused.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate, amsgrad=True),
                   loss=[config.loss] * len(members), metrics=[["accuracy"] for _ in members],
-                  run_eagerly=config.run_eagerly, jit_compile=jit_compile)
+                  run_eagerly=config.run_eagerly, jit_compile={"on": True, "off": False}.get(config.xla, "auto"))
     return fused
 
 

@@ -13,6 +13,7 @@ Parameter count: the paper's 3,538,984 is MobileNetV2 with its 1000-class ImageN
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,11 @@ N_CLASSES = 2
 FLIP_MODES = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 FILL_MODES = ("reflect", "wrap", "constant", "nearest")
 LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy")
+# float32, or bf16 compute with float32 weights (no loss scale: bf16 has float32's range, and a dynamic loss
+# scale would tie the members of a fused group together, training.fused). float16 is not offered for that reason.
+PRECISIONS = ("float32", "mixed_bfloat16")
+XLA_MODES = ("auto", "on", "off")
+MAX_FUSE = 24
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,14 @@ class TrainingConfig:
       None = all). The final held-out metrics always use every held-out slice.
     loader_workers: threads that assemble batches from the array store (keras.utils.PyDataset workers).
     run_eagerly: debug / CPU-test switch; compiling MobileNetV2's train step costs ~20-30 s on 2 CPUs.
+    fuse: models trained together in one compiled step (training.fused, issue 16): a training run's models
+      of one repeat are trained in groups of this size by one gpu task; 1 trains each model alone. The
+      results are the same either way (tested), so it can change between resumes. Default 2: the best
+      measured on the CPU (docs/training.md); set it from `benchmarks/train_throughput.py --fuse` on a GPU.
+    precision: "float32", or "mixed_bfloat16" (bf16 compute, float32 weights and outputs) where the device
+      has fast bf16 (recent GPUs); part of the model's identity (a checkpoint is resumed in its own precision).
+    xla: "auto" (XLA on JAX; TensorFlow's graph, with XLA only when augmentation is off), "on" (XLA, refused
+      on TensorFlow while rotation or zoom augmentation is on: they have no XLA kernel there), "off".
     """
 
     epochs: int = 50
@@ -68,6 +82,9 @@ class TrainingConfig:
     eval_max_slices: int | None = None
     loader_workers: int = 1
     run_eagerly: bool = False
+    fuse: int = 2
+    precision: str = "float32"
+    xla: str = "auto"
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "epochs", self.epochs, "must be >= 1")
@@ -90,6 +107,10 @@ class TrainingConfig:
         _require(self.eval_max_slices is None or self.eval_max_slices >= 1, "eval_max_slices",
                  self.eval_max_slices, "must be None or >= 1")
         _require(self.loader_workers >= 1, "loader_workers", self.loader_workers, "must be >= 1")
+        _require(isinstance(self.fuse, int) and 1 <= self.fuse <= MAX_FUSE, "fuse", self.fuse,
+                 f"must be a whole number from 1 (each model alone) to {MAX_FUSE}")
+        _require(self.precision in PRECISIONS, "precision", self.precision, f"must be one of {PRECISIONS}")
+        _require(self.xla in XLA_MODES, "xla", self.xla, f"must be one of {XLA_MODES}")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -115,7 +136,8 @@ def build_model(config: TrainingConfig, *, seed: int | None = None, name: str = 
 
     seed: seeds the augmentation layers (defaults to config.seed). Call keras.utils.set_random_seed
     first for reproducible initial weights. name: the model's name (members of a fused group,
-    training.fused, need one each).
+    training.fused, need one each). Under mixed precision the head computes in float32, so the
+    probabilities and the loss keep float32's resolution.
     """
     import keras
 
@@ -123,44 +145,78 @@ def build_model(config: TrainingConfig, *, seed: int | None = None, name: str = 
 
     seed = config.seed if seed is None else seed
     size = config.input_size
-    inputs = keras.Input(shape=(size, size, 1), name="slice_grey_0_255")
-    augmentation = build_augmentation(config, seed=seed)
-    x = augmentation(inputs) if augmentation.layers else inputs  # all augmentation switched off: none
-    x = grey_to_mobilenet_input(x)
-    backbone = keras.applications.MobileNetV2(
-        input_shape=(size, size, 3), alpha=config.width, include_top=False, weights=None)
-    if config.batchnorm_momentum is not None:
-        for layer in backbone.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = config.batchnorm_momentum
-    x = backbone(x)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = keras.layers.Dense(N_CLASSES, activation="softmax", name="sarcoma_vs_leiomyoma")(x)
-    model = keras.Model(inputs, outputs, name=name)
+    with precision_policy(config.precision):
+        inputs = keras.Input(shape=(size, size, 1), name="slice_grey_0_255")
+        augmentation = build_augmentation(config, seed=seed)
+        x = augmentation(inputs) if augmentation.layers else inputs  # all augmentation switched off: none
+        x = grey_to_mobilenet_input(x)
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(size, size, 3), alpha=config.width, include_top=False, weights=None)
+        if config.batchnorm_momentum is not None:
+            for layer in backbone.layers:
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.momentum = config.batchnorm_momentum
+        x = backbone(x)
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+        head_dtype = "float32" if config.precision != "float32" else None
+        outputs = keras.layers.Dense(N_CLASSES, activation="softmax", name="sarcoma_vs_leiomyoma",
+                                     dtype=head_dtype)(x)
+        model = keras.Model(inputs, outputs, name=name)
     compile_model(model, config)
-    jit_on_jax(model)
+    apply_compile_options(model, config)
     return model
 
 
-def jit_on_jax(model) -> None:
-    """On the JAX backend, compile the train/predict steps even though the model holds augmentation layers.
+@contextmanager
+def precision_policy(precision: str):
+    """Layers built inside take ``precision`` as their dtype policy; the process's policy is restored after,
+    so one worker can train float32 and bf16 runs one after the other."""
+    import keras
 
-    Keras marks RandomRotation and RandomZoom `supports_jit = False` (a TensorFlow/XLA limitation), and
-    jit_compile="auto" then switches compilation off for the whole model: on JAX that means op-by-op
-    execution, many times slower. On JAX these layers compile fine, so we lift the flag there. Call it
-    after building or loading a model; TensorFlow (tf.function graph, no XLA) and PyTorch are left alone.
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def apply_compile_options(model, config: TrainingConfig | None = None) -> None:
+    """run_eagerly and XLA from ``config`` on a built or loaded model (config None: the defaults).
+
+    xla "auto": on the JAX backend, compile the train/predict steps even though the model holds augmentation
+    layers. Keras marks RandomRotation and RandomZoom `supports_jit = False` (a TensorFlow/XLA limitation),
+    and jit_compile="auto" then switches compilation off for the whole model: on JAX that means op-by-op
+    execution, many times slower. On JAX these layers compile fine, so we lift the flag there; TensorFlow
+    (tf.function graph, no XLA) and PyTorch are left alone. "on" asks XLA of every backend (a clear error where
+    TensorFlow cannot compile the augmentation), "off" of none.
     """
     import keras
 
-    if keras.backend.backend() != "jax" or model.run_eagerly:
+    xla = config.xla if config is not None else "auto"
+    if config is not None:
+        model.run_eagerly = config.run_eagerly
+    if model.run_eagerly or xla == "off":
+        model.jit_compile = False
         return
-    try:
-        augmentation = model.get_layer("augmentation")
-    except ValueError:  # augmentation switched off: nothing blocks compilation
-        augmentation = None
-    for layer in augmentation.layers if augmentation is not None else ():
+    backend = keras.backend.backend()
+    if xla == "auto" and backend != "jax":
+        return
+    blocking = [layer.name for layer in _augmentation_layers(model) if not layer.supports_jit]
+    if blocking and backend != "jax":
+        raise ValueError(f"training config: xla='on' cannot compile the augmentation layers {blocking} on the "
+                         f"{backend} backend (its image transforms have no XLA kernel): use xla='auto', or the "
+                         f"JAX backend (KERAS_BACKEND=jax), where they compile")
+    for layer in _augmentation_layers(model):
         layer.supports_jit = True
     model.jit_compile = True
+
+
+def _augmentation_layers(model) -> list:
+    try:
+        return list(model.get_layer("augmentation").layers)
+    except ValueError:  # augmentation switched off: nothing blocks compilation
+        return []
 
 
 def compile_model(model, config: TrainingConfig) -> None:

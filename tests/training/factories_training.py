@@ -73,3 +73,19 @@ def make_trained_model_with_card(*, eval_max_slices: int | None = 64, repeat: in
                       n_heldout_cases=2, n_params=412_000, runtime={"backend": "jax", "devices": ["cpu:0"]})
     return TrainedModel.objects.create(run=run, repeat=repeat, fold=fold, seed=1234, status="done", epochs_done=2,
                                        history=CARD_HISTORY, metrics=CARD_FINAL, card=card)
+
+
+def poison_member_loss(monkeypatch, member: int = 1, epoch: int = 0) -> None:
+    """Make member `member` of every fused group report a NaN training loss for `epoch` (0-based), as a member
+    that diverged would (training.fit_group reads each member's loss through `_member_logs`)."""
+    from training import fit_group
+
+    real = fit_group._member_logs
+
+    def poisoned(history, name, at):
+        logs = real(history, name, at)
+        if name.endswith(f"_m{member}") and at == epoch:
+            logs["loss"] = float("nan")
+        return logs
+
+    monkeypatch.setattr(fit_group, "_member_logs", poisoned)

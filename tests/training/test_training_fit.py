@@ -10,6 +10,7 @@ keras = pytest.importorskip("keras")
 from benchmarks.phantom_auc import synthetic_blob_store  # noqa: E402
 from training.fit import (  # noqa: E402
     CheckpointMismatch,
+    ModelDiverged,
     TrainingCancelled,
     model_seed,
     predict_slices,
@@ -154,3 +155,30 @@ def test_stop_during_an_epoch_discards_that_epoch(store, tmp_path, monkeypatch):
         train(store, tmp_path, should_stop=lambda: next(answers, True))
     assert cancel.value.epochs_completed == 0
     assert not (tmp_path / "state.json").exists() and not list(tmp_path.glob("*.keras"))
+
+
+def test_a_model_whose_loss_turns_nan_stops_with_its_last_good_checkpoint(store, tmp_path, monkeypatch):
+    """A diverged epoch is never checkpointed or trained on (it used to be saved with a NaN history)."""
+    from training import network
+
+    real_build = network.build_model
+
+    def diverging_in_epoch_2(*args, **kwargs):
+        model = real_build(*args, **kwargs)
+        real_fit = model.fit
+
+        def fit(*a, **k):
+            fitted = real_fit(*a, **k)
+            if k.get("initial_epoch") == 1:
+                fitted.history["loss"][-1] = float("nan")
+            return fitted
+
+        model.fit = fit
+        return model
+
+    monkeypatch.setattr(network, "build_model", diverging_in_epoch_2)
+    with pytest.raises(ModelDiverged, match="training loss nan after epoch 2: diverged; its checkpoint of epoch 1"):
+        train(store, tmp_path / "m")
+    state = json.loads((tmp_path / "m" / "state.json").read_text())
+    assert state["epochs_completed"] == 1 and not state["finished"]
+    assert [p.name for p in (tmp_path / "m").glob("*.keras")] == ["epoch-0001.keras"]

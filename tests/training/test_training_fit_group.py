@@ -11,7 +11,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from benchmarks.phantom_auc import synthetic_blob_store  # noqa: E402
-from training import fit_group  # noqa: E402
+from factories_training import poison_member_loss  # noqa: E402
 from training.fit import TrainingCancelled, train_one_model  # noqa: E402
 from training.fit_group import GroupMember, MemberDiverged, NotInGroup, train_fused_group  # noqa: E402
 from training.network import TrainingConfig  # noqa: E402
@@ -86,15 +86,7 @@ def test_a_cancelled_group_resumes_as_a_group_or_a_member_alone(store, tmp_path,
 
 
 def test_a_diverged_member_is_dropped_and_the_others_go_on_unchanged(store, tmp_path, apart, monkeypatch):
-    real = fit_group._member_logs
-
-    def poisoned(history, name, epoch):
-        logs = real(history, name, epoch)
-        if name.endswith("_m1") and epoch == 0:
-            logs["loss"] = float("nan")
-        return logs
-
-    monkeypatch.setattr(fit_group, "_member_logs", poisoned)
+    poison_member_loss(monkeypatch, member=1, epoch=0)
     results = train_fused_group(store=store, members=members(tmp_path), config=TINY)
     assert isinstance(results[1], MemberDiverged) and results[1].epoch == 1
     assert "dropped from its fused group" in str(results[1])

@@ -105,11 +105,12 @@ def test_a_cancelled_run_resumes_and_trains_only_the_models_not_done(media, monk
 
     trained = []
 
-    def fake_fit(model, ctx=None):
-        trained.append(model.fold)
-        TrainedModel.objects.filter(pk=model.pk).update(status="done")
+    def fake_fit_group(models, ctx=None):
+        trained.extend(model.fold for model in models)
+        TrainedModel.objects.filter(pk__in=[model.pk for model in models]).update(status="done")
 
-    monkeypatch.setattr(services, "_fit", fake_fit)
+    monkeypatch.setattr(services, "_fit", lambda model, ctx=None: fake_fit_group([model]))
+    monkeypatch.setattr(services, "_fit_group", fake_fit_group)
     monkeypatch.setattr(jobs, "job_enqueue", lambda job: None)  # resumed here, inline, not by a worker
     jobs.job_resume(job=job)
     jobs.job_run_inline(job_pk=job.pk)

@@ -9,7 +9,7 @@ from training import services
 
 
 class Command(BaseCommand):
-    help = "Train the cross-validated MobileNetV2 ensemble of a cohort (one gpu task per repeat × fold)."
+    help = "Train the cross-validated MobileNetV2 ensemble of a cohort (gpu tasks of `--fuse` models each)."
 
     def add_arguments(self, parser):
         parser.add_argument("--cohort", required=True)
@@ -30,6 +30,13 @@ class Command(BaseCommand):
                             help="BatchNorm momentum (default MobileNetV2's 0.999); 0-0.9 for short trial runs")
         parser.add_argument("--run-eagerly", action="store_true",
                             help="no graph compilation: faster for tiny trial models on a CPU, slower for real ones")
+        parser.add_argument("--fuse", type=int, default=None, metavar="N",
+                            help="models trained together in one compiled step (default 2; 1: each alone; "
+                                 "docs/training.md says how to choose it for a GPU)")
+        parser.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default=None,
+                            help="mixed_bfloat16: bf16 compute on devices that have it (default float32)")
+        parser.add_argument("--xla", choices=("auto", "on", "off"), default=None,
+                            help="XLA compilation (default auto: on with the JAX backend)")
         cli.add_job_arguments(parser)
 
     def handle(self, *args, **o):
@@ -40,6 +47,7 @@ class Command(BaseCommand):
         config = {"epochs": o["epochs"], "samples_per_epoch": o["samples_per_epoch"], "batch_size": o["batch_size"],
                   "learning_rate": o["learning_rate"], "input_size": o["input_size"], "width": o["width"],
                   "run_eagerly": o["run_eagerly"], "batchnorm_momentum": o["batchnorm_momentum"]}
+        config.update({key: o[key] for key in ("fuse", "precision", "xla") if o[key] is not None})
         if config["input_size"] is None:
             del config["input_size"]  # the cohort's
         try:
