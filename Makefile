@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-sqlite test-postgres lint format lock browsers clean
+.PHONY: install demo test test-sqlite test-postgres lint format lock browsers orthanc clean
 
 install: $(STAMP)
 
@@ -36,6 +36,10 @@ lock: install
 # Debian's Chromium and its driver, for the browser tests (Playwright's own download does not work here).
 browsers:
 	scripts/install_chromium.sh
+
+# Debian's Orthanc (with its DICOMweb plugin), the real PACS of the PACS tests.
+orthanc:
+	scripts/install_orthanc.sh
 
 clean:
 	rm -rf var

@@ -18,7 +18,6 @@ import os
 import resource
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,21 +41,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="import-speed-"))
-    os.environ.update({"DATA_DIR": str(root / "var"), "DEBUG": "1", "LOG_LEVEL": "WARNING"})
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(REPO))
-    import django
+    from benchmarks.throwaway import throwaway_django
 
-    django.setup()
-    from django.core.management import call_command
-
+    root = throwaway_django("import-speed-")
     from imaging.phantoms import write_phantom_cohort
     from imaging.services import import_params
     from jobs.services import job_create, job_run
 
     try:
-        call_command("migrate", verbosity=0)
         started = time.perf_counter()
         cohort = write_phantom_cohort(
             root / "cohort",

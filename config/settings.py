@@ -193,6 +193,13 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or DATA_DIR / "media")
 MEDIA_URL = "media/"  # never served directly: series are streamed by permission-checked views
 UPLOAD_ROOT = Path(env_str("UPLOAD_ROOT") or DATA_DIR / "uploads")
 KEEP_RAW_UPLOADS = env_bool("KEEP_RAW_UPLOADS", False)
+
+# --- DICOM networking (issue 17, docs/pacs.md): the listener (Storage SCP) and the nodes it talks to ---
+DICOM_AE_TITLE = env_str("DICOM_AE_TITLE") or "SARCOMA_RS"     # what PACSes call the platform
+DICOM_PORT = env_int("DICOM_PORT", 11112)
+DICOM_STUDY_QUIET_S = env_int("DICOM_STUDY_QUIET_S", 30)        # a study this long without a new instance: import
+DICOM_MAX_ASSOCIATIONS = env_int("DICOM_MAX_ASSOCIATIONS", 10)
+DICOM_MAX_INSTANCE_MB = env_int("DICOM_MAX_INSTANCE_MB", 512)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024  # larger uploads stream to a temporary file on disk
 DATA_UPLOAD_MAX_NUMBER_FILES = env_int("DATA_UPLOAD_MAX_NUMBER_FILES", 20000)
 # Import guards: a zip larger, with more members, or compressing better than this is refused (bombs).
@@ -336,6 +343,8 @@ LOGGING = {
     # pydicom's own warnings quote header values (names, IDs): keep them out of every log. django-axes: failed
     # logins and lockouts (WARNING, username and address masked), not every login (INFO).
     "loggers": {"django.db.backends": {"level": "WARNING"}, "pydicom": {"level": "ERROR"},
+                # pynetdicom logs the source UIDs of every C-STORE at INFO/DEBUG (and dataset values at DEBUG)
+                "pynetdicom": {"level": "WARNING"},
                 "axes": {"level": "WARNING"}, "kombu.connection": {"filters": ["no_broker_hostname_warning"]},
                 "absl": {"level": "ERROR"},  # TensorFlow/Keras start-up and saving chatter
                 "django.request": {"filters": ["client_errors_without_traceback"]}},

@@ -19,8 +19,18 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from accounts.roles import is_admin, is_coordinator
-from imaging import frozen, sequences, services
-from imaging.models import Case, CaseAudit, Cohort, CohortCase, ImportBatch, SequenceRuleSet, Series, TumourBox
+from imaging import frozen, nodes, sequences, services
+from imaging.models import (
+    Case,
+    CaseAudit,
+    Cohort,
+    CohortCase,
+    DicomNode,
+    ImportBatch,
+    SequenceRuleSet,
+    Series,
+    TumourBox,
+)
 
 
 def _frozen_labels(request, case_id) -> list[str]:
@@ -428,3 +438,53 @@ class CohortAdmin(CoordinatorAdmin):
     )
     fields = ("name", "description", *readonly_fields[1:])
     inlines = [CohortCaseInline]
+
+
+class DicomNodeForm(forms.ModelForm):
+    """The AE title and port checked as on the command line (`manage.py dicom_node`), next to the field."""
+
+    dicomweb_url = forms.URLField(required=False, assume_scheme="https",
+                                  help_text=DicomNode._meta.get_field("dicomweb_url").help_text)
+
+    class Meta:
+        model = DicomNode
+        fields = ("name", "ae_title", "host", "port", "may_send", "any_address", "dicomweb_url", "source_name")
+
+    def clean_ae_title(self):
+        try:
+            return nodes.clean_ae_title(self.cleaned_data["ae_title"])
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["ae_title"]) from None
+
+    def clean_port(self):
+        port = self.cleaned_data["port"]
+        if not 1 <= port <= 65535:
+            raise ValidationError(f"{port} is not a TCP port (1-65535)")
+        return port
+
+
+@admin.register(DicomNode)
+class DicomNodeAdmin(admin.ModelAdmin):
+    """The DICOM nodes and the listener's allow-list (docs/pacs.md): admins only; saved through the service, with
+    the AE title and port validated in the form as on the command line."""
+
+    form = DicomNodeForm
+    list_display = ("name", "ae_title", "host", "port", "may_send", "any_address", "dicomweb_url")
+    list_filter = ("may_send",)
+    search_fields = ("name", "ae_title", "host")
+
+    def has_module_permission(self, request):
+        return is_admin(request.user)
+
+    def has_view_permission(self, request, obj=None):
+        return is_admin(request.user)
+
+    has_change_permission = has_add_permission = has_delete_permission = has_view_permission
+
+    def save_model(self, request, obj, form, change):
+        if change:                               # a renamed node: the service finds nodes by name
+            DicomNode.objects.filter(pk=obj.pk).update(name=obj.name)
+        saved = nodes.dicom_node_add(name=obj.name, ae_title=obj.ae_title, host=obj.host, port=obj.port,
+                                     may_send=obj.may_send, any_address=obj.any_address,
+                                     dicomweb_url=obj.dicomweb_url, source_name=obj.source_name)
+        obj.pk = saved.pk

@@ -176,6 +176,18 @@ def read_dicom_file(path: str | Path) -> ReadResult:
     path = Path(path)
     try:
         data = _read_bytes(path)
+    except _Rejected as rejection:
+        return ReadResult(path, "rejected", reason=str(rejection))
+    return read_dicom_bytes(data, path)
+
+
+def read_dicom_bytes(data: bytes, path: str | Path = "") -> ReadResult:
+    """``read_dicom_file`` for a Part 10 file already in memory (an instance received over the network, which
+    must not touch the disk before de-identification); ``path`` only names it in the result."""
+    path = Path(path)
+    try:
+        if len(data) < 132 or data[128:132] != b"DICM":
+            raise _Rejected(f"not a DICOM file (no DICM preamble{_what_it_looks_like(data)})")
         transfer_syntax = _check_part10_structure(data)
         with quiet_pydicom():
             ds = _parse(data)

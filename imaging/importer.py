@@ -36,7 +36,15 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from imaging import importer_cases, importer_files, importer_manifest, importer_sources, importer_store, sequences
+from imaging import (
+    importer_cases,
+    importer_files,
+    importer_manifest,
+    importer_sources,
+    importer_store,
+    received,
+    sequences,
+)
 from imaging.models import Case, ImportBatch, Series
 from imaging.selectors import duplicate_groups
 from jobs.models import PATH_PARAMS
@@ -135,9 +143,7 @@ def _run(job, ctx) -> None:
     try:
         ctx.progress(step="listing files", force=True)
         try:
-            sources = importer_sources.enumerate_sources(
-                Path(params["source"]), extract_to=work / "extracted", limits=zip_limits()
-            )
+            sources = _sources(params, work)
         except FileNotFoundError:
             raise JobError("the import source does not exist (was the upload removed?)") from None
         except importer_sources.UnsafeArchive as error:
@@ -163,6 +169,8 @@ def _run(job, ctx) -> None:
         _audit_added(batch, tally)
         summary = _summary(batch, sources, tally, manifest_report, boxes_report)
         summary["source_name"] = params.get("source_name") or ""
+        if params.get("sender_ae"):
+            summary["sender_ae"] = params["sender_ae"]
         if named:
             summary["unnamed_cases_named"] = named
         batch.files_seen = len(sources.files) + len(sources.rejected)
@@ -186,6 +194,16 @@ def _run(job, ctx) -> None:
         shutil.rmtree(work, ignore_errors=True)
         _remove_upload(params, succeeded=succeeded)
     _forget_paths(job)
+
+
+def _sources(params: dict, work: Path) -> importer_sources.Sources:
+    """The files of the import's source, or the records of the instances a DICOM listener received."""
+    source = Path(params["source"])
+    if params.get("received"):
+        if not source.is_dir():
+            raise FileNotFoundError(source)
+        return received.sources(source)
+    return importer_sources.enumerate_sources(source, extract_to=work / "extracted", limits=zip_limits())
 
 
 def _nothing_done(summary: dict) -> bool:
@@ -292,7 +310,10 @@ def _workers(requested) -> int:
 def _read_files(ctx, sources, tally: Tally, spool: Path, workers) -> None:
     pipeline = importer_files.Pipeline(settings.PSEUDONYM_KEY)
     series_owner: dict[str, str] = {}
-    outcomes = _outcomes(pipeline, sources.files, spool, _workers(workers), requested=bool(workers))
+    if sources.kind == "received":          # read, checked and de-identified in memory by the DICOM listener
+        outcomes = received.outcomes(sources.files)
+    else:
+        outcomes = _outcomes(pipeline, sources.files, spool, _workers(workers), requested=bool(workers))
     for number, outcome in enumerate(outcomes, start=1):
         if isinstance(outcome, importer_files.FileRejected):
             tally.reject(outcome.index, outcome.reason)

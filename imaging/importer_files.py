@@ -204,7 +204,15 @@ def _deidentify_once_per_series(pipeline: Pipeline, ds: Dataset, series_uid: str
 
 def process_file(pipeline: Pipeline, index: int, path: Path) -> FileOutcome | FileRejected | FileSkipped:
     """Run one file through read, classify-attributes, de-identify. Never raises for a bad file."""
-    result = dicom_read.read_dicom_file(path)
+    return _process(pipeline, index, dicom_read.read_dicom_file(path))
+
+
+def process_bytes(pipeline: Pipeline, index: int, data: bytes) -> FileOutcome | FileRejected | FileSkipped:
+    """``process_file`` for a Part 10 file in memory (an instance received over DICOM networking)."""
+    return _process(pipeline, index, dicom_read.read_dicom_bytes(data))
+
+
+def _process(pipeline: Pipeline, index: int, result) -> FileOutcome | FileRejected | FileSkipped:
     if result.status == "dicomdir":
         return FileSkipped(index, "DICOMDIR (media index): the files it lists are imported")
     if not result.ok:

@@ -55,6 +55,31 @@ class ImportBatch(models.Model):
         return f"import {self.pk}: {self.files_imported}/{self.files_seen} files"
 
 
+class DicomNode(models.Model):
+    """A DICOM node the platform talks to (issue 17): a PACS or modality that may send studies to our listener
+    (``may_send``: the allow-list, by calling AE title and, unless ``any_address``, the sender's address), and/or
+    one we query and retrieve from (C-FIND/C-MOVE/C-GET on ``host:port``, or DICOMweb at ``dicomweb_url``).
+    ``source_name`` is the site its patient IDs belong to (the issuer, when a file gives none)."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    ae_title = models.CharField(max_length=16, help_text="the node's AE title (what it calls itself)")
+    host = models.CharField(max_length=255, help_text="host name or address")
+    port = models.PositiveIntegerField(help_text="its DICOM port (for query/retrieve)")
+    may_send = models.BooleanField(default=True, help_text="on the allow-list: its C-STOREs are accepted")
+    any_address = models.BooleanField(default=False,
+                                      help_text="accept its AE title from any address (else only from its host)")
+    dicomweb_url = models.URLField(blank=True, help_text="its DICOMweb root (QIDO-RS / WADO-RS), if any")
+    source_name = models.CharField(max_length=64, blank=True,
+                                   help_text="the site its patient IDs belong to (default: the node's name)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.ae_title} at {self.host}:{self.port})"
+
+
 class CaseQuerySet(models.QuerySet):
     def usable(self):
         """Cases that may enter cohorts, studies, training and evaluation: not held for review (issue 13)."""

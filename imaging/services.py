@@ -318,6 +318,18 @@ def import_start(*, user=None, **kwargs):
     return job_create(kind="import_dicom", params=import_params(**kwargs), user=user)
 
 
+def import_received_start(*, folder: Path, sender_ae: str, instances: int, source_name: str = "",
+                          enqueue: bool = True):
+    """The import of one study the DICOM listener received (`imaging.received`: already read, checked and
+    de-identified in memory); its folder is deleted once the import succeeded. Returns the Job."""
+    from jobs.services import job_create
+
+    params = import_params(source=folder, upload_dir=folder, source_name=source_name,
+                           label=f"{instances} instance(s) received over DICOM from {sender_ae}")
+    params.update(received=True, sender_ae=sender_ae)
+    return job_create(kind="import_dicom", params=params, enqueue=enqueue)
+
+
 def import_upload_discard(*, job, by) -> bool:
     """Discard the raw upload that a failed or cancelled web import keeps for a resume (it holds the files as sent,
     identifying data included): the files go, the job forgets its paths and can no longer be resumed; what the

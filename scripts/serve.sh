@@ -7,7 +7,8 @@
 #                                    gzip/brotli copies) into STATIC_ROOT, then exit
 #   scripts/serve.sh web             [migrate] [collectstatic], then gunicorn in the foreground
 #   scripts/serve.sh worker          a Celery worker for the CPU queue "default"
-#   scripts/serve.sh gpu-worker      a Celery worker for the queue "gpu" (one model at a time)
+#   scripts/serve.sh gpu-worker      a Celery worker for the queue "gpu" (one group of models at a time)
+#   scripts/serve.sh dicom-listener  the DICOM listener (C-STORE from nodes on the allow-list; docs/pacs.md)
 #
 # Environment (besides the application's own settings, README "Configuration"):
 #   BIND (0.0.0.0:8000)          gunicorn's address
@@ -54,11 +55,16 @@ gpu_worker() {
     -n "${WORKER_NAME:-gpu@%h}" -l "${WORKER_LOG_LEVEL:-info}"
 }
 
+dicom_listener() {
+  exec "$PY" manage.py dicom_listener
+}
+
 case "${1:-}" in
   migrate) migrate ;;
   collectstatic) collectstatic ;;
   web) web ;;
   worker) worker ;;
   gpu-worker) gpu_worker ;;
-  *) echo "usage: scripts/serve.sh migrate|collectstatic|web|worker|gpu-worker" >&2; exit 2 ;;
+  dicom-listener) dicom_listener ;;
+  *) echo "usage: scripts/serve.sh migrate|collectstatic|web|worker|gpu-worker|dicom-listener" >&2; exit 2 ;;
 esac

@@ -70,8 +70,8 @@ class TestDockerCompose:
 
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 
-    def test_it_has_the_five_services(self):
-        assert set(self.compose["services"]) == {"postgres", "redis", "web", "worker", "gpu-worker"}
+    def test_it_has_the_six_services(self):
+        assert set(self.compose["services"]) == {"postgres", "redis", "web", "worker", "gpu-worker", "dicom-listener"}
 
     def test_postgres_has_a_healthcheck_and_a_volume(self):
         pg = self.compose["services"]["postgres"]
@@ -81,7 +81,8 @@ class TestDockerCompose:
 
     def test_every_process_is_started_by_the_one_start_up_script(self):
         """compose, the image and the production tests share scripts/serve.sh (tests/production run it)."""
-        for service, role in (("web", "web"), ("worker", "worker"), ("gpu-worker", "gpu-worker")):
+        for service, role in (("web", "web"), ("worker", "worker"), ("gpu-worker", "gpu-worker"),
+                              ("dicom-listener", "dicom-listener")):
             assert self.compose["services"][service]["command"] == ["scripts/serve.sh", role]
         dockerfile = (REPO / "Dockerfile").read_text()
         assert 'CMD ["scripts/serve.sh", "web"]' in dockerfile
@@ -103,7 +104,7 @@ class TestDockerCompose:
         assert "FROM tensorflow/tensorflow:${TF_VERSION}-gpu AS gpu" in (REPO / "Dockerfile").read_text()
 
     def test_every_app_service_is_configured_by_environment_and_shares_media(self):
-        for name in ("web", "worker", "gpu-worker"):
+        for name in ("web", "worker", "gpu-worker", "dicom-listener"):
             service = self.compose["services"][name]
             env = service["environment"]
             for key in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "SECRET_KEY", "PSEUDONYM_KEY",
