@@ -132,30 +132,7 @@ class Listener:
             close_old_connections()
 
     def _store(self, event):
-        sender_ae = str(event.assoc.requestor.ae_title).strip()
-        data = event.encoded_dataset(include_meta=True)
-        if len(data) > self.max_bytes:
-            return _status(OUT_OF_RESOURCES, f"instance larger than {settings.DICOM_MAX_INSTANCE_MB} MB")
-        outcome = importer_files.process_bytes(self.pipeline, 0, data)
-        del data                                  # the identifying bytes go no further than this function
-        if isinstance(outcome, importer_files.FileSkipped):
-            outcome = importer_files.FileRejected(0, outcome.reason)
-        study = getattr(outcome, "study_uid", "") or self._study_of(event)
-        ReceivedStudy(self.root / study).add(outcome, sender_ae=sender_ae)
-        if isinstance(outcome, importer_files.FileRejected):
-            return _status(CANNOT_UNDERSTAND, outcome.reason)
-        return SUCCESS
-
-    def _study_of(self, event) -> str:
-        """The keyed study UID of an instance the pipeline refused (its reject is reported with its study), or
-        the association's own bucket when not even that can be read."""
-        try:
-            uid = str(event.dataset.StudyInstanceUID)
-            if uid.strip():
-                return self.pipeline.uid_map(uid)
-        except Exception:                         # any decoding error: the instance is malformed
-            pass
-        return f"unreadable-{event.assoc.native_id}"
+        return record_instance(event, self.pipeline, self.root, self.max_bytes)
 
     # --- importing ------------------------------------------------------------------------------------
 
@@ -201,6 +178,36 @@ class Listener:
         if self.inline:
             job_run(job_pk=job.pk, inline=True)
         return job.pk
+
+
+def record_instance(event, pipeline, root: Path, max_bytes: int):
+    """The C-STORE handler's work, here and in a C-GET (`imaging.retrieve`): read, check and de-identify the
+    instance in memory, record it under ``root/<keyed study UID>/``; the status to answer."""
+    sender_ae = str(event.assoc.requestor.ae_title if event.assoc.is_acceptor else event.assoc.acceptor.ae_title)
+    data = event.encoded_dataset(include_meta=True)
+    if len(data) > max_bytes:
+        return _status(OUT_OF_RESOURCES, f"instance larger than {max_bytes // (1024 * 1024)} MB")
+    outcome = importer_files.process_bytes(pipeline, 0, data)
+    del data                                      # the identifying bytes go no further than this function
+    if isinstance(outcome, importer_files.FileSkipped):
+        outcome = importer_files.FileRejected(0, outcome.reason)
+    study = getattr(outcome, "study_uid", "") or _study_of(event, pipeline)
+    ReceivedStudy(root / study).add(outcome, sender_ae=sender_ae.strip())
+    if isinstance(outcome, importer_files.FileRejected):
+        return _status(CANNOT_UNDERSTAND, outcome.reason)
+    return SUCCESS
+
+
+def _study_of(event, pipeline) -> str:
+    """The keyed study UID of an instance the pipeline refused (its reject is reported with its study), or the
+    association's own bucket when not even that can be read."""
+    try:
+        uid = str(event.dataset.StudyInstanceUID)
+        if uid.strip():
+            return pipeline.uid_map(uid)
+    except Exception:                             # any decoding error: the instance is malformed
+        pass
+    return f"unreadable-{event.assoc.native_id}"
 
 
 def no_delay(event) -> None:

@@ -107,3 +107,30 @@ class CohortForm(forms.Form):
         min_value=32, max_value=1024, initial=224,
         help_text="crop side in pixels (METHOD: 224); a smaller size makes a quick trial cohort",
     )
+
+
+class RetrieveForm(forms.Form):
+    """A retrieval from a PACS (`imaging.retrieve`): the node, how, and the list (typed or uploaded)."""
+
+    node = forms.ChoiceField(help_text="the PACS, as the admin registered it (DICOM nodes)")
+    method = forms.ChoiceField(choices=[("get", "C-GET (the PACS sends on the same connection)"),
+                                        ("move", "C-MOVE to this platform's listener"),
+                                        ("dicomweb", "DICOMweb (QIDO-RS and WADO-RS)")], initial="get")
+    kind = forms.ChoiceField(choices=[("accession", "accession numbers"), ("patient", "source patient IDs")],
+                             initial="accession", label="The lines are")
+    text = forms.CharField(widget=forms.Textarea(attrs={"rows": 8}), required=False, label="List",
+                           help_text="one per line; 'patient:' or 'accession:' in front of a line says which")
+    file = forms.FileField(required=False, label="or a text file",
+                           help_text="the same, one per line (at most 1 MB)")
+
+    def __init__(self, *args, nodes=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["node"].choices = [(n.name, f"{n.name} ({n.ae_title} at {n.host}:{n.port})") for n in nodes]
+
+    def list_text(self) -> str:
+        upload = self.cleaned_data.get("file")
+        if upload is not None:
+            if upload.size > 1024 * 1024:
+                raise forms.ValidationError({"file": "larger than 1 MB"})
+            return self.cleaned_data["text"] + "\n" + upload.read().decode("utf-8", errors="replace")
+        return self.cleaned_data["text"]

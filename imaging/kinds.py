@@ -14,3 +14,9 @@ registry.register(
     queue="default",
     label="cohort build (224×224 tumour crops into the training array store)",
 )
+registry.register(
+    "pacs_retrieve",
+    "imaging.retrieve:run",
+    queue="default",
+    label="PACS retrieval (C-FIND, then C-GET, C-MOVE or DICOMweb; each study imported de-identified)",
+)

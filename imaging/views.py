@@ -18,7 +18,7 @@ from accounts.roles import COORDINATOR
 from core.constants import CLASS_CHOICES, SEQUENCE_CODES
 from core.views import found_or_404
 from imaging import frozen, selectors, services, services_cohorts, services_import
-from imaging.forms import CaseCorrectionForm, CaseTruthForm, CohortForm, OverrideForm, RulesForm
+from imaging.forms import CaseCorrectionForm, CaseTruthForm, CohortForm, OverrideForm, RetrieveForm, RulesForm
 from imaging.models import Case, Plane
 
 coordinator_required = role_required(COORDINATOR, "this page is for coordinators")
@@ -370,3 +370,23 @@ def cohort_build(request, pk: int):
         raise Http404("no such cohort")
     job = services_cohorts.cohort_build_start(cohort=cohort, user=request.user)
     return redirect("job_detail", pk=job.pk)
+
+
+@coordinator_required
+def retrieve_new(request):
+    """Coordinators pull studies from a registered PACS by accession number or patient ID (docs/pacs.md)."""
+    from imaging.models import DicomNode
+    from imaging.retrieve import retrieve_start
+
+    form = RetrieveForm(request.POST or None, request.FILES or None, nodes=DicomNode.objects.all())
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = retrieve_start(node=form.cleaned_data["node"], text=form.list_text(),
+                                 method=form.cleaned_data["method"], default_kind=form.cleaned_data["kind"],
+                                 user=request.user)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, messages)
+        else:
+            return redirect("job_detail", pk=job.pk)
+    return render(request, "imaging/retrieve.html", {"form": form, "has_nodes": DicomNode.objects.exists()})

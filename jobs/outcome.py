@@ -32,7 +32,7 @@ class ReasonList:
 
 @dataclass(frozen=True)
 class Outcome:
-    counts: str = ""  # "0 imported, 1 rejected"; empty when the result has no counts
+    counts: str = ""  # "0 imported, 1 rejected", or the result's own "summary" line; empty when it has neither
     reasons: list[ReasonList] = field(default_factory=list)
     links: list[tuple[str, str]] = field(default_factory=list)  # (url, text)
 
@@ -44,9 +44,11 @@ def job_outcome(result: dict | None) -> Outcome:
     """The people's view of a job's ``result`` (an empty Outcome when it holds none of the keys above)."""
     result = result or {}
     counts = ", ".join(f"{result[key]:,} {word}" for key, word, when_zero in RESULT_COUNTS
-                       if key in result and (result[key] or when_zero))
+                       if key in result and (result[key] or when_zero)) or str(result.get("summary") or "")
     reasons = [ReasonList(title, list(result[key][:MAX_REASONS]), max(0, len(result[key]) - MAX_REASONS))
                for key, title in RESULT_REASONS if result.get(key)]
     links = [(reverse(name, args=[result[key]]), text) for key, name, text in RESULT_LINKS
              if isinstance(result.get(key), int)]
+    links += [(reverse("job_detail", args=[pk]), f"Open import job {pk}") for pk in result.get("imports", [])
+              if isinstance(pk, int)]                  # jobs a job started (a PACS retrieval's imports)
     return Outcome(counts=counts, reasons=reasons, links=links)

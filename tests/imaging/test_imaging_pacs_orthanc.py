@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from orthanc import Orthanc, require_orthanc
 from phi_planting import PLANTED, files_text, leaks, planted_study
 
@@ -81,3 +82,179 @@ def test_a_pacs_whose_ae_title_is_not_on_the_allow_list_is_refused_and_nothing_i
     assert not listener.root.exists() or not any(listener.root.iterdir())
     listener.flush(force=True)
     assert not Job.objects.filter(kind="import_dicom").exists() and not Case.objects.exists()
+
+
+def _retrieve(*args):
+    out = io.StringIO()
+    call_command("pacs_retrieve", *args, "--inline", stdout=out)
+    return out.getvalue()
+
+
+def _check_no_identifier_left(data_dirs, needles, caplog):
+    dump = io.StringIO()
+    call_command("dumpdata", stdout=dump)
+    for where, text in (("database", dump.getvalue()), ("media", files_text(data_dirs / "media")),
+                        ("uploads", files_text(data_dirs / "uploads")), ("log", caplog.text)):
+        assert leaks(text, needles) == [], where
+
+
+@pytest.mark.parametrize("method", ["get", "dicomweb"])
+def test_a_retrieval_job_finds_by_accession_number_and_pulls_the_study_de_identified(
+        pacs, study, data_dirs, caplog, method):
+    """(b) C-FIND then C-GET, (c) QIDO-RS then WADO-RS: one job; the line not found is listed by number."""
+    require_orthanc(dicomweb=method == "dicomweb")
+    caplog.set_level(logging.INFO)
+    files, needles, n_mr = study
+    nodes.dicom_node_add(name="orthanc", ae_title=pacs.ae_title, host="127.0.0.1", port=pacs.dicom_port,
+                         may_send=False, dicomweb_url=pacs.dicomweb_url)
+    pacs.upload(files)
+    output = _retrieve("--node", "orthanc", "--method", method, "ACC-ZQ-4471", "ACC-NOT-THERE")
+    job = Job.objects.get(kind="pacs_retrieve")
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["not_found"] == [2] and job.result["lines_done"] == [1, 2]
+    assert len(job.result["studies"]) == 1 and job.result["instances"] == n_mr + 1
+    assert "not found: line 2" in output and "ACC-NOT-THERE" not in job.result["summary"]
+    assert job.params["items"].startswith("(2 lines, removed")                  # the list is gone from the job
+    imported = Job.objects.get(kind="import_dicom")
+    assert imported.status == JobStatus.SUCCEEDED, imported.error
+    batch = ImportBatch.objects.get(job=imported)
+    assert batch.files_imported == n_mr and "MR" in batch.rejections[0]["reason"]
+    assert Case.objects.count() == 1
+    _check_no_identifier_left(data_dirs, [*needles, "ACC-NOT-THERE"], caplog)
+
+
+def test_a_retrieval_by_c_move_sends_the_study_to_the_platforms_listener(pacs, listener, study, data_dirs,
+                                                                          caplog, settings):
+    """(b) C-FIND then C-MOVE to our own AE title: the PACS pushes to the listener, which imports. (Without the
+    malformed instance: Orthanc ends a C-MOVE at the first sub-operation its destination refuses, status 0xC000;
+    the push and C-GET tests cover the refusal.)"""
+    caplog.set_level(logging.INFO)
+    settings.DICOM_AE_TITLE = OUR_AE
+    files, needles, n_mr = study
+    nodes.dicom_node_add(name="orthanc", ae_title=pacs.ae_title, host="127.0.0.1", port=pacs.dicom_port)
+    pacs.upload([f for f in files if "CT" not in f.name])
+    pacs.add_modality("platform", OUR_AE, listener.port)
+    _retrieve("--node", "orthanc", "--method", "move", "--patient-ids", "PID-ZQ-77310")
+    job = Job.objects.get(kind="pacs_retrieve")
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert job.result["instances"] == n_mr and not job.result.get("not_found")
+    imported = wait_for(lambda: Job.objects.filter(kind="import_dicom").exclude(
+        status__in=["queued", "running"]).first(), 120, what="the listener's import of the moved study")
+    assert imported.status == JobStatus.SUCCEEDED, imported.error
+    assert ImportBatch.objects.get(job=imported).files_imported == n_mr
+    _check_no_identifier_left(data_dirs, needles, caplog)
+
+
+def test_an_unreachable_node_fails_the_retrieval_with_a_clear_message(data_dirs):
+    from orthanc import free_port
+
+    nodes.dicom_node_add(name="gone", ae_title="GONE", host="127.0.0.1", port=free_port())
+    with pytest.raises(CommandError, match="refused or did not answer the association"):
+        _retrieve("--node", "gone", "ACC-1")
+    job = Job.objects.get(kind="pacs_retrieve")
+    assert job.status == JobStatus.FAILED
+    assert "gone (GONE at 127.0.0.1:" in job.error and "refused or did not answer" in job.error
+    assert job.params["items"][0]["value"] == "ACC-1"        # kept while it may be resumed
+
+
+def test_a_failed_retrieval_resumes_with_the_lines_left_and_fetches_no_study_twice(pacs, study, data_dirs,
+                                                                                     monkeypatch):
+    from imaging import retrieve
+    from jobs.services import job_resume, job_run_inline
+
+    files, _, n_mr = study
+    nodes.dicom_node_add(name="orthanc", ae_title=pacs.ae_title, host="127.0.0.1", port=pacs.dicom_port,
+                         may_send=False)
+    pacs.upload(files)
+    real_find, calls = retrieve._Fetcher.find, []
+
+    def find_failing_on_line_2(self, item):
+        calls.append(item["line"])
+        if item["line"] == 2 and calls.count(2) == 1:
+            raise retrieve.RetrieveError("orthanc: the connection dropped")
+        return real_find(self, item)
+
+    monkeypatch.setattr(retrieve._Fetcher, "find", find_failing_on_line_2)
+    with pytest.raises(CommandError, match="the connection dropped"):
+        _retrieve("--node", "orthanc", "ACC-ZQ-4471", "patient:PID-ZQ-77310")      # the same study, twice
+    job = Job.objects.get(kind="pacs_retrieve")
+    assert job.status == JobStatus.FAILED and job.result["lines_done"] == [1]
+    monkeypatch.setattr("jobs.services.job_enqueue", lambda job: None)
+    job_resume(job=job)
+    job_run_inline(job_pk=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    assert calls == [1, 2, 2] and job.result["lines_done"] == [1, 2]               # line 1 was not looked up again
+    assert len(job.result["studies"]) == 1 and job.result["instances"] == n_mr + 1  # nor its study fetched twice
+    assert Job.objects.filter(kind="import_dicom").count() == 1
+
+
+def test_the_list_is_checked_and_reported_by_line_number_never_by_value():
+    from django.core.exceptions import ValidationError
+
+    from imaging.retrieve import parse_list
+
+    items = parse_list("ACC-1\n\n# a comment\npatient:PID-9\naccession: ACC-2\n", default_kind="accession")
+    assert [(i["line"], i["kind"], i["value"]) for i in items] == [(1, "accession", "ACC-1"),
+                                                                     (4, "patient", "PID-9"),
+                                                                     (5, "accession", "ACC-2")]
+    with pytest.raises(ValidationError) as refused:
+        parse_list("ACC-1\nACC*\nSECRET\\NAME\n")
+    assert "line(s) 2, 3" in str(refused.value) and "SECRET" not in str(refused.value)
+    with pytest.raises(ValidationError, match="no accession number or patient ID"):
+        parse_list("\n# nothing\n")
+
+
+def test_the_retrieve_page_starts_a_retrieval_and_its_job_page_says_what_came(pacs, study, data_dirs, client,
+                                                                               coordinator, make_user):
+    files, _, n_mr = study
+    nodes.dicom_node_add(name="orthanc", ae_title=pacs.ae_title, host="127.0.0.1", port=pacs.dicom_port,
+                         may_send=False)
+    pacs.upload(files)
+    client.force_login(make_user("reader"))
+    assert client.get("/imaging/retrieve/").status_code == 403
+    client.force_login(coordinator)
+    page = client.get("/imaging/retrieve/").content.decode()
+    assert "orthanc (TESTPACS at 127.0.0.1:" in page
+    refused = client.post("/imaging/retrieve/", {"node": "orthanc", "method": "get", "kind": "accession",
+                                                  "text": "ACC*"})
+    assert refused.status_code == 200 and "line(s) 1: not an accession number" in refused.content.decode()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = client.post("/imaging/retrieve/", {"node": "orthanc", "method": "get", "kind": "accession",
+                                                   "text": "ACC-ZQ-4471",
+                                                   "file": SimpleUploadedFile("list.txt", b"ACC-NOT-THERE\n")})
+    job = Job.objects.get(kind="pacs_retrieve")
+    assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
+    assert [i["value"] for i in job.params["items"]] == ["ACC-ZQ-4471", "ACC-NOT-THERE"]
+    from jobs.services import job_run_inline
+
+    job_run_inline(job_pk=job.pk)
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f"1 stud(ies) fetched, {n_mr + 1} instance(s); not found: line 2" in page
+    assert "Open import job" in page and "ACC-NOT-THERE" not in page
+
+
+def test_a_retrieval_cancelled_between_lines_stops_and_keeps_what_it_fetched(pacs, study, data_dirs, monkeypatch):
+    from imaging import retrieve
+    from jobs import services as jobs
+
+    files, _, n_mr = study
+    nodes.dicom_node_add(name="orthanc", ae_title=pacs.ae_title, host="127.0.0.1", port=pacs.dicom_port,
+                         may_send=False)
+    pacs.upload(files)
+    monkeypatch.setattr(jobs, "PROGRESS_WRITE_EVERY_S", 0.0)       # the cancel is seen at the next check
+    real_fetch = retrieve._Fetcher.fetch
+
+    def fetch_then_cancel(self, study_uid):
+        real_fetch(self, study_uid)
+        jobs.job_cancel(job=self.job)
+
+    monkeypatch.setattr(retrieve._Fetcher, "fetch", fetch_then_cancel)
+    job = retrieve.retrieve_start(node="orthanc", text="ACC-ZQ-4471\nACC-TWO\nACC-THREE", enqueue=False)
+    jobs.job_run_inline(job_pk=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.can_resume
+    assert job.result["lines_done"] == [1] and len(job.result["studies"]) == 1   # stopped before line 2
+    assert Job.objects.get(kind="import_dicom").status == JobStatus.SUCCEEDED
+    assert len(job.params["items"]) == 3                                          # kept for the resume
