@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -38,8 +39,9 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from imaging import importer_files, nodes
-from imaging.received import ReceivedStudy
+from imaging import dicom_read, importer_files, nodes
+from imaging.importer import code_locations
+from imaging.received import ReceivedStudy, received_lock
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ STORAGE_CLASSES = (MRImageStorage, EnhancedMRImageStorage, LegacyConvertedEnhanc
 NOBODY = "\\"                 # no AE title contains a backslash: an allow-list of it lets nobody in
 SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
 READY_PREFIX = "ready-"
+RETRY_S = 60          # a study whose import could not start is tried again after this long
 
 
 def decodable_transfer_syntaxes() -> list[str]:
@@ -91,6 +94,7 @@ class Listener:
         self.max_bytes = int(settings.DICOM_MAX_INSTANCE_MB * 1024 * 1024)
         self.server = None
         self.jobs: list[int] = []
+        self._retry_after: dict[str, float] = {}
         self._stop = threading.Event()
 
     def application_entity(self) -> AE:
@@ -124,15 +128,9 @@ class Listener:
 
     def _on_store(self, event):
         try:
-            return self._store(event)
-        except Exception as error:       # never let one instance take the association (and the others) down
-            log.error("DICOM listener: an instance could not be recorded (%s)", type(error).__name__)
-            return _status(OUT_OF_RESOURCES, "the platform could not record this instance; send it again")
+            return record_instance_safely(event, self.pipeline, self.root, self.max_bytes)
         finally:
             close_old_connections()
-
-    def _store(self, event):
-        return record_instance(event, self.pipeline, self.root, self.max_bytes)
 
     # --- importing ------------------------------------------------------------------------------------
 
@@ -146,55 +144,100 @@ class Listener:
                 close_old_connections()
 
     def flush(self, *, force: bool = False) -> list[int]:
-        """Every study quiet for the quiet period (or every study, ``force``) becomes an import; returns the jobs."""
+        """Every study quiet for the quiet period (or every study, ``force``) becomes an import; returns the jobs.
+        A study folder left ready but without its import (the listener stopped in between) is imported too."""
         started = []
         for folder in sorted(self.root.iterdir()) if self.root.exists() else ():
-            if not folder.is_dir() or folder.name.startswith(READY_PREFIX):
+            if not folder.is_dir() or (folder.name.startswith(READY_PREFIX) and _has_import(folder)):
                 continue
-            study = ReceivedStudy(folder)
-            if force or study.quiet_for() >= self.quiet_seconds:
-                started.append(self._import(folder))
+            if time.monotonic() < self._retry_after.get(folder.name, 0):
+                continue
+            ready = self._claim(folder, force)
+            if ready is None:
+                continue
+            try:
+                started.append(self._import(ready))
+            except Exception as error:            # e.g. a source name is needed: an admin fixes the node
+                self._retry_after[ready.name] = time.monotonic() + RETRY_S
+                log.error("DICOM listener: the import of a received study could not start (%s: %s); retried in "
+                          "%d s", type(error).__name__, _message(error), RETRY_S)
+        if started:                                # a fresh pipeline: its per-process caches do not grow for ever
+            importer_files.forget_pipeline(self.pipeline)
+            self.pipeline = importer_files.Pipeline(settings.PSEUDONYM_KEY)
         return started
 
-    def _import(self, folder: Path) -> int:
-        from imaging.models import DicomNode
+    def _claim(self, folder: Path, force: bool) -> Path | None:
+        """The study's folder renamed ready for its import, under the lock instances are recorded with (so no
+        instance is written into a folder that has just moved); None while it is not quiet yet."""
+        if folder.name.startswith(READY_PREFIX):
+            return folder
+        with received_lock():
+            if not force and ReceivedStudy(folder).quiet_for() < self.quiet_seconds:
+                return None
+            ready = folder.with_name(f"{READY_PREFIX}{uuid.uuid4().hex}")
+            folder.rename(ready)                  # later instances of the study start a new folder
+            return ready
+
+    def _import(self, ready: Path) -> int:
         from imaging.services import import_received_start
         from jobs.services import job_run
 
-        ready = folder.with_name(f"{READY_PREFIX}{uuid.uuid4().hex}")
-        folder.rename(ready)                      # later instances of the study start a new folder
         meta = ReceivedStudy(ready).meta()
-        senders = meta.get("senders") or ["?"]
-        node = DicomNode.objects.filter(ae_title=senders[0], may_send=True).first()
-        try:
-            job = import_received_start(folder=ready, sender_ae=", ".join(senders),
-                                        instances=meta.get("instances", 0),
-                                        source_name=(node.source_name or node.name) if node else "",
-                                        enqueue=not self.inline)
-        except Exception:
-            ready.rename(folder)                  # kept as received; retried after the next quiet period
-            raise
+        ae_title, address = (meta.get("sender") or ["?", None])[:2]
+        node = nodes.sender(ae_title, address)
+        job = import_received_start(folder=ready, sender_ae=", ".join(meta.get("senders") or [ae_title]),
+                                    instances=meta.get("instances", 0),
+                                    source_name=(node.source_name or node.name) if node else "",
+                                    enqueue=not self.inline)
         self.jobs.append(job.pk)
         if self.inline:
             job_run(job_pk=job.pk, inline=True)
         return job.pk
 
 
+def _message(error: Exception) -> str:
+    """A ValidationError's messages (they name fields and settings, never values of a file); else nothing."""
+    from django.core.exceptions import ValidationError
+
+    return "; ".join(error.messages) if isinstance(error, ValidationError) else ""
+
+
+def _has_import(folder: Path) -> bool:
+    from jobs.models import Job
+
+    return Job.objects.filter(kind="import_dicom", params__source=str(folder.resolve())).exists()
+
+
+def record_instance_safely(event, pipeline, root: Path, max_bytes: int):
+    """`record_instance`, never raising: one instance that cannot be recorded never takes the association (and
+    the other instances) down; the sender is told to send it again."""
+    try:
+        return record_instance(event, pipeline, root, max_bytes)
+    except Exception as error:
+        log.error("DICOM listener: an instance could not be recorded (%s at %s)", type(error).__name__,
+                  code_locations(error))
+        return _status(OUT_OF_RESOURCES, "the platform could not record this instance; send it again")
+
+
 def record_instance(event, pipeline, root: Path, max_bytes: int):
     """The C-STORE handler's work, here and in a C-GET (`imaging.retrieve`): read, check and de-identify the
-    instance in memory, record it under ``root/<keyed study UID>/``; the status to answer."""
-    sender_ae = str(event.assoc.requestor.ae_title if event.assoc.is_acceptor else event.assoc.acceptor.ae_title)
+    instance in memory, record it under ``root/<keyed study UID>/`` (with the sender's AE title and address);
+    the status to answer."""
+    peer = event.assoc.requestor if event.assoc.is_acceptor else event.assoc.acceptor
+    sender = (str(peer.ae_title).strip(), str(peer.address))
     data = event.encoded_dataset(include_meta=True)
     if len(data) > max_bytes:
-        return _status(OUT_OF_RESOURCES, f"instance larger than {max_bytes // (1024 * 1024)} MB")
-    outcome = importer_files.process_bytes(pipeline, 0, data)
+        outcome = importer_files.FileRejected(0, f"instance larger than {max_bytes // (1024 * 1024)} MB")
+    else:
+        outcome = importer_files.process_bytes(pipeline, 0, data)
     del data                                      # the identifying bytes go no further than this function
     if isinstance(outcome, importer_files.FileSkipped):
         outcome = importer_files.FileRejected(0, outcome.reason)
     study = getattr(outcome, "study_uid", "") or _study_of(event, pipeline)
-    ReceivedStudy(root / study).add(outcome, sender_ae=sender_ae.strip())
+    ReceivedStudy(root / study).add(outcome, sender_ae=sender[0], sender_address=sender[1])
     if isinstance(outcome, importer_files.FileRejected):
-        return _status(CANNOT_UNDERSTAND, outcome.reason)
+        too_big = outcome.reason.startswith("instance larger than")
+        return _status(OUT_OF_RESOURCES if too_big else CANNOT_UNDERSTAND, outcome.reason)
     return SUCCESS
 
 
@@ -202,7 +245,8 @@ def _study_of(event, pipeline) -> str:
     """The keyed study UID of an instance the pipeline refused (its reject is reported with its study), or the
     association's own bucket when not even that can be read."""
     try:
-        uid = str(event.dataset.StudyInstanceUID)
+        with dicom_read.quiet_pydicom():          # pydicom's warnings quote an odd UID's value
+            uid = str(event.dataset.StudyInstanceUID)
         if uid.strip():
             return pipeline.uid_map(uid)
     except Exception:                             # any decoding error: the instance is malformed

@@ -114,7 +114,7 @@ def run(job, ctx) -> None:
             "import job %s stopped on an unexpected %s at %s",
             job.pk,
             type(error).__name__,
-            _where(error),
+            code_locations(error),
         )
         raise JobError(
             f"the import stopped on an unexpected error ({type(error).__name__}); the worker log says "
@@ -122,7 +122,7 @@ def run(job, ctx) -> None:
         ) from None
 
 
-def _where(error: BaseException) -> str:
+def code_locations(error: BaseException) -> str:
     """The code locations of a traceback (file base name, line, function): no message, no argument."""
     frames = traceback.extract_tb(error.__traceback__)[-6:]
     return " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(frames)) or "?"

@@ -141,6 +141,13 @@ class Pipeline:
         self.token = secrets.token_hex(8)
 
 
+def forget_pipeline(pipeline: Pipeline) -> None:
+    """Drop what this process remembers of a pipeline (the series it guarded): a long-running listener starts a
+    fresh pipeline now and then so that nothing grows for ever."""
+    for key in [k for k in _DEIDENTIFIED_SERIES if k[0] == pipeline.token]:
+        _DEIDENTIFIED_SERIES.discard(key)
+
+
 def _source_patient_key(ds: Dataset) -> str:
     """PatientID; without one, the study stands for the patient (documented in docs/imaging.md)."""
     key = str(ds.get("PatientID", "") or "").strip().strip("\x00").strip()

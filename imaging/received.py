@@ -30,6 +30,11 @@ _GEOMETRY_TUPLES = ("position_mm", "orientation", "pixel_spacing_mm")
 _LOCK = threading.Lock()
 
 
+def received_lock() -> threading.Lock:
+    """The lock every record is written under; hold it to move a study's folder."""
+    return _LOCK
+
+
 class ReceivedStudy:
     """One study's folder of received instances; safe to add to from several associations (threads) at once."""
 
@@ -40,8 +45,9 @@ class ReceivedStudy:
         path = self.folder / META
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def add(self, outcome: FileOutcome | FileRejected, *, sender_ae: str) -> int:
-        """Record one instance (accepted or rejected); returns its index in the study, from 1."""
+    def add(self, outcome: FileOutcome | FileRejected, *, sender_ae: str, sender_address: str | None = None) -> int:
+        """Record one instance (accepted or rejected); returns its index in the study, from 1. The first sender
+        (AE title and address) names the node whose site the study's patient IDs belong to."""
         with _LOCK:
             self.folder.mkdir(parents=True, exist_ok=True)
             meta = self.meta()
@@ -58,12 +64,16 @@ class ReceivedStudy:
             senders = meta.get("senders", [])
             meta.update(instances=index, last=time.time(), senders=sorted({*senders, sender_ae}))
             meta.setdefault("first", meta["last"])
+            meta.setdefault("sender", [sender_ae, sender_address])
             _write_json(self.folder / META, meta)
             return index
 
     def quiet_for(self) -> float:
-        """Seconds since the last instance came."""
-        return time.time() - self.meta().get("last", time.time())
+        """Seconds since the last instance came (since the folder changed, when not even one was recorded)."""
+        last = self.meta().get("last")
+        if last is None:
+            last = self.folder.stat().st_mtime if self.folder.exists() else time.time()
+        return time.time() - last
 
 
 def outcome_record(outcome: FileOutcome, index: int) -> dict:

@@ -34,16 +34,19 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from imaging import importer_files
-from imaging.dicom_listener import STORAGE_CLASSES, decodable_transfer_syntaxes, no_delay, record_instance
+from imaging import dicom_read, importer_files
+from imaging.dicom_listener import STORAGE_CLASSES, decodable_transfer_syntaxes, no_delay, record_instance_safely
+from imaging.importer import code_locations
 from imaging.models import DicomNode
 
 log = logging.getLogger(__name__)
 
 METHODS = ("get", "move", "dicomweb")
 KEYS = {"accession": "AccessionNumber", "patient": "PatientID"}
+MAX_LENGTH = {"accession": 16, "patient": 64}      # DICOM: AccessionNumber is SH (16), PatientID LO (64)
 MAX_LINES = 5000
 PENDING = (0xFF00, 0xFF01)
+QIDO_PAGE, QIDO_MAX_PAGES = 100, 100
 
 
 class RetrieveError(RuntimeError):
@@ -60,14 +63,14 @@ def parse_list(text: str, *, default_kind: str = "accession") -> list[dict]:
         if not line or line.startswith("#"):
             continue
         kind, _, value = line.partition(":") if line.split(":", 1)[0].lower() in KEYS else (default_kind, "", line)
-        value = value.strip()
-        if not value or len(value) > 64 or "\\" in value or "*" in value or "?" in value:
+        value, kind = value.strip(), kind.lower()
+        if not value or len(value) > MAX_LENGTH[kind] or "\\" in value or "*" in value or "?" in value:
             bad.append(number)
             continue
-        items.append({"line": number, "kind": kind.lower(), "value": value})
+        items.append({"line": number, "kind": kind, "value": value})
     if bad:
-        raise ValidationError({"list": f"line(s) {', '.join(map(str, bad[:20]))}: not an accession number or "
-                                       "patient ID (1-64 characters, no wildcard or backslash)"})
+        raise ValidationError({"list": f"line(s) {', '.join(map(str, bad[:20]))}: not an accession number (1-16 "
+                                       "characters) or patient ID (1-64), or a wildcard or backslash in it"})
     if not items:
         raise ValidationError({"list": "no accession number or patient ID in the list"})
     if len(items) > MAX_LINES:
@@ -76,7 +79,7 @@ def parse_list(text: str, *, default_kind: str = "accession") -> list[dict]:
 
 
 def run(job, ctx) -> None:
-    from jobs.services import JobError
+    from jobs.services import JobCancelled, JobError
 
     params = job.params
     node = DicomNode.objects.filter(name=params["node"]).first()
@@ -102,6 +105,16 @@ def run(job, ctx) -> None:
             ctx.progress(done=len(done), step=f"line {item['line']}: {len(studies)} stud(ies)", force=True)
     except RetrieveError as error:
         raise JobError(str(error)) from None
+    except (JobCancelled, JobError):
+        raise
+    except Exception as error:
+        # another library's message can quote an accession number, a patient ID or a source UID (dicomweb-client
+        # and requests name the URL they asked): neither the job nor the log gets it, only where it was raised
+        log.error("retrieval job %s stopped on an unexpected %s at %s", job.pk, type(error).__name__,
+                  code_locations(error))
+        raise JobError(f"the retrieval from {node.name} stopped on an unexpected error ({type(error).__name__}); "
+                       "the worker log says where. What was fetched is kept; resume the job once the cause is "
+                       "fixed") from None
     _finish(job, ctx)
 
 
@@ -146,20 +159,32 @@ class _Fetcher:
         query = Dataset()
         query.QueryRetrieveLevel = "STUDY"
         query.StudyInstanceUID = ""
+        query.ModalitiesInStudy = "MR"                 # MR studies only: the import takes nothing else
         setattr(query, KEYS[item["kind"]], item["value"])
         found = []
         with self._association(StudyRootQueryRetrieveInformationModelFind) as association:
             for status, identifier in association.send_c_find(query, StudyRootQueryRetrieveInformationModelFind):
-                if status and status.Status in PENDING and identifier is not None:
-                    found.append(str(identifier.StudyInstanceUID))
-                elif status and status.Status not in (0x0000, *PENDING):
+                if not status:
+                    raise RetrieveError(f"{self.node.name}: C-FIND got no answer (timeout or aborted association)")
+                if status.Status in PENDING and identifier is not None:
+                    with dicom_read.quiet_pydicom():   # pydicom's warnings quote an odd UID's value
+                        found.append(str(identifier.get("StudyInstanceUID", "")))
+                elif status.Status not in (0x0000, *PENDING):
                     raise RetrieveError(f"{self.node.name}: C-FIND refused (status 0x{status.Status:04X})")
-        return sorted(set(found))
+        return sorted({uid for uid in found if uid.strip()})
 
     def _qido(self, item: dict) -> list[str]:
-        client = self._dicomweb()
-        studies = client.search_for_studies(search_filters={KEYS[item["kind"]]: item["value"]})
-        return sorted({s["0020000D"]["Value"][0] for s in studies})
+        """QIDO-RS, page by page: dicomweb-client's own `get_remaining` loops for ever on a server that ignores
+        the offset (seen with Orthanc's plugin), so paging stops at a page that brings no new study."""
+        client, found = self._dicomweb(), set()
+        filters = {KEYS[item["kind"]]: item["value"], "ModalitiesInStudy": "MR"}
+        for _ in range(QIDO_MAX_PAGES):
+            page = client.search_for_studies(search_filters=filters, offset=len(found), limit=QIDO_PAGE)
+            new = {s["0020000D"]["Value"][0] for s in page} - found
+            if not new:
+                break
+            found |= new
+        return sorted(found)
 
     # --- fetch ----------------------------------------------------------------------------------------
 
@@ -180,8 +205,8 @@ class _Fetcher:
         query = Dataset()
         query.QueryRetrieveLevel = "STUDY"
         query.StudyInstanceUID = study_uid
-        handlers = [(evt.EVT_C_STORE, lambda event: record_instance(event, self.pipeline, self.root,
-                                                                     self.max_bytes))]
+        handlers = [(evt.EVT_C_STORE, lambda event: record_instance_safely(event, self.pipeline, self.root,
+                                                                            self.max_bytes))]
         with self._association(StudyRootQueryRetrieveInformationModelGet, storage=True,
                                handlers=handlers) as association:
             for status, _ in association.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
@@ -208,8 +233,13 @@ class _Fetcher:
 
         for dataset in self._dicomweb().iter_study(study_uid):
             buffer = io.BytesIO()
-            pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)   # in memory: Part 10 for the pipeline
-            outcome = importer_files.process_bytes(self.pipeline, 0, buffer.getvalue())
+            try:
+                with dicom_read.quiet_pydicom():
+                    pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)   # in memory: Part 10
+            except Exception as error:                # one odd instance never stops the study
+                outcome = importer_files.FileRejected(0, f"could not be re-encoded ({type(error).__name__})")
+            else:
+                outcome = importer_files.process_bytes(self.pipeline, 0, buffer.getvalue())
             del buffer, dataset
             if isinstance(outcome, importer_files.FileSkipped):
                 outcome = importer_files.FileRejected(0, outcome.reason)
@@ -228,7 +258,7 @@ class _Fetcher:
         meta = ReceivedStudy(folder).meta()
         job = import_received_start(folder=folder, sender_ae=", ".join(meta.get("senders", [self.node.ae_title])),
                                     instances=meta.get("instances", 0), source_name=self.source_name,
-                                    enqueue=not self.ctx.inline)
+                                    enqueue=not self.ctx.inline, user=self.job.created_by)
         self.ctx.set_result(imports=[*self.job.result.get("imports", []), job.pk])
         if self.ctx.inline:
             job_run(job_pk=job.pk, inline=True)

@@ -319,7 +319,7 @@ def import_start(*, user=None, **kwargs):
 
 
 def import_received_start(*, folder: Path, sender_ae: str, instances: int, source_name: str = "",
-                          enqueue: bool = True):
+                          enqueue: bool = True, user=None):
     """The import of one study the DICOM listener received (`imaging.received`: already read, checked and
     de-identified in memory); its folder is deleted once the import succeeded. Returns the Job."""
     from jobs.services import job_create
@@ -327,7 +327,7 @@ def import_received_start(*, folder: Path, sender_ae: str, instances: int, sourc
     params = import_params(source=folder, upload_dir=folder, source_name=source_name,
                            label=f"{instances} instance(s) received over DICOM from {sender_ae}")
     params.update(received=True, sender_ae=sender_ae)
-    return job_create(kind="import_dicom", params=params, enqueue=enqueue)
+    return job_create(kind="import_dicom", params=params, enqueue=enqueue, user=user)
 
 
 def import_upload_discard(*, job, by) -> bool:

@@ -372,12 +372,20 @@ def cohort_build(request, pk: int):
     return redirect("job_detail", pk=job.pk)
 
 
+RETRIEVE_MAX_BYTES = 1024 * 1024 + 64 * 1024     # the list (1 MB) and the rest of the form
+
+
 @coordinator_required
 def retrieve_new(request):
     """Coordinators pull studies from a registered PACS by accession number or patient ID (docs/pacs.md)."""
     from imaging.models import DicomNode
     from imaging.retrieve import retrieve_start
 
+    if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > RETRIEVE_MAX_BYTES:
+        # refused before Django parses it: a larger body would be spooled to a temporary file (a list of IDs)
+        form = RetrieveForm(nodes=DicomNode.objects.all())
+        form.add_error(None, "the list is larger than 1 MB: split it")
+        return render(request, "imaging/retrieve.html", {"form": form, "has_nodes": True}, status=400)
     form = RetrieveForm(request.POST or None, request.FILES or None, nodes=DicomNode.objects.all())
     if request.method == "POST" and form.is_valid():
         try:

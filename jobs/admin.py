@@ -31,8 +31,16 @@ def page_column(url_name: str, text: str, description: str):
 class JobAdmin(admin.ModelAdmin):
     list_display = ("id", "kind", "status", "done", "total", "step", "created_by", "created_at", "worker")
     list_filter = ("kind", "status")
-    readonly_fields = [f.name for f in Job._meta.fields]
+    readonly_fields = [*(f.name for f in Job._meta.fields if f.name != "params"), "shown_params"]
+    exclude = ("params",)
     actions = ["cancel", "resume"]
+
+    @admin.display(description="params")
+    def shown_params(self, obj):
+        """The params without server paths and identifiers (the raw ones can hold a PACS retrieval's list)."""
+        from jobs.serializers import shown_params
+
+        return shown_params(obj.params)
 
     @admin.action(description="Cancel selected jobs")
     def cancel(self, request, queryset):

@@ -112,6 +112,9 @@ class JobStatus(models.TextChoices):
 # carry patient names (/data/DOE_JANE/...), so they never leave the server (the job API hides them; a
 # successful import removes them).
 PATH_PARAMS = ("source", "manifest", "boxes", "upload_dir")
+# Params that hold identifiers a job needs while it runs (a PACS retrieval's accession numbers and patient IDs):
+# never shown (the job API, the admin); the job replaces them by their count once it has succeeded.
+IDENTIFYING_PARAMS = ("items",)
 # A param that says why a failed or cancelled job can no longer be resumed (its input was discarded).
 NOT_RESUMABLE = "not_resumable"
 

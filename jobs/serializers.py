@@ -2,15 +2,22 @@
 
 from rest_framework import serializers
 
-from jobs.models import PATH_PARAMS, Job
+from jobs.models import IDENTIFYING_PARAMS, PATH_PARAMS, Job
+
+
+def shown_params(value: dict | None) -> dict:
+    """A job's params without its server paths (``PATH_PARAMS``) and identifiers (``IDENTIFYING_PARAMS``)."""
+    return {key: ("(server path, not shown)" if key in PATH_PARAMS and item
+                  else f"({len(item)} lines, not shown)" if key in IDENTIFYING_PARAMS and isinstance(item, list)
+                  else item)
+            for key, item in (value or {}).items()}
 
 
 class ParamsField(serializers.DictField):
-    """A job's params without its server paths (``PATH_PARAMS``), whatever the job's state."""
+    """A job's params as `shown_params` gives them, whatever the job's state."""
 
     def to_representation(self, value):
-        return {key: ("(server path, not shown)" if key in PATH_PARAMS and item else item)
-                for key, item in (value or {}).items()}
+        return shown_params(value)
 
 
 class JobSerializer(serializers.ModelSerializer):

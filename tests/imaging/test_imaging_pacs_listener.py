@@ -200,3 +200,17 @@ def test_only_admins_edit_the_allow_list_in_the_admin_and_it_is_validated_there(
                            follow=True)
     assert "is not an AE title" in response.content.decode()
     assert not DicomNode.objects.filter(name="bad").exists()
+
+
+def test_a_study_left_ready_without_its_import_is_imported_at_the_next_flush(listener, planted, monkeypatch):
+    """The listener stopped between moving a quiet study aside and creating its import: the next flush (a
+    restart's first) finds the ready folder without an import and imports it; it is never imported twice."""
+    nodes.dicom_node_add(name="site-pacs", ae_title="TESTPACS", host="127.0.0.1", port=104)
+    monkeypatch.setattr(listener, "quiet_seconds", 3600)
+    mr = [p for p in planted if "CT" not in p.name]
+    assert send(listener.port, mr)
+    [folder] = listener.root.iterdir()
+    folder.rename(folder.with_name("ready-left-behind"))
+    assert len(listener.flush()) == 1 and listener.flush() == []
+    job = Job.objects.get(kind="import_dicom")
+    assert job.status == JobStatus.SUCCEEDED and ImportBatch.objects.get(job=job).files_imported == len(mr)

@@ -157,6 +157,30 @@ def test_an_unreachable_node_fails_the_retrieval_with_a_clear_message(data_dirs)
     assert job.params["items"][0]["value"] == "ACC-1"        # kept while it may be resumed
 
 
+def test_the_list_is_never_shown_and_an_unexpected_error_quotes_none_of_it(data_dirs, client, admin_user,
+                                                                             monkeypatch, caplog):
+    """The job API and the admin show the list's size only; another library's error (which names the URL it
+    asked, accession number included) reaches neither the job nor the log."""
+    from imaging import retrieve
+
+    nodes.dicom_node_add(name="web", ae_title="WEB", host="127.0.0.1", port=104,
+                         dicomweb_url="http://127.0.0.1:9/dicom-web")
+
+    def failing_find(self, item):
+        raise ConnectionError(f"Max retries exceeded with url: /dicom-web/studies?AccessionNumber={item['value']}")
+
+    monkeypatch.setattr(retrieve._Fetcher, "find", failing_find)
+    with pytest.raises(CommandError, match="stopped on an unexpected error \\(ConnectionError\\)"):
+        _retrieve("--node", "web", "--method", "dicomweb", "ACC-SECRET-9")
+    job = Job.objects.get(kind="pacs_retrieve")
+    assert "ACC-SECRET-9" not in job.error and "ACC-SECRET-9" not in caplog.text
+    client.force_login(admin_user)
+    shown = [client.get(f"/api/jobs/{job.pk}/").content.decode(), client.get("/api/jobs/").content.decode(),
+             client.get(f"/admin/jobs/job/{job.pk}/change/").content.decode()]
+    assert all("ACC-SECRET-9" not in text for text in shown)
+    assert "(1 lines, not shown)" in shown[0]
+
+
 def test_a_failed_retrieval_resumes_with_the_lines_left_and_fetches_no_study_twice(pacs, study, data_dirs,
                                                                                      monkeypatch):
     from imaging import retrieve
@@ -233,6 +257,7 @@ def test_the_retrieve_page_starts_a_retrieval_and_its_job_page_says_what_came(pa
     page = client.get(f"/jobs/{job.pk}/").content.decode()
     assert f"1 stud(ies) fetched, {n_mr + 1} instance(s); not found: line 2" in page
     assert "Open import job" in page and "ACC-NOT-THERE" not in page
+    assert Job.objects.get(kind="import_dicom").created_by == coordinator      # their own job page opens it
 
 
 def test_a_retrieval_cancelled_between_lines_stops_and_keeps_what_it_fetched(pacs, study, data_dirs, monkeypatch):
