@@ -329,3 +329,37 @@ def retrieve_start(*, node: str, text: str, method: str = "get", default_kind: s
     items = parse_list(text, default_kind=default_kind)
     return job_create(kind="pacs_retrieve", user=user, enqueue=enqueue, total=len(items),
                       params={"node": node, "method": method, "items": items})
+
+
+def retrieve_list_discard(*, job, by) -> None:
+    """Forget the list a failed or cancelled retrieval keeps for a resume (accession numbers, patient IDs): the job
+    can no longer be resumed; what it fetched and imported stays. Coordinators only."""
+    from django.db import transaction
+
+    from imaging.services import require_coordinator
+    from jobs.models import NOT_RESUMABLE, Job, JobStatus
+
+    require_coordinator(by, "discarding a retrieval's list")
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=getattr(job, "pk", job))
+        if job.kind != "pacs_retrieve":
+            raise ValidationError(f"job {job.pk} is not a PACS retrieval")
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) or job.worker_lost:
+            raise ValidationError(f"job {job.pk} is {job.display_status}: only a failed or cancelled retrieval's "
+                                  "list can be discarded (cancel it first)")
+        items = job.params.get("items")
+        count = len(items) if isinstance(items, list) else 0
+        job.params = {**job.params, "items": f"({count} lines, discarded)",
+                      NOT_RESUMABLE: "its list was discarded; start a new retrieval"}
+        job.save(update_fields=["params"])
+    log.info("list of retrieval job %s discarded by user %s", job.pk, by.pk)
+
+
+def unfinished_retrievals(user):
+    """The user's retrievals that keep their list (failed or cancelled, resumable): the retrieve page lists them."""
+    from jobs.models import JobStatus
+    from jobs.selectors import jobs_visible_to
+
+    return [job for job in jobs_visible_to(user).filter(kind="pacs_retrieve",
+                                                        status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+            if isinstance(job.params.get("items"), list)]

@@ -17,6 +17,7 @@ urlpatterns = [
     path("imaging/import/", views_upload.upload, name="imaging_upload"),
     path("imaging/imports/", views.import_list, name="imaging_import_list"),
     path("imaging/retrieve/", views.retrieve_new, name="imaging_retrieve"),
+    path("imaging/retrieve/<int:pk>/discard/", views.retrieve_discard, name="imaging_retrieve_discard"),
     path("imaging/imports/<int:pk>/", views.import_detail, name="imaging_import_detail"),
     path("imaging/imports/<int:pk>/discard-upload/", views.import_upload_discard, name="imaging_import_upload_discard"),
     path("imaging/imports/held/<int:pk>/resolve/", views.import_review_resolve, name="imaging_import_review_resolve"),

@@ -379,7 +379,7 @@ RETRIEVE_MAX_BYTES = 1024 * 1024 + 64 * 1024     # the list (1 MB) and the rest 
 def retrieve_new(request):
     """Coordinators pull studies from a registered PACS by accession number or patient ID (docs/pacs.md)."""
     from imaging.models import DicomNode
-    from imaging.retrieve import retrieve_start
+    from imaging.retrieve import retrieve_start, unfinished_retrievals
 
     if request.method == "POST" and int(request.META.get("CONTENT_LENGTH") or 0) > RETRIEVE_MAX_BYTES:
         # refused before Django parses it: a larger body would be spooled to a temporary file (a list of IDs)
@@ -397,4 +397,20 @@ def retrieve_new(request):
                 form.add_error(field if field in form.fields else None, messages)
         else:
             return redirect("job_detail", pk=job.pk)
-    return render(request, "imaging/retrieve.html", {"form": form, "has_nodes": DicomNode.objects.exists()})
+    return render(request, "imaging/retrieve.html", {"form": form, "has_nodes": DicomNode.objects.exists(),
+                                                     "unfinished": unfinished_retrievals(request.user)})
+
+
+@coordinator_required
+@require_POST
+def retrieve_discard(request, pk: int):
+    """Forget the list of a failed or cancelled retrieval (it holds accession numbers or patient IDs)."""
+    from imaging.retrieve import retrieve_list_discard
+
+    try:
+        retrieve_list_discard(job=pk, by=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"the list of retrieval job {pk} was discarded")
+    return redirect("imaging_retrieve")

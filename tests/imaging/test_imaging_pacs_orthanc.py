@@ -283,3 +283,23 @@ def test_a_retrieval_cancelled_between_lines_stops_and_keeps_what_it_fetched(pac
     assert job.result["lines_done"] == [1] and len(job.result["studies"]) == 1   # stopped before line 2
     assert Job.objects.get(kind="import_dicom").status == JobStatus.SUCCEEDED
     assert len(job.params["items"]) == 3                                          # kept for the resume
+
+
+def test_a_failed_retrievals_list_can_be_discarded_from_the_retrieve_page(data_dirs, client, coordinator):
+    from orthanc import free_port
+
+    from imaging.retrieve import retrieve_start
+    from jobs.services import job_run
+
+    nodes.dicom_node_add(name="gone", ae_title="GONE", host="127.0.0.1", port=free_port())
+    job = retrieve_start(node="gone", text="ACC-77\nACC-78", user=coordinator, enqueue=False)
+    job_run(job_pk=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.can_resume
+    client.force_login(coordinator)
+    page = client.get("/imaging/retrieve/").content.decode()
+    assert f"job {job.pk}</a> · failed · 2 line(s)" in page and "ACC-77" not in page
+    assert client.post(f"/imaging/retrieve/{job.pk}/discard/").status_code == 302
+    job.refresh_from_db()
+    assert job.params["items"] == "(2 lines, discarded)" and not job.can_resume
+    assert f"job {job.pk}</a>" not in client.get("/imaging/retrieve/").content.decode()
