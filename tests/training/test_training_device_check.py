@@ -26,7 +26,8 @@ def test_a_worker_without_a_gpu_is_told_it_trains_on_its_cpu():
 def test_the_gpu_check_measures_the_training_rate_alone_and_fused_and_warns_without_a_gpu(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     job = jobs.job_create(kind="worker_check_gpu", enqueue=False,
-                          params={"seconds": 1, "training_config": {"input_size": 32, "batch_size": 8}})
+                          params={"seconds": 1, "training_config": {"input_size": 32, "batch_size": 8,
+                                                                       "run_eagerly": True}})
     assert registry.get(job.kind).queue == "gpu"
     jobs.job_run(job_pk=job.pk)
     job.refresh_from_db()
