@@ -330,9 +330,9 @@ def test_reference_lines_of_the_active_slice(live_server, page, study, reader, s
 def test_length_tool_measures_mm_and_keeps_nothing(live_server, page, study, reader, size):
     """G then a drag: the length in mm (from the screen distance and the pixel spacing); it stays on its slice,
     Delete clears it, and no request carries it."""
-    posted = []
-    page.on("request", lambda r: r.method != "GET" and posted.append(r.post_data or ""))
     _open(page, live_server.url, study, reader, size)
+    posted = []   # from the reading page on (the login form's random CSRF token could hold "mm" by chance)
+    page.on("request", lambda r: r.method != "GET" and posted.append(r.post_data or ""))
     vp = page.locator(".viewport").first
     vp.click(position={"x": 5, "y": 5})
     page.keyboard.press("g")
