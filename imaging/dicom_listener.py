@@ -39,7 +39,7 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
-from imaging import dicom_read, importer_files, nodes
+from imaging import dicom_read, importer_files, nodes, received
 from imaging.importer import code_locations
 from imaging.received import ReceivedStudy, received_lock
 
@@ -231,10 +231,8 @@ def record_instance(event, pipeline, root: Path, max_bytes: int):
     else:
         outcome = importer_files.process_bytes(pipeline, 0, data)
     del data                                      # the identifying bytes go no further than this function
-    if isinstance(outcome, importer_files.FileSkipped):
-        outcome = importer_files.FileRejected(0, outcome.reason)
-    study = getattr(outcome, "study_uid", "") or _study_of(event, pipeline)
-    ReceivedStudy(root / study).add(outcome, sender_ae=sender[0], sender_address=sender[1])
+    fallback = "" if getattr(outcome, "study_uid", "") else _study_of(event, pipeline)
+    outcome = received.record(root, outcome, fallback_study=fallback, sender_ae=sender[0], sender_address=sender[1])
     if isinstance(outcome, importer_files.FileRejected):
         too_big = outcome.reason.startswith("instance larger than")
         return _status(OUT_OF_RESOURCES if too_big else CANNOT_UNDERSTAND, outcome.reason)

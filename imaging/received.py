@@ -76,6 +76,16 @@ class ReceivedStudy:
         return time.time() - last
 
 
+def record(root: Path, outcome, *, fallback_study: str, sender_ae: str, sender_address: str | None = None):
+    """File one instance's outcome under its (keyed) study in ``root`` — or under ``fallback_study`` when the
+    pipeline could not read one — a skip counting as a reject; returns the outcome as recorded."""
+    if isinstance(outcome, importer_files.FileSkipped):
+        outcome = FileRejected(outcome.index, outcome.reason)
+    study = getattr(outcome, "study_uid", "") or fallback_study
+    ReceivedStudy(Path(root) / study).add(outcome, sender_ae=sender_ae, sender_address=sender_address)
+    return outcome
+
+
 def outcome_record(outcome: FileOutcome, index: int) -> dict:
     """What is written of an accepted instance: no pixels (beside it), cleaned attributes, no raw text."""
     record = {f.name: getattr(outcome, f.name) for f in fields(FileOutcome)

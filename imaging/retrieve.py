@@ -229,7 +229,7 @@ class _Fetcher:
     def _wado(self, study_uid: str) -> None:
         import pydicom
 
-        from imaging.received import ReceivedStudy
+        from imaging.received import record
 
         for dataset in self._dicomweb().iter_study(study_uid):
             buffer = io.BytesIO()
@@ -241,10 +241,8 @@ class _Fetcher:
             else:
                 outcome = importer_files.process_bytes(self.pipeline, 0, buffer.getvalue())
             del buffer, dataset
-            if isinstance(outcome, importer_files.FileSkipped):
-                outcome = importer_files.FileRejected(0, outcome.reason)
-            study = getattr(outcome, "study_uid", "") or self.pipeline.uid_map(study_uid)
-            ReceivedStudy(self.root / study).add(outcome, sender_ae=f"DICOMweb {self.node.name}")
+            record(self.root, outcome, fallback_study=self.pipeline.uid_map(study_uid),
+                   sender_ae=f"DICOMweb {self.node.name}")
 
     def _import(self, key: str) -> int:
         """The fetched study's import (run here when the job runs inline); the instances received."""
