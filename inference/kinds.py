@@ -8,3 +8,5 @@ registry.register("case_prediction", "inference.runners:case_prediction_run", qu
                   label="new-patient prediction (every model of a run on one case)")
 registry.register("external_validation", "inference.runners_external:external_validation_run", queue="gpu",
                   label="external validation (a frozen model set applied to a cohort with no training patient)")
+registry.register("heat_maps", "inference.runners_saliency:heat_maps_run", queue="gpu",
+                  label="heat-maps (Grad-CAM of the ensemble on every tumour slice of the evaluation's cases)")

@@ -384,11 +384,14 @@ def analyse(evaluation: Evaluation, ctx=None) -> Evaluation:
 
 @dataclass(frozen=True)
 class CaseSlices:
-    """A case's tumour crops: crops (N, S, S) uint8; sequence_idx, slice_no (N,) int64."""
+    """A case's tumour crops: crops (N, S, S) uint8; sequence_idx, slice_no, series_id (N,) int64; window (N, 3)
+    int64, each crop's square on its slice (left, top, side in the slice's pixels: where a heat-map goes back)."""
 
     crops: np.ndarray
     sequence_idx: np.ndarray
     slice_no: np.ndarray
+    series_id: np.ndarray
+    window: np.ndarray
 
     @property
     def sha256(self) -> str:
@@ -402,16 +405,22 @@ def case_tumour_slices(case, *, size: int, margin: float) -> CaseSlices:
     from imaging import crops
     from imaging.cohorts import series_uint8_slices
 
-    images, sequence_idx, slice_no = [], [], []
+    images, sequence_idx, slice_no, series_id, windows = [], [], [], [], []
     for series, boxes in selectors.mapped_series_with_boxes(case):
         slices = series_uint8_slices(series, [b.slice_index for b in boxes])
         for image, box in zip(slices, boxes, strict=True):
-            images.append(crops.tumour_crop(image, (box.x0, box.y0, box.x1, box.y1), margin=margin, size=size))
+            corners = (box.x0, box.y0, box.x1, box.y1)
+            images.append(crops.tumour_crop(image, corners, margin=margin, size=size))
+            window = crops.crop_window(corners, margin=margin)
+            windows.append((window.left, window.top, window.side))
             sequence_idx.append(SEQUENCE_CODES.index(series.sequence_code))
             slice_no.append(box.slice_index)
+            series_id.append(series.pk)
     if not images:
-        return CaseSlices(np.zeros((0, size, size), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    return CaseSlices(np.stack(images).astype(np.uint8), np.array(sequence_idx, np.int64), np.array(slice_no, np.int64))
+        empty = np.zeros(0, np.int64)
+        return CaseSlices(np.zeros((0, size, size), np.uint8), empty, empty, empty, np.zeros((0, 3), np.int64))
+    return CaseSlices(np.stack(images).astype(np.uint8), np.array(sequence_idx, np.int64),
+                      np.array(slice_no, np.int64), np.array(series_id, np.int64), np.array(windows, np.int64))
 
 
 def case_prediction_run(job: Job, ctx) -> None:

@@ -20,7 +20,7 @@ from accounts.roles import is_admin, is_coordinator
 from core.constants import SEQUENCE_CODES
 from core.metrics import ai_wrong
 from imaging.models import CohortCase
-from inference import store
+from inference import saliency_store, store
 from inference.models import CaseAIResult, Evaluation
 
 
@@ -416,3 +416,24 @@ def latest_evaluation_of(run) -> Evaluation:
         raise ValidationError({"evaluation": f"training run {run.name!r} has no finished evaluation; run "
                                              f"`manage.py evaluate --run {run.pk}` first"})
     return evaluation
+
+
+# --- heat-maps (issue 18) --------------------------------------------------------------------------------
+
+def case_maps_path(evaluation_pk: int, case_pk: int) -> Path:
+    """Where a case's heat-maps by an evaluation's models are kept (``inference.saliency_store``)."""
+    return saliency_store.case_maps_path(store.evaluation_folder(settings.MEDIA_ROOT, evaluation_pk), case_pk)
+
+
+def case_maps(evaluation_pk: int, case_pk: int) -> saliency_store.CaseMaps | None:
+    """A case's heat-maps, or None where the evaluation has none for it."""
+    return saliency_store.read_case_maps(case_maps_path(evaluation_pk, case_pk))
+
+
+def series_with_maps(evaluation_pk: int, case_pk: int) -> set[int]:
+    """The series of a case that have heat-maps (reads one small array of the file, not the maps)."""
+    return saliency_store.series_of(case_maps_path(evaluation_pk, case_pk))
+
+
+def cases_with_maps(evaluation: Evaluation) -> set[int]:
+    return saliency_store.stored_cases(evaluation_dir(evaluation))

@@ -337,3 +337,31 @@ def json_safe(value):
         value = float(value)
         return value if np.isfinite(value) else None
     return value
+
+
+# --- heat-maps (issue 18) ------------------------------------------------------------------------------------
+
+@transaction.atomic
+def heat_maps_start(*, evaluation: Evaluation, cases=None, user=None, enqueue: bool = True) -> Job:
+    """Start the "heat_maps" job (gpu queue): Grad-CAM maps for the evaluation's cases (``cases``, or every case
+    with a result of it). Cases that have their maps already are skipped by the job, so starting it again after
+    a new patient's prediction maps that patient only."""
+    locked = _locked(evaluation)
+    if locked.status != Status.DONE or locked.training_run is None:
+        raise ValidationError({"evaluation": f"evaluation {locked.name!r} is {locked.status}: heat-maps need a "
+                                             "finished evaluation of a training run"})
+    with_result = set(CaseAIResult.objects.filter(evaluation=locked).values_list("case_id", flat=True))
+    if cases is None:
+        chosen = sorted(with_result)
+    else:
+        cases = list(cases)
+        lacking = [c.pseudonym for c in cases if c.pk not in with_result]
+        if lacking:
+            raise ValidationError({"case": f"{', '.join(lacking[:5])}: no result of evaluation {locked.name!r} "
+                                           "(predict a new patient first: `manage.py predict`)"})
+        chosen = sorted(c.pk for c in cases)
+    if not chosen:
+        raise ValidationError({"evaluation": f"evaluation {locked.name!r} has no case with a result"})
+    user = user if user is not None and user.is_authenticated else None
+    return jobs.job_create(kind="heat_maps", params={"evaluation_pk": locked.pk, "case_pks": chosen},
+                           user=user, total=1, enqueue=enqueue)

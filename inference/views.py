@@ -1,5 +1,5 @@
 """Inference pages (coordinators and admins): evaluations with their charts and tables, the CSV of every
-sequence set, the choice of set, and a new patient's prediction."""
+sequence set, the choice of set, the heat-map gallery and its job, and a new patient's prediction."""
 
 import csv
 
@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.permissions import role_required
@@ -15,9 +16,10 @@ from accounts.roles import COORDINATOR, is_admin
 from core.constants import SEQUENCE_CODES
 from core.metrics import AI_WRONG_DEFINITION
 from core.views import form_page, found_or_404
-from inference import selectors, services
+from inference import gallery, selectors, services
 from inference.forms import CasePredictionForm, EvaluationStartForm, SubsetChoiceForm
 from inference.models import Evaluation
+from jobs import selectors as job_selectors
 
 FIGURES = ("per-sequence", "roc", "coverage")
 
@@ -50,6 +52,7 @@ def evaluation_detail(request, pk: int):
     results = evaluation.results or {}
     chosen = results.get("chosen") or {}
     job = evaluation.job
+    case_table = selectors.case_result_table(evaluation)
     return render(request, "inference/evaluation_detail.html", {
         "evaluation": evaluation, "results": results, "chosen": chosen, "codes": SEQUENCE_CODES,
         "ensemble_top": selectors.top_table(evaluation, "ensemble"),
@@ -58,7 +61,8 @@ def evaluation_detail(request, pk: int):
         "methods": selectors.method_rows(evaluation),
         "per_sequence": selectors.per_sequence_rows(evaluation),
         "chosen_ci": selectors.chosen_intervals(evaluation),
-        "case_table": selectors.case_result_table(evaluation),
+        "case_table": case_table,
+        "heat_maps": _heat_maps(request, evaluation, case_table["rows"]),
         "ai_wrong_definition": AI_WRONG_DEFINITION,
         "auc": selectors.auc_over_ensembles(evaluation) if chosen else None,
         "dropped": selectors.dropped_cases(evaluation) if chosen else [],
@@ -67,6 +71,17 @@ def evaluation_detail(request, pk: int):
         "has_table": selectors.has_subset_table(evaluation),
         "show_job": job is not None and (is_admin(request.user) or job.created_by_id == request.user.pk),
     })
+
+
+def _heat_maps(request, evaluation: Evaluation, case_rows: list[dict]) -> dict | None:
+    """The "Heat-maps" section, for a finished evaluation only (the job needs one). Its running job is linked
+    for whoever may open the job page (``jobs.selectors``: admins and its starter), named for the others."""
+    if evaluation.status != Evaluation.Status.DONE:
+        return None
+    section = gallery.heat_map_gallery(evaluation, case_rows)
+    job = section["job"]
+    section["show_job"] = job is not None and job_selectors.jobs_visible_to(request.user).filter(pk=job.pk).exists()
+    return section
 
 
 @login_required
@@ -88,6 +103,35 @@ def evaluation_subset(request, pk: int):
     else:
         messages.success(request, f"likelihoods now combine {' '.join(evaluation.chosen_subset)}")
     return redirect("inference_evaluation", pk=pk)
+
+
+@login_required
+@require_POST
+def heat_maps_start(request, pk: int):
+    """Start the heat-maps job for every case with a result (the job skips those that have their maps), then
+    back to the page, whose "Heat-maps" section links the job's progress."""
+    evaluation = _evaluation(request, pk)
+    try:
+        job = services.heat_maps_start(evaluation=evaluation, user=request.user)
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, f"heat-maps queued on the gpu queue: job {job.pk} (cases that have theirs "
+                                  "are skipped)")
+    return redirect(reverse("inference_evaluation", args=[pk]) + "#heat-maps")
+
+
+@login_required
+def heat_map_png(request, pk: int, case_pk: int):
+    """The gallery's image of one case: its strongest slice with the map over it (404 where it has none)."""
+    evaluation = _evaluation(request, pk)
+    image = gallery.heat_map_png(evaluation, case_pk)
+    if image is None:
+        raise Http404("this case has no heat-maps in this evaluation")
+    response = HttpResponse(image, content_type="image/png")
+    response["Cache-Control"] = "private, max-age=300"
+    return response
 
 
 class _Echo:

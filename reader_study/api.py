@@ -27,6 +27,7 @@ from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, TASKS, Study
 from reader_study.serializers import (
     ActiveTimeSerializer,
     ExamStatusSerializer,
+    HeatMapSeriesSerializer,
     ReaderStudySerializer,
     ReadingPayloadSerializer,
     ReadResultSerializer,
@@ -191,13 +192,36 @@ def series_volume_api(request, pk: int, handle: str):
     assignment, so the two exams of a case cannot be linked through them. ``?slices=`` ranges follow the same
     rules (checked before the range is even parsed, so a 400 never answers a reader who may not see it)."""
     assignment = _my_assignment(request, pk, TASKS)
-    status = selectors.exam_status(assignment.study, request.user, assignment.exam, counts=False)
-    if not status.is_open:
-        raise PermissionDenied(f"{TASK_NAMES[assignment.exam]}: {status.reason}: its images open with it")
+    _open_task(request, assignment)
     rows = selectors.case_volumes(assignment.case_id, VOLUME_FIELDS)
     series = next(({k: row[k] for k in VOLUME_FIELDS} for row in rows
                    if payloads.series_handle(assignment.pk, row["pk"]) == handle), None)
     return volume_response(request, series, tag=lambda sha: payloads.volume_tag(assignment.pk, sha))
+
+
+def _open_task(request, assignment) -> None:
+    """A case's images (and exam 2's heat-maps) only while its task is open to the reader."""
+    status = selectors.exam_status(assignment.study, request.user, assignment.exam, counts=False)
+    if not status.is_open:
+        raise PermissionDenied(f"{TASK_NAMES[assignment.exam]}: {status.reason}: its images open with it")
+
+
+@extend_schema(responses={200: HeatMapSeriesSerializer, **errors(403, 404)})
+@api_view(["GET"])
+def series_heat_map_api(request, pk: int, handle: str):
+    """The AI's heat-maps of one series of the case of the reader's own exam-2 assignment ``pk`` (issue 18).
+
+    Exam 2 only, exactly like the AI panel: an exam-1 assignment answers 404 as if it were not the reader's, so
+    nothing tells an exam-1 reader that maps exist. Also 404 where the study does not offer them or the series
+    has none; 403 while the exam is not open."""
+    assignment = _my_assignment(request, pk, (2,))
+    _open_task(request, assignment)
+    maps = selectors.heat_maps_of(assignment)
+    series_pk = next((int(pk_) for pk_ in (set(maps.series_id.tolist()) if maps is not None else ())
+                      if payloads.series_handle(assignment.pk, int(pk_)) == handle), None)
+    if series_pk is None:
+        raise NotFound("no heat-maps for this series")
+    return Response(HeatMapSeriesSerializer(payloads.heat_map_series_payload(maps, series_pk)).data)
 
 
 @extend_schema(request=ANY_ANSWER, responses={200: ANY_ANSWER_RESULT, **errors(400, 403, 404)})

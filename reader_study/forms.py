@@ -7,6 +7,7 @@ from accounts.roles import READER
 from imaging.models import Case, Cohort
 from inference.models import Evaluation
 from reader_study.hanging import DEFAULT_PROTOCOL, MAX_VIEWPORTS, format_protocol
+from reader_study.models import Study
 
 HANGING_HELP = (f"which sequences open in which viewport, for every case: viewports separated by “|” (at most "
                 f"{MAX_VIEWPORTS}), in each the sequence codes to try in order, e.g. “T2sag | T2axi | ADC or DWI”; "
@@ -56,10 +57,16 @@ class StudyCreateForm(forms.Form):
     hanging_protocol = forms.CharField(
         max_length=200, required=False, initial=format_protocol(DEFAULT_PROTOCOL), label="Hanging protocol",
         help_text=HANGING_HELP)
+    heat_maps = forms.ChoiceField(choices=Study.HeatMaps.choices, initial=Study.HeatMaps.OFF, required=False,
+                                  label="AI heat-maps in exam 2",
+                                  help_text="where the ensemble saw sarcoma, over the tumour slices (never in exam 1)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["readers"].queryset = reader_users()   # evaluated per request, not at import
+
+    def clean_heat_maps(self) -> str:
+        return self.cleaned_data.get("heat_maps") or Study.HeatMaps.OFF
 
 
 class HangingProtocolForm(forms.Form):

@@ -38,6 +38,12 @@ class Study(models.Model):
         OPEN = "open", "open"
         CLOSED = "closed", "closed"
 
+    class HeatMaps(models.TextChoices):
+        """Whether exam 2's viewer offers the AI's heat-maps (issue 18, docs/saliency.md); never exam 1."""
+        HIDDEN = "hidden", "not shown"
+        OFF = "off", "offered, off until the reader turns them on (key H)"
+        ON = "on", "offered, on when a case opens (key H turns them off)"
+
     name = models.CharField(max_length=100, unique=True)
     cohort = models.ForeignKey("imaging.Cohort", null=True, blank=True, on_delete=models.PROTECT,
                                related_name="reader_studies",
@@ -51,6 +57,8 @@ class Study(models.Model):
     hanging_protocol = models.JSONField(
         default=default_protocol, blank=True,
         help_text="per viewport, the sequence codes it opens, the first the case has (reader_study.hanging)")
+    heat_maps = models.CharField(max_length=8, choices=HeatMaps.choices, default=HeatMaps.OFF,
+                                 help_text="exam 2 only: the AI's heat-maps over the tumour slices")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT)
     seed = models.BigIntegerField(default=new_study_seed,
                                   help_text="worklists are drawn from (seed, reader, exam)")

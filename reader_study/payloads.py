@@ -18,9 +18,10 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.crypto import salted_hmac
 
 from core.constants import SEQUENCE_CODES
+from inference import saliency_figure
 from reader_study import ai_panel, selectors
 from reader_study.hanging import DEFAULT_PROTOCOL
-from reader_study.models import DESCRIPTORS, Assignment, DescriptorScore, Read
+from reader_study.models import DESCRIPTORS, Assignment, DescriptorScore, Read, Study
 
 # What the reader's browser gets instead of a series' database key and content hash: values keyed to the
 # assignment (HMAC with the site's secret), so the same series seen in exam 1 and exam 2 (two assignments),
@@ -136,6 +137,37 @@ def ai_payload(assignment: Assignment) -> dict | None:
                           thresholds=found.thresholds, nested=found.nested, in_sample=found.in_sample)
 
 
+def heat_maps_payload(assignment: Assignment) -> dict | None:
+    """Exam 2's heat-maps (issue 18): which series have them, where each is fetched, whether the overlay starts
+    on, and the colour legend. None where the study does not offer them or the case has none; never called in
+    exam 1 (the key does not exist there, as ``ai``)."""
+    series = selectors.heat_map_series(assignment)
+    if not series:
+        return None
+    return {"default_on": assignment.study.heat_maps == Study.HeatMaps.ON,
+            "series": {series_handle(assignment.pk, pk): heat_map_url(assignment.pk, pk) for pk in sorted(series)},
+            "legend": saliency_figure.legend_stops(),
+            "what": HEAT_MAP_WHAT}
+
+
+HEAT_MAP_WHAT = ("Where on the tumour slices the ensemble's models saw sarcoma (Grad-CAM, their mean): red pushed "
+                 "the call towards sarcoma most, blue a little; no colour, not at all. It is not an outline of the "
+                 "tumour, and a leiomyoma-like region shows nothing.")
+
+
+def heat_map_url(assignment_pk: int, series_pk: int) -> str:
+    return reverse("reader_study:api_series_heat_map", args=[assignment_pk, series_handle(assignment_pk, series_pk)])
+
+
+def heat_map_series_payload(maps, series_pk: int) -> dict:
+    """One series' maps as the viewer draws them: per slice, the crop's square on the slice and the map as a grey
+    PNG (base64) of the crop's size, and the colour table (value 0..255 → RGB)."""
+    rows = maps.of_series(series_pk)
+    return {"size": maps.size, "colormap": saliency_figure.lut().tolist(),
+            "slices": [{"slice": int(maps.slice_no[i]), "window": [int(v) for v in maps.window[i]],
+                        "map": saliency_figure.png_base64(maps.maps[i])} for i in rows]}
+
+
 @dataclass(frozen=True)
 class Routes:
     """The URL names of a task's pages and reading API. The descriptor task keeps the URLs it always had; they
@@ -177,7 +209,7 @@ def answer_json(answer: Read | DescriptorScore | None) -> dict | None:
 
 
 def reading_payload(assignment: Assignment, state: selectors.ReadingState | None = None) -> dict:
-    """A reader's view of one case of one task. The key "ai" exists only in exam 2.
+    """A reader's view of one case of one task. The keys "ai" and "heat_maps" exist only in exam 2.
 
     ``state``: the case's ``selectors.reading_state`` where the caller computed it for this request. The
     number of queries does not grow with the worklist: its rows come in one query, both cases' series in one.
@@ -205,4 +237,5 @@ def reading_payload(assignment: Assignment, state: selectors.ReadingState | None
     }
     if assignment.exam == 2:
         payload["ai"] = ai_payload(assignment)
+        payload["heat_maps"] = heat_maps_payload(assignment)
     return payload

@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.roles import READER, is_coordinator, is_reader
 from core.constants import LEIOMYOMA, SEQUENCE_CODES, UNUSED_SEQUENCE
 from imaging.models import Series
+from inference import selectors as inference_selectors
 from inference.models import CaseAIResult
 from reader_study.hanging import DEFAULT_PROTOCOL, choose_viewports
 from reader_study.models import (
@@ -431,7 +432,8 @@ def study_progress(study: Study, *, now: datetime | None = None) -> list[ReaderP
 def study_case_summary(study: Study) -> dict[str, int]:
     """Counts the coordinator needs before opening: cases, leiomyomas, cases without images or AI result, and
     ``ai_in_sample``: cases whose exam-2 likelihood is in-sample because they were in the evaluation's
-    training cohort (a cross-validated result: the sequence set and threshold were chosen on them too)."""
+    training cohort (a cross-validated result: the sequence set and threshold were chosen on them too);
+    ``with_heat_maps``: cases with the evaluation's heat-maps (None without an evaluation)."""
     cases = study.cases.all()
     with_series = cases.filter(series__n_slices__gt=0).exclude(series__volume_path="").distinct()
     results = (CaseAIResult.objects.filter(evaluation_id=study.evaluation_id, case__in=cases)
@@ -442,7 +444,10 @@ def study_case_summary(study: Study) -> dict[str, int]:
     return {"cases": total, "leiomyomas": leiomyomas,
             "without_images": total - with_series.count(),
             "without_ai": total - ai if study.evaluation_id else total,
-            "ai_in_sample": results.filter(is_deployment=False).count()}
+            "ai_in_sample": results.filter(is_deployment=False).count(),
+            "with_heat_maps": (len(set(cases.values_list("pk", flat=True))
+                                   & inference_selectors.cases_with_maps(study.evaluation))
+                               if study.evaluation_id else None)}
 
 
 def reads_of_study(study: Study) -> QuerySet[Read]:
@@ -465,3 +470,28 @@ def study_truths(study) -> dict[int, str]:
                        .values_list("case_id", "truth")})
     truths.update(dict(StudyCaseTruth.objects.filter(study=study).values_list("case_id", "truth")))
     return truths
+
+
+# --- heat-maps in exam 2 (issue 18) ----------------------------------------------------------------------
+
+def heat_maps_shown(assignment: Assignment) -> bool:
+    """Whether the assignment's reader may see the AI's heat-maps: exam 2 only, and only where the study offers
+    them and names an evaluation. Exam 1 never (nothing is even read from disk for it)."""
+    study = assignment.study
+    return (assignment.exam == 2 and study.evaluation_id is not None
+            and study.heat_maps != Study.HeatMaps.HIDDEN)
+
+
+def heat_map_series(assignment: Assignment) -> set[int]:
+    """The series of the assignment's case that have heat-maps its reader may see (empty in exam 1)."""
+    if not heat_maps_shown(assignment):
+        return set()
+    return inference_selectors.series_with_maps(assignment.study.evaluation_id, assignment.case_id)
+
+
+def heat_maps_of(assignment: Assignment):
+    """The case's heat-maps (``inference.saliency_store.CaseMaps``) for its reader; None in exam 1, where the
+    study does not offer them, or where the evaluation has none for the case."""
+    if not heat_maps_shown(assignment):
+        return None
+    return inference_selectors.case_maps(assignment.study.evaluation_id, assignment.case_id)

@@ -165,6 +165,34 @@ class AIPanelSerializer(serializers.Serializer):
     note = serializers.CharField(allow_blank=True)
 
 
+class HeatMapLegendStopSerializer(serializers.Serializer):
+    value = serializers.FloatField(help_text="0 (none) to 1 (the case's strongest)")
+    rgb = serializers.CharField()
+
+
+class HeatMapsSerializer(serializers.Serializer):
+    """Exam 2's heat-maps (issue 18): the series that have them and where each is fetched."""
+
+    default_on = serializers.BooleanField(help_text="the overlay starts on (the study's setting)")
+    series = serializers.DictField(child=serializers.CharField(), help_text="series handle → its maps' URL")
+    legend = HeatMapLegendStopSerializer(many=True)
+    what = serializers.CharField()
+
+
+class HeatMapSliceSerializer(serializers.Serializer):
+    slice = serializers.IntegerField(help_text="the slice index in the series")
+    window = serializers.ListField(child=serializers.IntegerField(), min_length=3, max_length=3,
+                                   help_text="left, top, side: the crop's square on the slice, in its pixels")
+    map = serializers.CharField(help_text="the map, a grey PNG of size × size, base64")
+
+
+class HeatMapSeriesSerializer(serializers.Serializer):
+    size = serializers.IntegerField()
+    colormap = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()),
+                                     help_text="256 RGB colours, one per map value")
+    slices = HeatMapSliceSerializer(many=True)
+
+
 class ReadingUrlsSerializer(serializers.Serializer):
     submit = serializers.CharField()
     time = serializers.CharField()
@@ -194,6 +222,8 @@ class ReadingPayloadSerializer(DictSerializer):
     prefetch = serializers.ListField(child=serializers.CharField())
     urls = ReadingUrlsSerializer()
     ai = AIPanelSerializer(required=False, allow_null=True)
+    heat_maps = HeatMapsSerializer(required=False, allow_null=True,
+                                   help_text="exam 2 only: the AI's heat-maps (null where none are offered)")
 
 
 # --- answers -------------------------------------------------------------------------------------------

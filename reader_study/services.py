@@ -93,10 +93,11 @@ def _hanging_protocol(value) -> list[list[str]]:
 
 def study_create(*, name: str, created_by, cases: Iterable[Case] | None = None, cohort: Cohort | None = None,
                  evaluation: Evaluation | None = None, washout_days: int = 28, instructions: str = "",
-                 readers: Iterable = (), descriptor_k: int = 4, hanging_protocol=None) -> Study:
+                 readers: Iterable = (), descriptor_k: int = 4, hanging_protocol=None,
+                 heat_maps: str = Study.HeatMaps.OFF) -> Study:
     """A draft study: its cases (given, or the cohort's), the evaluation exam 2 shows, and its readers.
     ``hanging_protocol``: which sequences open in which viewport (text or lists, ``reader_study.hanging``);
-    None or blank: the default."""
+    None or blank: the default. ``heat_maps``: whether exam 2 offers the AI's heat-maps (``Study.HeatMaps``)."""
     _require_coordinator(created_by)
     protocol = _hanging_protocol(hanging_protocol) if hanging_protocol else default_protocol()
     name = (name or "").strip()
@@ -108,10 +109,12 @@ def study_create(*, name: str, created_by, cases: Iterable[Case] | None = None, 
         raise ValidationError({"washout_days": "the washout must be between 0 and 365 days"})
     if int(descriptor_k) < 1:
         raise ValidationError({"descriptor_k": "k must be at least 1"})
+    if heat_maps not in Study.HeatMaps.values:
+        raise ValidationError({"heat_maps": f"heat-maps must be one of {', '.join(Study.HeatMaps.values)}"})
     chosen, readers = _study_cases(cases, cohort), _check_readers(readers)
     study = Study.objects.create(name=name, cohort=cohort, evaluation=evaluation, washout_days=washout_days,
                                  instructions=instructions, descriptor_k=descriptor_k, created_by=created_by,
-                                 hanging_protocol=protocol)
+                                 hanging_protocol=protocol, heat_maps=heat_maps)
     study.cases.set(chosen)
     _event(study, "created", actor=created_by, cases=len(chosen))
     for reader in readers:

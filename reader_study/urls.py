@@ -46,6 +46,7 @@ urlpatterns = [
          name="api_descriptor_worklist"),
     path("api/reading/<int:pk>/", api.reading_case_api, name="api_reading_case"),
     path("api/reading/<int:pk>/series/<str:handle>/volume", api.series_volume_api, name="api_series_volume"),
+    path("api/reading/<int:pk>/series/<str:handle>/heat-maps", api.series_heat_map_api, name="api_series_heat_map"),
     path("api/reading/<int:pk>/read/", api.answer_submit_api, name="api_read_submit"),
     path("api/reading/<int:pk>/time/", api.active_time_api, name="api_active_time"),
     path("api/reading/descriptors/<int:pk>/", api.reading_case_api, DESCRIPTOR_TASK, name="api_descriptor_case"),

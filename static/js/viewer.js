@@ -14,7 +14,10 @@
 // letters from the direction cosines; the active slice's reference line on the other viewports; a length tool
 // (G) and an ellipse ROI (E) with mean ± SD in real units, and the value under the pointer; phases of a dynamic
 // series as a second axis (<- / ->) with cine (C). Measurements are the reader's scratch work: kept in this
-// page's memory only (gone with the case), never sent anywhere.
+// page's memory only (gone with the case), never sent anywhere. In exam 2, where the payload offers them
+// (payload.heat_maps), the AI's heat-maps over the tumour slices (H, an opacity slider, a legend; issue 18): each
+// series' maps are fetched the first time the overlay needs them (static/js/heat_maps.js, included before this
+// file on that page only); without them there is no control, no request, and H does nothing.
 //
 // Public: window.ReaderViewer = { Viewer, ActiveTimer, postJSON, csrfToken }.
 // Hooks a page may override in a subclass of Viewer: onSeriesShown(vp), onDrawn(vp) (draw over the slice on
@@ -28,6 +31,7 @@
   const IDLE_MS = 60000;            // no input for this long: the reader is not reading
   const CINE_MS = 250;              // cine: the next phase (or slice) every 250 ms
   const LAYOUTS = [1, 2, 3, 4];     // viewports; 4 is the 2x2 grid
+  const SLIDER_KEYS = new Set(["ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight", "PageUp", "PageDown", "Home", "End"]);
 
   // Window presets per sequence family, keys 1-5 (listed in the help overlay, templates/reader_study/_help.html).
   // MR signal has no absolute scale, so a preset is a pair of percentiles of the series' non-zero values
@@ -514,6 +518,7 @@
       ctx.imageSmoothingEnabled = true;
       const r = this.imageRect(size, k);
       ctx.drawImage(this.image, r.x, r.y, r.w, r.h);
+      this.drawHeatMap(r);
       this.drawReferenceLine(r);
       this.drawMeasurements(r);
       this.updateOverlays();
@@ -548,6 +553,29 @@
       if (this.axes) data.phase = String(this.phaseIndex() + 1); else delete data.phase;
       data.phases = String(this.axes ? this.axes.phases.length : 1);
       this.exposeMeasurements();
+    }
+
+    // -- the AI's heat-map (exam 2): over the slice, in its place, under the lines and measurements --
+    drawHeatMap(r) {
+      // data-heat-map: absent (no maps for this series), "off", "loading", "failed", "none" (no map on this
+      // slice: only tumour slices have one) or "shown".
+      const store = this.viewer.heatMaps, data = this.el.dataset, handle = this.series.id;
+      if (!store || !store.has(handle)) { delete data.heatMap; return; }
+      if (!this.viewer.heatMapsOn) { data.heatMap = "off"; return; }
+      const state = store.state(handle), map = store.slice(handle, this.slice);   // the first ask fetches
+      data.heatMap = state !== "ready" ? state : map ? "shown" : "none";
+      if (!map) return;
+      // The map covers the square (left, top, side) of the slice's pixels; the part of it past the image (the
+      // crop's padding) is clipped off.
+      const ctx = this.ctx, sx = r.w / this.series.cols, sy = r.h / this.series.rows;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(r.x, r.y, r.w, r.h);
+      ctx.clip();
+      ctx.globalAlpha = this.viewer.heatMapOpacity;      // x the map's own alpha, v / 255
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(map.canvas, r.x + map.left * sx, r.y + map.top * sy, map.side * sx, map.side * sy);
+      ctx.restore();
     }
 
     // -- reference line: where the active viewport's slice cuts this one --
@@ -796,6 +824,7 @@
       this.chosen = new Map();
       this.measurements = new Map();   // "viewport|series|frame" -> the reader's measurements there (memory only)
       this.tool = "window";
+      this.setUpHeatMaps(payload.heat_maps);
       this.buildSeriesList();
       this.bindToolbar();
       this.bindKeys();
@@ -820,6 +849,61 @@
           row.insertCell().textContent = (i + 1) + " " + p.name + (p.p ? " (p" + p.p[0] + "–p" + p.p[1] + ")" : "");
         });
       }
+    }
+
+    // -- the AI's heat-maps (exam 2 only; static/js/heat_maps.js) --
+    setUpHeatMaps(config) {
+      // Only where the payload offers them: otherwise no store (so no request can be made), and H does nothing.
+      this.heatMapsOn = false;
+      this.heatMapOpacity = 0.5;
+      this.heatMaps = config && window.HeatMapStore
+        ? new window.HeatMapStore(config.series, (handle, entry) => this.heatMapsLoaded(handle, entry)) : null;
+      if (!this.heatMaps) return;
+      const bar = this.root.querySelector(".heat-legend .heat-bar");
+      if (bar && config.legend && config.legend.length) {
+        // CSSOM, not a style attribute: the site's CSP allows no inline style
+        bar.style.backgroundImage = "linear-gradient(to right, " +
+          config.legend.map((s) => s.rgb + " " + Math.round(s.value * 100) + "%").join(", ") + ")";
+      }
+      const slider = this.root.querySelector('[data-action="heat-map-opacity"]');
+      if (slider) this.setHeatMapOpacity(Number(slider.value) / 100);
+      this.setHeatMaps(Boolean(config.default_on));
+    }
+
+    setHeatMaps(on) {
+      if (!this.heatMaps) return;
+      if (on) this.heatMaps.forgetFailed();
+      this.heatMapsOn = on;
+      this.root.dataset.heatMaps = on ? "on" : "off";
+      this.root.querySelectorAll('[data-action="heat-maps"]').forEach((b) => b.setAttribute("aria-pressed", String(on)));
+      this.root.querySelectorAll(".heat-legend").forEach((el) => { el.hidden = !on; });
+      this.viewports.forEach((v) => v.draw());
+    }
+
+    toggleHeatMaps() { this.setHeatMaps(!this.heatMapsOn); }
+
+    setHeatMapOpacity(fraction) {
+      this.heatMapOpacity = Math.max(0, Math.min(1, fraction));
+      const percent = Math.round(this.heatMapOpacity * 100);
+      this.root.dataset.heatMapOpacity = String(percent);
+      this.root.querySelectorAll('[data-action="heat-map-opacity"]').forEach((slider) => {
+        slider.value = String(percent);
+        slider.setAttribute("aria-valuetext", percent + " %");
+        slider.title = "heat-map opacity: " + percent + " %";
+      });
+      if (this.heatMapsOn) this.viewports.forEach((v) => v.draw());
+    }
+
+    heatMapsLoaded(handle, entry) {
+      // A series' maps are in (or could not be had: the button says so until the next try, H off and on again);
+      // the viewports showing it draw them.
+      this.root.querySelectorAll('[data-action="heat-maps"]').forEach((b) => {
+        b.dataset.title = b.dataset.title || b.title;     // the template's
+        const failed = entry.state === "failed";
+        b.classList.toggle("failed", failed);
+        b.title = failed ? "the heat-maps could not be loaded (" + entry.error + "); H off and on tries again" : b.dataset.title;
+      });
+      this.viewports.forEach((v) => v.series && v.series.id === handle && v.draw());
     }
 
     // -- layout --
@@ -1074,6 +1158,9 @@
       on("reset-window", () => this.active && this.active.ready && this.active.resetWindow());
       on("fullscreen", () => this.toggleFullscreen());
       on("help", () => this.toggleHelp());
+      on("heat-maps", () => this.toggleHeatMaps());
+      this.root.querySelectorAll('[data-action="heat-map-opacity"]').forEach((slider) =>
+        slider.addEventListener("input", () => this.setHeatMapOpacity(Number(slider.value) / 100)));
       const sync = this.root.querySelector('[data-action="sync"]');
       if (sync) sync.addEventListener("change", () => { this.sync = sync.checked; });
     }
@@ -1090,11 +1177,14 @@
 
     bindKeys() {
       document.addEventListener("keydown", (e) => {
-        const typing = e.target.closest && e.target.closest("input:not([type=radio]):not([type=checkbox]), textarea, select");
+        const typing = e.target.closest && e.target.closest("input:not([type=radio]):not([type=checkbox]):not([type=range]), textarea, select");
+        // A slider (the heat-map's opacity) keeps the keys that move it; the letters still reach the viewer (H).
+        const sliding = e.target.matches && e.target.matches("input[type=range]") && SLIDER_KEYS.has(e.key);
         if (e.key === "Escape") { this.toggleHelp(false); return; }
-        if (typing || e.altKey || e.ctrlKey || e.metaKey) return;
+        if (typing || sliding || e.altKey || e.ctrlKey || e.metaKey) return;
         const vp = this.active;
         const preset = (k) => () => vp && vp.applyPreset(k);
+        const heatMaps = this.heatMaps ? { h: () => this.toggleHeatMaps(), H: () => this.toggleHeatMaps() } : {};
         const handled = {
           ArrowUp: () => vp && vp.scroll(-1), ArrowDown: () => vp && vp.scroll(1),
           ArrowLeft: () => vp && vp.stepPhase(-1), ArrowRight: () => vp && vp.stepPhase(1),
@@ -1107,7 +1197,7 @@
           Delete: () => vp && vp.clearMeasurements(), Backspace: () => vp && vp.clearMeasurements(),
           a: () => this.activateNext(1), A: () => this.activateNext(-1),
           f: () => this.toggleFullscreen(), v: () => this.cycleLayout(), V: () => this.setLayout(4),
-          "?": () => this.toggleHelp(), h: () => this.toggleHelp(),
+          "?": () => this.toggleHelp(), ...heatMaps,
         }[e.key];
         if (handled) { e.preventDefault(); handled(); }
       });

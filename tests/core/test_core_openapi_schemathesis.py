@@ -22,6 +22,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 import schemathesis
 from django.conf import settings as django_settings
@@ -162,7 +163,17 @@ def world(app_settings, make_user):
     # a volume is named by the assignment and the series' handle in it: the exams of the first study
     volumes = [{"id": a.pk, "handle": payloads.series_handle(a.pk, s.pk)}
                for a in mine.filter(study=study).exclude(exam=DESCRIPTORS) for s in a.case.series.all()]
-    combinations = {"/api/reading/{id}/series/{handle}/volume": volumes}
+    # exam 2's heat-maps: the first case's first series has some (issue 18), so a 200 is checked too
+    from inference import selectors as inference_selectors
+    from inference.saliency_store import HELD_OUT, CaseMaps, write_case_maps
+
+    mapped = cases[0].series.order_by("pk").first()
+    heat = np.zeros((1, 8, 8), np.uint8)
+    write_case_maps(inference_selectors.case_maps_path(evaluation.pk, cases[0].pk), CaseMaps(
+        maps=heat, crops=heat, series_id=np.array([mapped.pk]), slice_no=np.array([1]), sequence_idx=np.array([0]),
+        window=np.array([[0, 0, 16]]), scale=0.0, models=("r0f0",), kind=HELD_OUT, crops_sha256="synthetic"))
+    combinations = {"/api/reading/{id}/series/{handle}/volume": volumes,
+                    "/api/reading/{id}/series/{handle}/heat-maps": volumes}
     extras = {label: [{"body": body, "media_type": "application/json"} for body in bodies]
               for label, bodies in json_bodies.items()}
     extras["DELETE /api/series/{id}/boxes/"] = [{"query": {"slice_index": 1}}]

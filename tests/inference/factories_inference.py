@@ -22,7 +22,8 @@ from imaging.volumes import encode_volume  # noqa: E402
 from training.models import FoldSplit, TrainedModel  # noqa: E402
 
 T2AXI, DWI = SEQUENCE_CODES.index("T2axi"), SEQUENCE_CODES.index("DWI")
-__all__ = ["TINY_CONFIG", "make_cohort", "fake_trained_run", "make_new_case", "heldout_probs", "T2AXI", "DWI"]
+__all__ = ["TINY_CONFIG", "make_cohort", "fake_trained_run", "make_new_case", "add_boxed_series", "heldout_probs",
+           "T2AXI", "DWI"]
 
 
 def make_cohort(name: str = "tc", *, n_folds: int = 2, patients_per_class: int = 6, slices: int = 3,
@@ -87,6 +88,14 @@ def make_new_case(pseudonym: str = "SYN-NEW-001", *, codes=("T2axi", "DWI"), n_s
     """A case outside every cohort, with one stored series per code and tumour boxes on ``boxed`` slices each."""
     case = Case.objects.create(pseudonym=pseudonym, source_key_hash=f"new-{pseudonym}".ljust(64, "0")[:64],
                                truth=truth, is_synthetic=True)
+    return add_boxed_series(case, codes=codes, n_slices=n_slices, size=size, boxed=boxed)
+
+
+def add_boxed_series(case: Case, *, codes=("T2axi", "DWI"), n_slices: int = 4, size: int = 48,
+                     boxed: int = 3) -> Case:
+    """Give ``case`` one stored SYNTHETIC series per code (a blob, bright for a sarcoma) with tumour boxes on its
+    first ``boxed`` slices."""
+    truth = case.truth
     lo, hi = size // 4, 3 * size // 4
     for number, code in enumerate(codes, start=1):
         stored = _blob_volume(n_slices, size, truth == SARCOMA, seed=number)

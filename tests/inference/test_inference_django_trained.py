@@ -1,6 +1,7 @@
 """End to end with real Keras models (SLOW): a tiny SYNTHETIC two-sequence cohort, 2 repeats × 2 folds trained
 inline, then `manage.py evaluate --inline` (reusing the models' held-out predictions), the same with
-`--repredict`, and `manage.py predict --inline` for a case imported after training.
+`--repredict`, `manage.py predict --inline --heat-maps` for a case imported after training, and `manage.py
+heat_maps --inline` for every case.
 
 Everything heavy runs once, in a module fixture whose rows are committed (django_db_blocker) and deleted at
 the end; the tests only read them (each in a rolled-back transaction)."""
@@ -13,7 +14,7 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
-from factories_inference import TINY_CONFIG, make_cohort, make_new_case
+from factories_inference import TINY_CONFIG, add_boxed_series, make_cohort, make_new_case
 from inference import selectors
 from inference.models import CaseAIResult, Evaluation
 from jobs.models import JobStatus
@@ -48,9 +49,22 @@ def trained(django_db_setup, django_db_blocker, tmp_path_factory):
             case = make_new_case("SYN-NEW-T01")
             outputs["predict"] = io.StringIO()
             call_command("predict", "--case", case.pseudonym, "--training-job", str(run.job_id), "--inline",
-                         stdout=outputs["predict"])
+                         "--heat-maps", stdout=outputs["predict"])
+            # the tiny cohort's cases have an array store but no series: give one of them images to map
+            add_boxed_series(cohort.cases.order_by("pk").first(), size=32)
+            for key in ("heat_maps", "heat_maps_again"):        # the second finds every case mapped already
+                outputs[key] = io.StringIO()
+                call_command("heat_maps", "--evaluation", str(repredicted.pk), "--inline", stdout=outputs[key])
+            # a case whose file is gone is mapped again, alone
+            gone = selectors.case_maps_path(repredicted.pk, cohort.cases.order_by("pk").first().pk)
+            maps_before = gone.read_bytes()
+            gone.unlink()
+            outputs["heat_maps_resume"] = io.StringIO()
+            call_command("heat_maps", "--evaluation", str(repredicted.pk), "--inline",
+                         stdout=outputs["heat_maps_resume"])
             yield SimpleNamespace(run=run, training_job=training_job, reused=reused, repredicted=repredicted,
-                                  case=case, outputs={k: v.getvalue() for k, v in outputs.items()})
+                                  case=case, maps_before=maps_before,
+                                  outputs={k: v.getvalue() for k, v in outputs.items()})
             for model in (CaseAIResult, Evaluation, TrainingRun, Cohort, Case, Job):
                 model.objects.all().delete()
     finally:
@@ -103,3 +117,58 @@ def test_the_evaluation_page_shows_the_trained_run(trained, client, coordinator)
     html = client.get(f"/inference/evaluations/{trained.reused.pk}/").content.decode()
     assert all(case.pseudonym in html for case in trained.run.cohort.cases.all())
     assert client.get(f"/inference/evaluations/{trained.reused.pk}/figures/roc.svg").status_code == 200
+
+
+def _heat_jobs():
+    from jobs.models import Job
+
+    return list(Job.objects.filter(kind="heat_maps").order_by("pk"))
+
+
+def test_every_case_gets_heat_maps_from_the_models_that_make_its_likelihood(trained):
+    from inference import saliency_store
+    from inference.runners import case_tumour_slices
+
+    evaluation, run = trained.repredicted, trained.run
+    first, all_cases, again, _ = _heat_jobs()
+    assert [j.status for j in (first, all_cases, again)] == [JobStatus.SUCCEEDED] * 3
+    assert first.result["cases"] == 1 and first.result["models_read"] == 4           # the new patient: all models
+    assert all_cases.result == {**all_cases.result, "cases": 12, "already": 1, "models_read": 4}  # 2 folds × 2
+    assert again.result["cases"] == 0 and again.result["already"] == 13 and again.result["models_read"] == 0
+    assert "12 case(s) mapped" in trained.outputs["heat_maps"]
+    assert "13 had their maps already" in trained.outputs["heat_maps_again"]
+    assert "heat-maps of 6 tumour slices" in trained.outputs["predict"]
+    assert all_cases.result["slices"] == 6
+
+    cohort = run.cohort
+    fold_of = {int(k): int(v) for k, v in cohort.fold_split.assignment.items()}
+    imaged = cohort.cases.order_by("pk").first()
+    for case in [*cohort.cases.all(), trained.case]:
+        maps = selectors.case_maps(evaluation.pk, case.pk)
+        slices = case_tumour_slices(case, size=cohort.input_size, margin=cohort.crop_margin)
+        assert maps.crops.shape[0] == (6 if case.pk in (imaged.pk, trained.case.pk) else 0)   # 2 series × 3 boxes
+        np.testing.assert_array_equal(maps.crops, slices.crops)
+        np.testing.assert_array_equal(maps.window, slices.window)
+        np.testing.assert_array_equal(maps.series_id, slices.series_id)
+        np.testing.assert_array_equal(maps.slice_no, slices.slice_no)
+        assert maps.maps.shape == slices.crops.shape and maps.maps.dtype == np.uint8
+        if maps.maps.size:
+            assert maps.scale >= 0 and (maps.maps.max() == 255) == (maps.scale > 0)
+        if case.pk == trained.case.pk:
+            assert maps.kind == saliency_store.DEPLOYMENT and maps.models == ("r0f0", "r0f1", "r1f0", "r1f1")
+        else:
+            fold = fold_of[case.pk]
+            assert maps.kind == saliency_store.HELD_OUT and maps.models == (f"r0f{fold}", f"r1f{fold}")
+    box = imaged.series.order_by("pk").first().boxes.order_by("slice_index").first()
+    window = selectors.case_maps(evaluation.pk, imaged.pk).window[0]
+    assert window[0] <= box.x0 and window[1] <= box.y0 and window[0] + window[2] >= box.x1   # the box in its crop
+
+
+def test_a_case_whose_maps_are_gone_is_mapped_again_alone(trained):
+    *_, resumed = _heat_jobs()
+    assert resumed.status == JobStatus.SUCCEEDED and resumed.result["cases"] == 1 and resumed.result["already"] == 12
+    case = trained.run.cohort.cases.order_by("pk").first()        # the one with images
+    after = selectors.case_maps(trained.repredicted.pk, case.pk)
+    with np.load(io.BytesIO(trained.maps_before)) as old:
+        assert after.maps.shape[0] == 6
+        np.testing.assert_array_equal(after.maps, old["maps"])      # the same maps again: deterministic

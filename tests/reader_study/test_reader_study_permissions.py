@@ -105,6 +105,11 @@ MATRIX = [
      {**READER_API, "owner": 200, "other": 404, "outsider": 404}),
     ("series volume (reading, exam 2 locked)", "get", "/api/reading/{a2}/series/{handle2}/volume", None,
      {**READER_API, "owner": 403, "other": 404, "outsider": 404}),
+    # exam 2's heat-maps: an exam-1 assignment answers as if it were not the reader's (404), exam 2 locked: 403
+    ("series heat-maps (reading, exam 1)", "get", "/api/reading/{a1}/series/{handle1}/heat-maps", None,
+     {**READER_API, "owner": 404, "other": 404, "outsider": 404}),
+    ("series heat-maps (reading, exam 2 locked)", "get", "/api/reading/{a2}/series/{handle2}/heat-maps", None,
+     {**READER_API, "owner": 403, "other": 404, "outsider": 404}),
     ("series volume (imaging)", "get", "/api/series/{series}/volume", None,
      _codes(403, 404, 404, 404, 200, 200)),
     # coordinator API

@@ -1,0 +1,121 @@
+"""Where an evaluation's heat-maps are kept (issue 18), one file per case. No Django.
+
+``<evaluation folder>/saliency/case-<pk>.npz`` (compressed; the maps are smooth, so a 224 px slice's map takes a
+few kB) holds, for each of the case's N tumour slices:
+
+- ``maps`` (N, S, S) uint8: the ensemble's Grad-CAM at the crop's resolution (``inference.saliency``), against
+  the case's one ``scale`` (sarcoma log-odds per cell at 255);
+- ``crops`` (N, S, S) uint8: the crop the models saw (the evaluation page's gallery draws the map on it);
+- ``series_id``, ``slice_no``, ``sequence_idx`` (N,): which slice of which series;
+- ``window`` (N, 3): the crop's square on the slice, ``left, top, side`` in the slice's pixels
+  (``imaging.crops.CropWindow``): the map covers exactly that square once scaled by side / S;
+- ``models``: which models were averaged (``r<repeat>f<fold>``), ``kind`` ("held-out" for a cross-validated
+  case: each repeat's model that never saw it; "deployment": every model), ``crops_sha256``.
+
+A file present is never recomputed (the job skips its case); it is written atomically, so a file is whole.
+Nothing in it identifies the patient: keys, slice numbers and pixels of the de-identified series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.files import atomic_path
+
+SALIENCY_DIR = "saliency"
+HELD_OUT, DEPLOYMENT = "held-out", "deployment"
+
+
+@dataclass(frozen=True)
+class CaseMaps:
+    """One case's heat-maps (see the module docstring for each field)."""
+
+    maps: np.ndarray
+    crops: np.ndarray
+    series_id: np.ndarray
+    slice_no: np.ndarray
+    sequence_idx: np.ndarray
+    window: np.ndarray
+    scale: float
+    models: tuple[str, ...]
+    kind: str
+    crops_sha256: str
+
+    def __post_init__(self) -> None:
+        n = self.maps.shape[0]
+        if self.maps.ndim != 3 or self.maps.dtype != np.uint8 or self.crops.shape != self.maps.shape:
+            raise ValueError(f"heat-maps: maps {self.maps.shape} {self.maps.dtype} and crops {self.crops.shape} "
+                             "must be the same (N, S, S) uint8")
+        for name in ("series_id", "slice_no", "sequence_idx"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"heat-maps: {name} has shape {getattr(self, name).shape}, expected ({n},)")
+        if self.window.shape != (n, 3):
+            raise ValueError(f"heat-maps: window has shape {self.window.shape}, expected ({n}, 3)")
+
+    @property
+    def size(self) -> int:
+        return int(self.maps.shape[1])
+
+    def of_series(self, series_id: int) -> np.ndarray:
+        """Row indexes of one series' slices, in slice order."""
+        rows = np.flatnonzero(self.series_id == series_id)
+        return rows[np.argsort(self.slice_no[rows], kind="stable")]
+
+    def strongest(self) -> int | None:
+        """The row whose map is strongest (the gallery's slice); None without slices."""
+        if self.maps.shape[0] == 0:
+            return None
+        return int(np.argmax(self.maps.reshape(self.maps.shape[0], -1).max(axis=1)))
+
+
+def case_maps_path(evaluation_folder: Path, case_pk: int) -> Path:
+    return Path(evaluation_folder) / SALIENCY_DIR / f"case-{case_pk}.npz"
+
+
+def write_case_maps(path: Path, maps: CaseMaps) -> None:
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(
+            tmp, maps=maps.maps, crops=maps.crops, series_id=maps.series_id.astype(np.int64),
+            slice_no=maps.slice_no.astype(np.int64), sequence_idx=maps.sequence_idx.astype(np.int64),
+            window=maps.window.astype(np.int64), scale=np.float64(maps.scale), models=np.array(maps.models, dtype=str),
+            kind=np.str_(maps.kind), crops_sha256=np.str_(maps.crops_sha256))
+
+
+def read_case_maps(path: Path) -> CaseMaps | None:
+    """The stored maps, or None where there are none (or the file is not one of ours)."""
+    if not Path(path).is_file():
+        return None
+    try:
+        with np.load(path) as saved:
+            return CaseMaps(maps=saved["maps"], crops=saved["crops"], series_id=saved["series_id"],
+                            slice_no=saved["slice_no"], sequence_idx=saved["sequence_idx"], window=saved["window"],
+                            scale=float(saved["scale"]), models=tuple(str(m) for m in saved["models"]),
+                            kind=str(saved["kind"]), crops_sha256=str(saved["crops_sha256"]))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def series_of(path: Path) -> set[int]:
+    """The series a stored file has maps for, reading only that array; empty where there is no file."""
+    if not Path(path).is_file():
+        return set()
+    try:
+        with np.load(path) as saved:
+            return {int(v) for v in saved["series_id"]}
+    except (OSError, KeyError, ValueError):
+        return set()
+
+
+def stored_cases(evaluation_folder: Path) -> set[int]:
+    """The cases of an evaluation that have their maps."""
+    folder = Path(evaluation_folder) / SALIENCY_DIR
+    found = set()
+    for path in folder.glob("case-*.npz") if folder.is_dir() else []:
+        try:
+            found.add(int(path.stem.removeprefix("case-")))
+        except ValueError:
+            continue
+    return found
