@@ -172,3 +172,40 @@ def test_a_case_whose_maps_are_gone_is_mapped_again_alone(trained):
     with np.load(io.BytesIO(trained.maps_before)) as old:
         assert after.maps.shape[0] == 6
         np.testing.assert_array_equal(after.maps, old["maps"])      # the same maps again: deterministic
+
+
+class _Ctx:
+    """A job context that cancels at its ``cancel_at``-th check (None: never), as a cancel between models would."""
+
+    def __init__(self, cancel_at=None):
+        self.cancel_at, self.checks, self.result = cancel_at, 0, {}
+
+    def progress(self, **kwargs):
+        pass
+
+    def check_cancel(self):
+        from jobs.services import JobCancelled
+
+        self.checks += 1
+        if self.cancel_at is not None and self.checks >= self.cancel_at:
+            raise JobCancelled()
+
+    def set_result(self, **kwargs):
+        self.result.update(kwargs)
+
+
+def test_a_cancelled_heat_maps_job_keeps_the_finished_folds_and_resumes_with_the_rest(trained):
+    from inference import saliency_store, services
+    from inference.runners_saliency import heat_maps_run
+    from jobs.services import JobCancelled
+
+    evaluation = trained.reused                 # no maps yet: the other tests mapped the second evaluation
+    job = services.heat_maps_start(evaluation=evaluation, enqueue=False)
+    folder = selectors.evaluation_dir(evaluation)
+    with pytest.raises(JobCancelled):
+        heat_maps_run(job, _Ctx(cancel_at=3))   # fold 0's two models done, cancelled before fold 1's first
+    assert len(saliency_store.stored_cases(folder)) == 6
+    ctx = _Ctx()
+    heat_maps_run(job, ctx)
+    assert ctx.result["cases"] == 6 and ctx.result["already"] == 6 and ctx.result["models_read"] == 2
+    assert len(saliency_store.stored_cases(folder)) == 12

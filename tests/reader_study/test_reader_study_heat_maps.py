@@ -134,7 +134,7 @@ def test_nothing_identifying_reaches_the_maps(client, study_setup, reader):
         texts = [str(heat)] + [client.get(url).content.decode() for url in heat["series"].values()]
         for text in texts:
             assert not [value for value in identifying if value and value in text]
-            assert f"/{a.case.series.order_by('pk').first().pk}/" not in text     # no series key either
+            assert f"series/{a.case.series.order_by('pk').first().pk}/" not in text    # no series key either
 
 
 def test_the_study_page_says_the_setting_and_how_many_cases_have_maps(client, study_setup, coordinator):
