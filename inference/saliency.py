@@ -66,14 +66,14 @@ def grad_cam(model, crops: np.ndarray, *, batch_size: int = 64, features=None) -
                          f"{expected[0]}×{expected[1]}")
     features = feature_model(model) if features is None else features
     direction, _ = sarcoma_direction(model)
-    out = []
-    for start in range(0, crops.shape[0], batch_size):
-        batch = crops[start:start + batch_size].astype(np.float32)
-        out.append(np.maximum(cam(np.asarray(features(batch, training=False)), direction), 0.0))
-    if not out:
+    if crops.shape[0] == 0:
         shape = features.outputs[0].shape
         return np.zeros((0, int(shape[1]), int(shape[2])), np.float32)
-    return np.concatenate(out).astype(np.float32)
+    # predict, not a plain call: Keras compiles the forward pass once per feature model (a graph on TensorFlow,
+    # jit on JAX), and a WeightLoader keeps one feature model for every member (profiled: 1.3 s for 60 slices
+    # at 224 px against 2.7–4.2 s called eagerly)
+    activations = features.predict(crops.astype(np.float32), batch_size=batch_size, verbose=0)
+    return np.maximum(cam(np.asarray(activations), direction), 0.0).astype(np.float32)
 
 
 class WeightLoader:
