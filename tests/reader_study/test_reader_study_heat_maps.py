@@ -142,5 +142,6 @@ def test_the_study_page_says_the_setting_and_how_many_cases_have_maps(client, st
     write_maps(study_setup["evaluation"], study_setup["cases"][0])
     client.force_login(coordinator)
     html = client.get(f"/coordination/studies/{study.pk}/").content.decode()
-    assert "AI heat-maps in exam 2: offered, off until the reader turns them on (key H) (1 of 4 cases have them)" in html
+    assert ("AI heat-maps in exam 2: offered, off until the reader turns them on (key H) (1 of 4 cases have them)"
+            in html)
     assert selectors.study_case_summary(study)["with_heat_maps"] == 1
