@@ -6,7 +6,9 @@ patient by every model (144): both are measured with ``--models``.
 
 The models are the real network (MobileNetV2, 224 px, width 1.0, ``training.network.build_model``) with
 SYNTHETIC weights: Grad-CAM's cost does not depend on what the weights learned. One model is saved and its
-file read once per ensemble member, as the job reads each member's own file; the crops are SYNTHETIC noise.
+file read once per ensemble member, as the job reads each member's own file (the same file here, so it stays in
+the page cache: a real job reading 24 distinct files from disk can be slower); the crops are SYNTHETIC noise. The
+job's cropping of the series (reading the volumes) is not included.
 
 Two ways, same run, same crops:
 
@@ -64,15 +66,16 @@ def _saved_model(folder: Path, size: int, width: float) -> Path:
 
 
 def ours(path: Path, crops: np.ndarray, n_models: int) -> float:
-    from inference.saliency import WeightLoader, ensemble_map, to_uint8, upsample
+    from inference.saliency import WeightLoader, ensemble_map, reference_level, to_uint8, upsample
 
     began = time.perf_counter()
     loader = WeightLoader()
     total = None
     for _ in range(n_models):
-        maps = loader.maps(path, crops).astype(np.float64)
+        maps = loader.maps(path, crops, signed=True).astype(np.float64)
         total = maps if total is None else total + maps
-    to_uint8(upsample(ensemble_map((total / n_models)[None]), crops.shape[1]))
+    mean = ensemble_map((total / n_models)[None])
+    to_uint8(upsample(mean, crops.shape[1]), reference_level(mean))
     return time.perf_counter() - began
 
 
@@ -100,7 +103,8 @@ def main(argv=None) -> int:
     crops = np.random.default_rng(0).integers(0, 256, (args.slices, size, size)).astype(np.uint8)
     with tempfile.TemporaryDirectory() as folder:
         path = _saved_model(Path(folder), size, width)
-        ours(path, crops[:2], 1)                          # warm-up: TensorFlow's first graph traces
+        ours(path, crops[:2], 1)                          # warm-up, both ways: TensorFlow's first graph traces
+        baseline(path, crops[:2], 1)
         ours_s = ours(path, crops, args.models)
         base_n = max(1, min(args.baseline_models, args.models))
         base_s = baseline(path, crops, base_n)

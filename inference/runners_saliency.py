@@ -6,13 +6,17 @@ Which models make a case's map (docs/saliency.md):
   — R models, none of which saw it; the same models whose predictions make its likelihood.
 - a **new patient** (``predict``): every model of the run (R × F), as its likelihood.
 
-The map is the mean of those models' maps (``inference.saliency``), at the crop's resolution, then stored with
-each crop's square on its slice (``inference.saliency_store``). The work goes by groups of cases that share
-their models (one group per fold, one for the new patients): each model file is read once for its group and
-maps every crop of the group in batches. The architecture is loaded once per job; the other models only load
-their weights into it (the run's models share one architecture). A group's cases are written when its last
-model is done, so a cancelled or failed job resumes at the first group not written, and a case whose file exists
-is never recomputed.
+The map is the positive part of the mean of those models' signed maps (``inference.saliency``), at the crop's
+resolution, stored with each crop's square on its slice (``inference.saliency_store``) against one full-colour
+level per evaluation (the 99th percentile of the first mapped cases' positive cells, kept in the evaluation's
+saliency folder), so that a case with little evidence for sarcoma shows little colour.
+
+The work goes by groups of cases that share their models (one group per fold, one for the new patients): each model
+file is read once for its group and maps every crop of the group in batches. The architecture is loaded once per
+job; the other models only load their weights into it (the run's models share one architecture). A group's cases
+are written when its last model is done, so a cancelled or failed job resumes at the first group not written. A
+case whose file was made of its current crops is never recomputed; one whose boxes or series were corrected since
+(the crops' SHA-256 differs) is mapped again.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class Group:
 
 
 def heat_maps_run(job: Job, ctx) -> None:
-    """Runner of "heat_maps": every pending case of ``params["case_pks"]`` gets its maps."""
+    """Runner of "heat_maps": every case of ``params["case_pks"]`` whose maps are missing or out of date."""
     from imaging.models import Case
 
     evaluation = (Evaluation.objects.select_related("training_run__cohort")
@@ -48,19 +52,38 @@ def heat_maps_run(job: Job, ctx) -> None:
     if evaluation is None or evaluation.training_run is None:
         raise jobs.JobError("the evaluation, or its training run, no longer exists")
     wanted = [int(pk) for pk in job.params.get("case_pks") or []]
-    present = saliency_store.stored_cases(selectors.evaluation_dir(evaluation))
-    cases = list(Case.objects.filter(pk__in=[pk for pk in wanted if pk not in present]).order_by("pk"))
-    groups = _groups(evaluation, cases)
-    total = sum(len(g.models) for g in groups)
-    ctx.progress(done=0, total=max(total, 1), step=f"heat-maps of {len(cases)} case(s); "
-                                                   f"{len(wanted) - len(cases)} already have theirs", force=True)
+    cohort = evaluation.training_run.cohort
+    ctx.progress(done=0, total=1, step=f"cropping the tumour slices of {len(wanted)} case(s)", force=True)
+    current = {case.pk: (case, case_tumour_slices(case, size=cohort.input_size, margin=cohort.crop_margin))
+               for case in Case.objects.filter(pk__in=wanted).order_by("pk")}
+    pending, stale = _pending(evaluation, current)
+    groups = _groups(evaluation, [current[pk][0] for pk in pending])
+    total = max(sum(len(g.models) for g in groups), 1)
+    already = len(current) - len(pending)
+    ctx.progress(done=0, total=total, step=f"heat-maps of {len(pending)} case(s) ({stale} out of date); "
+                                           f"{already} have theirs", force=True)
     loader = saliency.WeightLoader()
     done, slices = 0, 0
     for group in groups:
-        slices += _map_group(evaluation, group, loader, ctx, done)
+        slices += _map_group(evaluation, group, {pk: current[pk][1] for pk in (c.pk for c in group.cases)},
+                             loader, ctx, done)
         done += len(group.models)
-    ctx.progress(done=max(total, 1), total=max(total, 1), step="finished", force=True)
-    ctx.set_result(cases=len(cases), already=len(wanted) - len(cases), slices=slices, models_read=loader.reads)
+    ctx.progress(done=total, total=total, step="finished", force=True)
+    ctx.set_result(cases=len(pending), already=already, out_of_date=stale, gone=len(wanted) - len(current),
+                   slices=slices, models_read=loader.reads)
+
+
+def _pending(evaluation: Evaluation, current: dict) -> tuple[list[int], int]:
+    """The cases to map: no readable file, or one made of other crops (boxes or series corrected since: the
+    file's crops_sha256 differs); and how many of them were out of date."""
+    pending, stale = [], 0
+    for pk, (_, slices) in current.items():
+        stored = saliency_store.read_case_maps(selectors.case_maps_path(evaluation.pk, pk))
+        if stored is not None and stored.crops_sha256 == slices.sha256:
+            continue
+        stale += stored is not None
+        pending.append(pk)
+    return pending, stale
 
 
 def _groups(evaluation: Evaluation, cases) -> list[Group]:
@@ -85,32 +108,45 @@ def _groups(evaluation: Evaluation, cases) -> list[Group]:
     return groups
 
 
-def _map_group(evaluation: Evaluation, group: Group, loader: saliency.WeightLoader, ctx, done: int) -> int:
+def _map_group(evaluation: Evaluation, group: Group, slices_of: dict, loader: saliency.WeightLoader, ctx,
+               done: int) -> int:
     """Map the group's crops with each of its models, average, write each case's file; returns slices mapped."""
-    run = evaluation.training_run
-    size, margin = run.cohort.input_size, run.cohort.crop_margin
-    per_case = [(case, case_tumour_slices(case, size=size, margin=margin)) for case in group.cases]
+    size = evaluation.training_run.cohort.input_size
+    per_case = [(case, slices_of[case.pk]) for case in group.cases]
     crops = np.concatenate([s.crops for _, s in per_case]) if per_case else np.zeros((0, size, size), np.uint8)
     total = None
     for i, trained in enumerate(group.models):
         ctx.check_cancel()
-        maps = loader.maps(model_file(trained), crops, batch_size=MAP_BATCH).astype(np.float64)
+        maps = loader.maps(model_file(trained), crops, batch_size=MAP_BATCH, signed=True).astype(np.float64)
         total = maps if total is None else total + maps
         ctx.progress(done=done + i + 1, step=f"{group.kind} maps: repeat {trained.repeat + 1} fold "
                                              f"{trained.fold + 1}, {crops.shape[0]} tumour slices")
-    mean = total / len(group.models)
+    mean = saliency.ensemble_map((total / len(group.models))[None])
+    reference = _reference(evaluation, mean)
     names = tuple(f"r{m.repeat}f{m.fold}" for m in group.models)
     start = 0
     for case, slices in per_case:
         n = slices.crops.shape[0]
-        _write_case(evaluation, case.pk, slices, mean[start:start + n], names, group.kind)
+        _write_case(evaluation, case.pk, slices, mean[start:start + n], names, group.kind, reference)
         start += n
     return int(crops.shape[0])
 
 
-def _write_case(evaluation: Evaluation, case_pk: int, slices: CaseSlices, grid: np.ndarray, names, kind) -> None:
+def _reference(evaluation: Evaluation, grids: np.ndarray) -> float | None:
+    """The evaluation's full-colour level: the stored one, else set now from these maps (the first mapped)."""
+    folder = selectors.evaluation_dir(evaluation)
+    level = saliency_store.read_reference(folder)
+    if level is None:
+        level = saliency.reference_level(grids)
+        if level is not None:
+            saliency_store.write_reference(folder, level, n_slices=int(grids.shape[0]))
+    return level
+
+
+def _write_case(evaluation: Evaluation, case_pk: int, slices: CaseSlices, grid: np.ndarray, names, kind,
+                reference: float | None) -> None:
     size = slices.crops.shape[1]
-    maps, scale = saliency.to_uint8(saliency.upsample(grid, size))
+    maps, scale = saliency.to_uint8(saliency.upsample(grid, size), reference)
     saliency_store.write_case_maps(
         selectors.case_maps_path(evaluation.pk, case_pk),
         saliency_store.CaseMaps(maps=maps, crops=slices.crops, series_id=slices.series_id,

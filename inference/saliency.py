@@ -14,9 +14,10 @@ which the Grad-CAM paper proves. The map is then one forward pass and a dot prod
 TensorFlow's ``GradientTape`` on the model.
 
 Units: a cell's value is its share of the sarcoma log-odds (``Σ_ij map + b = y`` before the ReLU), so the maps
-of different models and slices are on one scale and may be averaged. The ensemble's map of a slice is the mean
-of its models' maps (``ensemble_map``); the map is upsampled bilinearly from the h × w grid to the crop
-(``upsample``) and stored as uint8 against one scale per case (``to_uint8``).
+of different models and slices are on one scale and may be averaged. The ensemble's map of a slice is the
+positive part of the mean of its models' signed maps (``ensemble_map``); the map is upsampled bilinearly from
+the h × w grid to the crop (``upsample``) and stored as uint8 against one level per evaluation
+(``reference_level``, ``to_uint8``), so a case with little evidence for sarcoma shows little colour.
 
 What it is not: a segmentation. At 224 px the grid is 7 × 7, one cell per 32 px of the crop; the map says
 which part of the crop pushed the call towards sarcoma, not where the tumour's edge is (docs/saliency.md).
@@ -27,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 
 POOL_LAYER = "pool"
+CHUNK = 256                 # crops whose activations are held at once (224 px: 256 × 7 × 7 × 1280 floats, 64 MB)
+REFERENCE_PERCENTILE = 99.0
 HEAD_LAYER = "sarcoma_vs_leiomyoma"
 SARCOMA, LEIOMYOMA = 1, 0
 
@@ -51,10 +54,12 @@ def cam(features: np.ndarray, direction: np.ndarray) -> np.ndarray:
     return (features @ direction) / float(features.shape[1] * features.shape[2])
 
 
-def grad_cam(model, crops: np.ndarray, *, batch_size: int = 64, features=None) -> np.ndarray:
+def grad_cam(model, crops: np.ndarray, *, batch_size: int = 64, features=None, signed: bool = False) -> np.ndarray:
     """Grad-CAM of the sarcoma log-odds for each crop: ``(N, S, S)`` grey 0..255 → ``(N, h, w)`` float32 ≥ 0.
 
-    ``features``: a ``feature_model(model)`` built already (a caller mapping many batches keeps one)."""
+    ``features``: a ``feature_model(model)`` built already (a caller mapping many batches keeps one).
+    ``signed``: the map before Grad-CAM's ReLU (an ensemble averages these, then keeps the positive part).
+    The crops go through the network in chunks, so memory holds one chunk's activations, never all of them."""
     crops = np.asarray(crops)
     if crops.ndim == 3:
         crops = crops[..., None]
@@ -72,8 +77,13 @@ def grad_cam(model, crops: np.ndarray, *, batch_size: int = 64, features=None) -
     # predict, not a plain call: Keras compiles the forward pass once per feature model (a graph on TensorFlow,
     # jit on JAX), and a WeightLoader keeps one feature model for every member (profiled: 1.3 s for 60 slices
     # at 224 px against 2.7–4.2 s called eagerly)
-    activations = features.predict(crops.astype(np.float32), batch_size=batch_size, verbose=0)
-    return np.maximum(cam(np.asarray(activations), direction), 0.0).astype(np.float32)
+    out = []
+    for start in range(0, crops.shape[0], CHUNK):
+        activations = features.predict(crops[start:start + CHUNK].astype(np.float32), batch_size=batch_size,
+                                       verbose=0)
+        out.append(cam(np.asarray(activations), direction))
+    maps = np.concatenate(out)
+    return (maps if signed else np.maximum(maps, 0.0)).astype(np.float32)
 
 
 class WeightLoader:
@@ -97,17 +107,28 @@ class WeightLoader:
         self.reads += 1
         return self.model
 
-    def maps(self, path, crops: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+    def maps(self, path, crops: np.ndarray, *, batch_size: int = 64, signed: bool = False) -> np.ndarray:
         """The Grad-CAM maps of ``crops`` by the model in ``path`` (``grad_cam``)."""
-        return grad_cam(self.load(path), crops, batch_size=batch_size, features=self.features)
+        return grad_cam(self.load(path), crops, batch_size=batch_size, features=self.features, signed=signed)
 
 
 def ensemble_map(member_maps) -> np.ndarray:
-    """The ensemble's map: the mean of its models' maps, ``(M, N, h, w)`` → ``(N, h, w)``."""
+    """The ensemble's map: the positive part of the mean of its models' signed maps, ``(M, N, h, w)`` →
+    ``(N, h, w)``. Averaging before the ReLU keeps the units: a cell's value is its share of the ensemble's mean
+    log-odds, so where one model's evidence for sarcoma is outweighed by the others' against, nothing shows."""
     maps = np.asarray(member_maps, dtype=np.float64)
     if maps.ndim != 4 or maps.shape[0] == 0:
         raise ValueError(f"member maps: expected (models, slices, h, w) with at least one model, got {maps.shape}")
-    return maps.mean(axis=0).astype(np.float32)
+    return np.maximum(maps.mean(axis=0), 0.0).astype(np.float32)
+
+
+def reference_level(maps: np.ndarray, *, percentile: float = REFERENCE_PERCENTILE) -> float | None:
+    """The value shown at full colour for an evaluation: the ``percentile`` of the positive cells of its first
+    mapped cases' ensemble maps (None where no cell is positive). One level for every case of the evaluation,
+    so a case with little evidence for sarcoma (a leiomyoma call) shows faint or no colour, not full red."""
+    values = np.asarray(maps, dtype=np.float64).ravel()
+    values = values[values > 0]
+    return float(np.percentile(values, percentile)) if values.size else None
 
 
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
@@ -124,18 +145,19 @@ def upsample(maps: np.ndarray, size: int) -> np.ndarray:
     return np.maximum(out, 0.0)
 
 
-def to_uint8(maps: np.ndarray) -> tuple[np.ndarray, float]:
-    """Maps ≥ 0 as uint8 against their common maximum: ``(maps_u8, scale)``, ``value ≈ maps_u8 · scale / 255``.
+def to_uint8(maps: np.ndarray, reference: float | None = None) -> tuple[np.ndarray, float]:
+    """Maps ≥ 0 as uint8: ``(maps_u8, scale)``, ``value ≈ maps_u8 · scale / 255`` (clipped at 255 above it).
 
-    One scale for all the slices of a case, so a faint slice stays faint beside a strong one. A case whose
-    maps are all zero (the ensemble found nothing towards sarcoma) gets zeros and scale 0."""
+    ``reference``: the value shown at 255 (the evaluation's ``reference_level``); None: the maps' own maximum.
+    A map with no positive value, or no reference, gets zeros (scale 0: the ensemble found nothing)."""
     maps = np.asarray(maps, dtype=np.float64)
     top = float(maps.max()) if maps.size else 0.0
     if not np.isfinite(top):
         raise ValueError("maps: not finite")
-    if top <= 0.0:
+    scale = top if reference is None else float(reference)
+    if top <= 0.0 or not scale > 0.0:
         return np.zeros(maps.shape, np.uint8), 0.0
-    return np.clip(np.rint(maps / top * 255.0), 0, 255).astype(np.uint8), top
+    return np.clip(np.rint(maps / scale * 255.0), 0, 255).astype(np.uint8), scale
 
 
 def peak(grid: np.ndarray, size: int) -> tuple[float, float]:

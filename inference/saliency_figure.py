@@ -30,7 +30,7 @@ def png(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG", optimize=True)
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")   # optimize: 6× the time, on a request
     return buffer.getvalue()
 
 

@@ -12,12 +12,14 @@ few kB) holds, for each of the case's N tumour slices:
 - ``models``: which models were averaged (``r<repeat>f<fold>``), ``kind`` ("held-out" for a cross-validated
   case: each repeat's model that never saw it; "deployment": every model), ``crops_sha256``.
 
-A file present is never recomputed (the job skips its case); it is written atomically, so a file is whole.
+A file made of the case's current crops is never recomputed (the job skips its case); it is written atomically,
+so a file is whole. ``reference.json`` holds the evaluation's full-colour level (set by the first maps made).
 Nothing in it identifies the patient: keys, slice numbers and pixels of the de-identified series.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +100,48 @@ def read_case_maps(path: Path) -> CaseMaps | None:
         return None
 
 
+@dataclass(frozen=True)
+class SeriesMaps:
+    """One series' maps as the viewer needs them (no crops): maps (n, S, S) uint8, slice_no (n,), window (n, 3),
+    in slice order."""
+
+    maps: np.ndarray
+    slice_no: np.ndarray
+    window: np.ndarray
+
+
+def read_series_maps(path: Path, series_id: int) -> SeriesMaps | None:
+    """One series' maps from a case's file, reading neither the crops nor the other series' maps into a result;
+    None where the file or the series has none."""
+    if not Path(path).is_file():
+        return None
+    try:
+        with np.load(path) as saved:
+            rows = np.flatnonzero(saved["series_id"] == series_id)
+            if rows.size == 0:
+                return None
+            slice_no = saved["slice_no"][rows]
+            order = rows[np.argsort(slice_no, kind="stable")]
+            return SeriesMaps(maps=saved["maps"][order], slice_no=saved["slice_no"][order],
+                              window=saved["window"][order])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def series_codes(path: Path) -> dict[int, set[int]]:
+    """{series id: its sequence indexes} of a stored file (small arrays only); {} where there is none."""
+    if not Path(path).is_file():
+        return {}
+    try:
+        with np.load(path) as saved:
+            found: dict[int, set[int]] = {}
+            for series, sequence in zip(saved["series_id"].tolist(), saved["sequence_idx"].tolist(), strict=True):
+                found.setdefault(int(series), set()).add(int(sequence))
+            return found
+    except (OSError, KeyError, ValueError):
+        return {}
+
+
 def series_of(path: Path) -> set[int]:
     """The series a stored file has maps for, reading only that array; empty where there is no file."""
     if not Path(path).is_file():
@@ -109,13 +153,35 @@ def series_of(path: Path) -> set[int]:
         return set()
 
 
+REFERENCE_FILE = "reference.json"
+
+
+def read_reference(evaluation_folder: Path) -> float | None:
+    """The evaluation's full-colour level (``inference.saliency.reference_level``), once set."""
+    path = Path(evaluation_folder) / SALIENCY_DIR / REFERENCE_FILE
+    try:
+        level = float(json.loads(path.read_text())["level"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    return level if level > 0 else None
+
+
+def write_reference(evaluation_folder: Path, level: float, *, n_slices: int) -> None:
+    path = Path(evaluation_folder) / SALIENCY_DIR / REFERENCE_FILE
+    with atomic_path(path, suffix=".json") as tmp:
+        Path(tmp).write_text(json.dumps({"level": level, "percentile": 99, "from_slices": n_slices}))
+
+
 def stored_cases(evaluation_folder: Path) -> set[int]:
-    """The cases of an evaluation that have their maps."""
+    """The cases of an evaluation that have maps to show: a file with at least one slice (a case without tumour
+    slices on mapped series gets an empty file, so the job does not look at it again, but has nothing to show)."""
     folder = Path(evaluation_folder) / SALIENCY_DIR
     found = set()
     for path in folder.glob("case-*.npz") if folder.is_dir() else []:
         try:
-            found.add(int(path.stem.removeprefix("case-")))
+            pk = int(path.stem.removeprefix("case-"))
         except ValueError:
             continue
+        if series_of(path):
+            found.add(pk)
     return found

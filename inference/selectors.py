@@ -430,9 +430,18 @@ def case_maps(evaluation_pk: int, case_pk: int) -> saliency_store.CaseMaps | Non
     return saliency_store.read_case_maps(case_maps_path(evaluation_pk, case_pk))
 
 
-def series_with_maps(evaluation_pk: int, case_pk: int) -> set[int]:
-    """The series of a case that have heat-maps (reads one small array of the file, not the maps)."""
-    return saliency_store.series_of(case_maps_path(evaluation_pk, case_pk))
+def series_with_maps(evaluation_pk: int, case_pk: int, codes=None) -> set[int]:
+    """The series of a case that have heat-maps (reads two small arrays of the file, not the maps); with
+    ``codes`` (sequence codes), only series of those sequences."""
+    found = saliency_store.series_codes(case_maps_path(evaluation_pk, case_pk))
+    if codes is None:
+        return set(found)
+    wanted = {SEQUENCE_CODES.index(code) for code in codes if code in SEQUENCE_CODES}
+    return {series for series, sequences in found.items() if sequences & wanted}
+
+
+def series_maps(evaluation_pk: int, case_pk: int, series_pk: int) -> saliency_store.SeriesMaps | None:
+    return saliency_store.read_series_maps(case_maps_path(evaluation_pk, case_pk), series_pk)
 
 
 def cases_with_maps(evaluation: Evaluation) -> set[int]:

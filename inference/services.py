@@ -350,6 +350,12 @@ def heat_maps_start(*, evaluation: Evaluation, cases=None, user=None, enqueue: b
     if locked.status != Status.DONE or locked.training_run is None:
         raise ValidationError({"evaluation": f"evaluation {locked.name!r} is {locked.status}: heat-maps need a "
                                              "finished evaluation of a training run"})
+    from inference.gallery import active_heat_maps_job
+
+    running = active_heat_maps_job(locked)
+    if running is not None:
+        raise ValidationError({"evaluation": f"heat-maps job {running.pk} of evaluation {locked.name!r} is "
+                                             f"{running.status}: wait for it (it skips what is done already)"})
     with_result = set(CaseAIResult.objects.filter(evaluation=locked).values_list("case_id", flat=True))
     if cases is None:
         chosen = sorted(with_result)

@@ -103,7 +103,7 @@ class StudyAdmin(RoleAdmin):
     def get_readonly_fields(self, request, obj=None):
         fixed = list(self.readonly_fields)
         if obj is not None and obj.status != Study.Status.DRAFT:
-            fixed += ["cases", "cohort", "evaluation", "washout_days"]   # the readers are reading these
+            fixed += ["cases", "cohort", "evaluation", "washout_days", "heat_maps"]   # the readers are reading these
         return fixed
 
     def formfield_for_manytomany(self, db_field, request, **kwargs):

@@ -216,12 +216,12 @@ def series_heat_map_api(request, pk: int, handle: str):
     has none; 403 while the exam is not open."""
     assignment = _my_assignment(request, pk, (2,))
     _open_task(request, assignment)
-    maps = selectors.heat_maps_of(assignment)
-    series_pk = next((int(pk_) for pk_ in (set(maps.series_id.tolist()) if maps is not None else ())
-                      if payloads.series_handle(assignment.pk, int(pk_)) == handle), None)
-    if series_pk is None:
+    shown = selectors.heat_map_series(assignment)
+    series_pk = next((pk_ for pk_ in shown if payloads.series_handle(assignment.pk, pk_) == handle), None)
+    maps = selectors.heat_maps_of_series(assignment, series_pk, shown) if series_pk is not None else None
+    if maps is None:
         raise NotFound("no heat-maps for this series")
-    return Response(HeatMapSeriesSerializer(payloads.heat_map_series_payload(maps, series_pk)).data)
+    return Response(HeatMapSeriesSerializer(payloads.heat_map_series_payload(maps)).data)
 
 
 @extend_schema(request=ANY_ANSWER, responses={200: ANY_ANSWER_RESULT, **errors(400, 403, 404)})

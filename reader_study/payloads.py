@@ -137,11 +137,14 @@ def ai_payload(assignment: Assignment) -> dict | None:
                           thresholds=found.thresholds, nested=found.nested, in_sample=found.in_sample)
 
 
-def heat_maps_payload(assignment: Assignment) -> dict | None:
+def heat_maps_payload(assignment: Assignment, ai: dict | None) -> dict | None:
     """Exam 2's heat-maps (issue 18): which series have them, where each is fetched, whether the overlay starts
-    on, and the colour legend. None where the study does not offer them or the case has none; never called in
-    exam 1 (the key does not exist there, as ``ai``)."""
-    series = selectors.heat_map_series(assignment)
+    on, and the colour legend. None where the study does not offer them, the case has no AI result (``ai``,
+    the panel) or no maps on the sequences its likelihood used; never called in exam 1 (the key does not exist
+    there, as ``ai``)."""
+    if ai is None:
+        return None
+    series = selectors.heat_map_series(assignment, ai["subset"])
     if not series:
         return None
     return {"default_on": assignment.study.heat_maps == Study.HeatMaps.ON,
@@ -150,22 +153,23 @@ def heat_maps_payload(assignment: Assignment) -> dict | None:
             "what": HEAT_MAP_WHAT}
 
 
-HEAT_MAP_WHAT = ("Where on the tumour slices the ensemble's models saw sarcoma (Grad-CAM, their mean): red pushed "
-                 "the call towards sarcoma most, blue a little; no colour, not at all. It is not an outline of the "
-                 "tumour, and a leiomyoma-like region shows nothing.")
+HEAT_MAP_WHAT = ("Where on the tumour slices the ensemble's models saw evidence for sarcoma (Grad-CAM, their mean), "
+                 "on the sequences its likelihood used: red the most, blue a little, no colour none. One scale for "
+                 "every case of the study. It is not an outline of the tumour, and it shows no evidence against "
+                 "sarcoma.")
 
 
 def heat_map_url(assignment_pk: int, series_pk: int) -> str:
     return reverse("reader_study:api_series_heat_map", args=[assignment_pk, series_handle(assignment_pk, series_pk)])
 
 
-def heat_map_series_payload(maps, series_pk: int) -> dict:
-    """One series' maps as the viewer draws them: per slice, the crop's square on the slice and the map as a grey
-    PNG (base64) of the crop's size, and the colour table (value 0..255 → RGB)."""
-    rows = maps.of_series(series_pk)
-    return {"size": maps.size, "colormap": saliency_figure.lut().tolist(),
-            "slices": [{"slice": int(maps.slice_no[i]), "window": [int(v) for v in maps.window[i]],
-                        "map": saliency_figure.png_base64(maps.maps[i])} for i in rows]}
+def heat_map_series_payload(maps) -> dict:
+    """One series' maps (``inference.saliency_store.SeriesMaps``) as the viewer draws them: per slice, the crop's
+    square on the slice and the map as a grey PNG (base64) of the crop's size, and the colour table (value
+    0..255 → RGB)."""
+    return {"size": int(maps.maps.shape[1]), "colormap": saliency_figure.lut().tolist(),
+            "slices": [{"slice": int(k), "window": [int(v) for v in window], "map": saliency_figure.png_base64(heat)}
+                       for k, window, heat in zip(maps.slice_no, maps.window, maps.maps, strict=True)]}
 
 
 @dataclass(frozen=True)
@@ -237,5 +241,5 @@ def reading_payload(assignment: Assignment, state: selectors.ReadingState | None
     }
     if assignment.exam == 2:
         payload["ai"] = ai_payload(assignment)
-        payload["heat_maps"] = heat_maps_payload(assignment)
+        payload["heat_maps"] = heat_maps_payload(assignment, payload["ai"])
     return payload

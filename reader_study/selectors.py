@@ -482,16 +482,23 @@ def heat_maps_shown(assignment: Assignment) -> bool:
             and study.heat_maps != Study.HeatMaps.HIDDEN)
 
 
-def heat_map_series(assignment: Assignment) -> set[int]:
-    """The series of the assignment's case that have heat-maps its reader may see (empty in exam 1)."""
+def heat_map_series(assignment: Assignment, subset=None) -> set[int]:
+    """The series of the assignment's case that have heat-maps its reader may see: those of the sequences the
+    AI's likelihood used (``subset``, the case result's chosen set; read here when not given), since a map on
+    a sequence the call never used would suggest evidence it did not weigh. Empty in exam 1."""
     if not heat_maps_shown(assignment):
         return set()
-    return inference_selectors.series_with_maps(assignment.study.evaluation_id, assignment.case_id)
+    if subset is None:
+        subset = (CaseAIResult.objects.filter(evaluation_id=assignment.study.evaluation_id,
+                                              case_id=assignment.case_id).values_list("subset", flat=True).first())
+    if not subset:
+        return set()
+    return inference_selectors.series_with_maps(assignment.study.evaluation_id, assignment.case_id, codes=subset)
 
 
-def heat_maps_of(assignment: Assignment):
-    """The case's heat-maps (``inference.saliency_store.CaseMaps``) for its reader; None in exam 1, where the
-    study does not offer them, or where the evaluation has none for the case."""
-    if not heat_maps_shown(assignment):
+def heat_maps_of_series(assignment: Assignment, series_pk: int, shown: set[int]):
+    """One series' heat-maps for the assignment's reader (``inference.saliency_store.SeriesMaps``); None for a
+    series not in ``shown`` (what ``heat_map_series`` gave this request: nothing in exam 1)."""
+    if series_pk not in shown:
         return None
-    return inference_selectors.case_maps(assignment.study.evaluation_id, assignment.case_id)
+    return inference_selectors.series_maps(assignment.study.evaluation_id, assignment.case_id, series_pk)

@@ -116,7 +116,7 @@ def study_create(*, name: str, created_by, cases: Iterable[Case] | None = None, 
                                  instructions=instructions, descriptor_k=descriptor_k, created_by=created_by,
                                  hanging_protocol=protocol, heat_maps=heat_maps)
     study.cases.set(chosen)
-    _event(study, "created", actor=created_by, cases=len(chosen))
+    _event(study, "created", actor=created_by, cases=len(chosen), heat_maps=heat_maps)
     for reader in readers:
         reader_enrol(study=study, reader=reader, by=created_by)
     return study

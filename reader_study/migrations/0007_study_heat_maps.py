@@ -3,6 +3,11 @@
 from django.db import migrations, models
 
 
+def existing_studies_hide_heat_maps(apps, schema_editor):
+    """Studies made before heat-maps existed keep the exam 2 their readers started: none offered."""
+    apps.get_model("reader_study", "Study").objects.update(heat_maps="hidden")
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -15,4 +20,5 @@ class Migration(migrations.Migration):
             name='heat_maps',
             field=models.CharField(choices=[('hidden', 'not shown'), ('off', 'offered, off until the reader turns them on (key H)'), ('on', 'offered, on when a case opens (key H turns them off)')], default='off', help_text="exam 2 only: the AI's heat-maps over the tumour slices", max_length=8),
         ),
+        migrations.RunPython(existing_studies_hide_heat_maps, migrations.RunPython.noop),
     ]

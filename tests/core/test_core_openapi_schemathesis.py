@@ -164,13 +164,15 @@ def world(app_settings, make_user):
     volumes = [{"id": a.pk, "handle": payloads.series_handle(a.pk, s.pk)}
                for a in mine.filter(study=study).exclude(exam=DESCRIPTORS) for s in a.case.series.all()]
     # exam 2's heat-maps: the first case's first series has some (issue 18), so a 200 is checked too
+    from core.constants import SEQUENCE_CODES
     from inference import selectors as inference_selectors
     from inference.saliency_store import HELD_OUT, CaseMaps, write_case_maps
 
-    mapped = cases[0].series.order_by("pk").first()
+    mapped = next(s for s in cases[0].series.all() if s.sequence_code == "DWI")    # in the results' set
     heat = np.zeros((1, 8, 8), np.uint8)
     write_case_maps(inference_selectors.case_maps_path(evaluation.pk, cases[0].pk), CaseMaps(
-        maps=heat, crops=heat, series_id=np.array([mapped.pk]), slice_no=np.array([1]), sequence_idx=np.array([0]),
+        maps=heat, crops=heat, series_id=np.array([mapped.pk]), slice_no=np.array([1]),
+        sequence_idx=np.array([SEQUENCE_CODES.index("DWI")]),
         window=np.array([[0, 0, 16]]), scale=0.0, models=("r0f0",), kind=HELD_OUT, crops_sha256="synthetic"))
     combinations = {"/api/reading/{id}/series/{handle}/volume": volumes,
                     "/api/reading/{id}/series/{handle}/heat-maps": volumes}

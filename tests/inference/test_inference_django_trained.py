@@ -28,7 +28,7 @@ CONFIG = {**TINY_CONFIG, "epochs": 1, "run_eagerly": True, "batchnorm_momentum":
 
 @pytest.fixture(scope="module")
 def trained(django_db_setup, django_db_blocker, tmp_path_factory):
-    from imaging.models import Case, Cohort
+    from imaging.models import Case, Cohort, TumourBox
     from jobs.models import Job
     from jobs.services import job_run_inline
     from training import services as training
@@ -62,8 +62,15 @@ def trained(django_db_setup, django_db_blocker, tmp_path_factory):
             outputs["heat_maps_resume"] = io.StringIO()
             call_command("heat_maps", "--evaluation", str(repredicted.pk), "--inline",
                          stdout=outputs["heat_maps_resume"])
+            maps_resumed = gone.read_bytes()
+            # a corrected tumour box makes other crops: the case's maps are out of date and made again
+            box = TumourBox.objects.filter(series__case=cohort.cases.order_by("pk").first()).order_by("pk").first()
+            TumourBox.objects.filter(pk=box.pk).update(x0=box.x0 + 2)
+            outputs["heat_maps_stale"] = io.StringIO()
+            call_command("heat_maps", "--evaluation", str(repredicted.pk), "--inline",
+                         stdout=outputs["heat_maps_stale"])
             yield SimpleNamespace(run=run, training_job=training_job, reused=reused, repredicted=repredicted,
-                                  case=case, maps_before=maps_before,
+                                  case=case, maps_before=maps_before, maps_resumed=maps_resumed,
                                   outputs={k: v.getvalue() for k, v in outputs.items()})
             for model in (CaseAIResult, Evaluation, TrainingRun, Cohort, Case, Job):
                 model.objects.all().delete()
@@ -130,7 +137,7 @@ def test_every_case_gets_heat_maps_from_the_models_that_make_its_likelihood(trai
     from inference.runners import case_tumour_slices
 
     evaluation, run = trained.repredicted, trained.run
-    first, all_cases, again, _ = _heat_jobs()
+    first, all_cases, again, _, _ = _heat_jobs()
     assert [j.status for j in (first, all_cases, again)] == [JobStatus.SUCCEEDED] * 3
     assert first.result["cases"] == 1 and first.result["models_read"] == 4           # the new patient: all models
     assert all_cases.result == {**all_cases.result, "cases": 12, "already": 1, "models_read": 4}  # 2 folds × 2
@@ -143,6 +150,8 @@ def test_every_case_gets_heat_maps_from_the_models_that_make_its_likelihood(trai
     cohort = run.cohort
     fold_of = {int(k): int(v) for k, v in cohort.fold_split.assignment.items()}
     imaged = cohort.cases.order_by("pk").first()
+    reference = saliency_store.read_reference(selectors.evaluation_dir(evaluation))
+    assert reference > 0
     for case in [*cohort.cases.all(), trained.case]:
         maps = selectors.case_maps(evaluation.pk, case.pk)
         slices = case_tumour_slices(case, size=cohort.input_size, margin=cohort.crop_margin)
@@ -152,8 +161,7 @@ def test_every_case_gets_heat_maps_from_the_models_that_make_its_likelihood(trai
         np.testing.assert_array_equal(maps.series_id, slices.series_id)
         np.testing.assert_array_equal(maps.slice_no, slices.slice_no)
         assert maps.maps.shape == slices.crops.shape and maps.maps.dtype == np.uint8
-        if maps.maps.size:
-            assert maps.scale >= 0 and (maps.maps.max() == 255) == (maps.scale > 0)
+        assert maps.scale in (0.0, reference)            # one full-colour level for the whole evaluation
         if case.pk == trained.case.pk:
             assert maps.kind == saliency_store.DEPLOYMENT and maps.models == ("r0f0", "r0f1", "r1f0", "r1f1")
         else:
@@ -164,14 +172,19 @@ def test_every_case_gets_heat_maps_from_the_models_that_make_its_likelihood(trai
     assert window[0] <= box.x0 and window[1] <= box.y0 and window[0] + window[2] >= box.x1   # the box in its crop
 
 
-def test_a_case_whose_maps_are_gone_is_mapped_again_alone(trained):
-    *_, resumed = _heat_jobs()
+def test_a_case_whose_maps_are_gone_or_out_of_date_is_mapped_again_alone(trained):
+    *_, resumed, stale = _heat_jobs()
     assert resumed.status == JobStatus.SUCCEEDED and resumed.result["cases"] == 1 and resumed.result["already"] == 12
-    case = trained.run.cohort.cases.order_by("pk").first()        # the one with images
-    after = selectors.case_maps(trained.repredicted.pk, case.pk)
-    with np.load(io.BytesIO(trained.maps_before)) as old:
-        assert after.maps.shape[0] == 6
-        np.testing.assert_array_equal(after.maps, old["maps"])      # the same maps again: deterministic
+    with np.load(io.BytesIO(trained.maps_before)) as old, np.load(io.BytesIO(trained.maps_resumed)) as again:
+        assert again["maps"].shape[0] == 6
+        np.testing.assert_array_equal(again["maps"], old["maps"])      # the same maps again: deterministic
+    assert stale.status == JobStatus.SUCCEEDED
+    assert stale.result == {**stale.result, "cases": 1, "out_of_date": 1, "already": 12}
+    assert "1 out of date" in trained.outputs["heat_maps_stale"]
+    case = trained.run.cohort.cases.order_by("pk").first()        # the one with images, its box corrected
+    now = selectors.case_maps(trained.repredicted.pk, case.pk)
+    with np.load(io.BytesIO(trained.maps_resumed)) as before:
+        assert str(before["crops_sha256"]) != now.crops_sha256 and not np.array_equal(before["window"], now.window)
 
 
 class _Ctx:
@@ -202,10 +215,12 @@ def test_a_cancelled_heat_maps_job_keeps_the_finished_folds_and_resumes_with_the
     evaluation = trained.reused                 # no maps yet: the other tests mapped the second evaluation
     job = services.heat_maps_start(evaluation=evaluation, enqueue=False)
     folder = selectors.evaluation_dir(evaluation)
+    files = folder / saliency_store.SALIENCY_DIR
     with pytest.raises(JobCancelled):
         heat_maps_run(job, _Ctx(cancel_at=3))   # fold 0's two models done, cancelled before fold 1's first
-    assert len(saliency_store.stored_cases(folder)) == 6
+    assert len(list(files.glob("case-*.npz"))) == 6
     ctx = _Ctx()
     heat_maps_run(job, ctx)
     assert ctx.result["cases"] == 6 and ctx.result["already"] == 6 and ctx.result["models_read"] == 2
-    assert len(saliency_store.stored_cases(folder)) == 12
+    assert len(list(files.glob("case-*.npz"))) == 12
+    assert saliency_store.stored_cases(folder) == {trained.run.cohort.cases.order_by("pk").first().pk}   # images

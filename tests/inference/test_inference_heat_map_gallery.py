@@ -116,7 +116,8 @@ def test_the_page_shows_the_most_confident_right_and_wrong_cases_with_their_imag
         assert result.case.pseudonym in wrong
     assert "strongest slice: DWI" in wrong and "truth leiomyoma" in wrong and "97.0 %" in wrong
     assert f"/heat-maps/{lacking.case_id}.png" not in html
-    assert 'id="heat-maps-legend"' in html and "strongest in this case" in html and 'stop-color="#' in html
+    assert 'id="heat-maps-legend"' in html and 'stop-color="#' in html
+    assert "strong (the evaluation's full-colour level)" in html
     assert "not the tumour&#x27;s outline" in html or "not the tumour's outline" in html
     assert 'id="heat-maps-start"' in html and "for the other 1 case(s)" in html
 

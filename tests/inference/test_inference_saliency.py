@@ -61,6 +61,22 @@ def test_grad_cam_refuses_crops_of_another_size(tiny_model):
     assert saliency.grad_cam(tiny_model, np.zeros((0, 64, 64), np.uint8)).shape == (0, 2, 2)
 
 
+def test_a_weight_loader_reusing_one_network_gives_each_models_own_maps(tiny_model, tmp_path):
+    import keras
+
+    crops = np.random.default_rng(4).integers(0, 256, (3, 64, 64)).astype(np.uint8)
+    paths = []
+    for seed in (0, 1, 2):
+        copy = saliency.randomized_copy(tiny_model, seed=seed)
+        paths.append(tmp_path / f"m{seed}.keras")
+        copy.save(paths[-1])
+    loader = saliency.WeightLoader()
+    for path in paths:
+        fresh = saliency.grad_cam(keras.saving.load_model(path, compile=False), crops, signed=True)
+        np.testing.assert_allclose(loader.maps(path, crops, signed=True), fresh, rtol=1e-5, atol=1e-7)
+    assert loader.reads == 3
+
+
 def test_randomized_copy_keeps_each_tensors_values_but_not_their_places(tiny_model):
     copy = saliency.randomized_copy(tiny_model, seed=0)
     for mine, theirs in zip(tiny_model.get_weights(), copy.get_weights(), strict=True):
@@ -80,6 +96,18 @@ def test_ensemble_upsample_and_uint8():
     assert saliency.to_uint8(np.zeros((2, 4, 4))) == (pytest.approx(np.zeros((2, 4, 4))), 0.0)
     with pytest.raises(ValueError, match="at least one model"):
         saliency.ensemble_map(np.zeros((0, 1, 2, 2)))
+    # signed maps: one model's evidence for sarcoma outweighed by another's against shows nothing
+    np.testing.assert_allclose(saliency.ensemble_map(np.array([[[[-4.0, 2.0]]], [[[2.0, 0.0]]]])), [[[0.0, 1.0]]])
+
+
+def test_one_reference_level_for_an_evaluation_keeps_weak_cases_faint():
+    strong, weak = np.array([[0.0, 1.0], [2.0, 4.0]]), np.array([[0.0, 0.2], [0.0, 0.0]])
+    level = saliency.reference_level(np.stack([strong, weak]), percentile=100)
+    assert level == 4.0 and saliency.reference_level(np.zeros((2, 2, 2))) is None
+    u8, scale = saliency.to_uint8(weak, level)
+    assert scale == 4.0 and u8.max() == round(0.2 / 4 * 255)          # faint, not stretched to full colour
+    assert saliency.to_uint8(np.array([[8.0]]), level)[0].item() == 255  # above the level: clipped
+    assert saliency.to_uint8(weak, None)[0].max() == 255                 # without one: the map's own maximum
 
 
 def test_pointing_game_takes_the_strongest_cells_centre_with_the_games_tolerance():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from test_reader_study_browser import _log_in, _wait_for_images
 
+from core.constants import SEQUENCE_CODES
 from factories_reader_study import EvaluationFactory, ai_result, answer_all, case_with_series, move_washout, open_study
 from inference import saliency_figure
 from inference import selectors as inference_selectors
@@ -59,13 +60,13 @@ def make_study(transactional_db, coordinator, reader):
         case = case_with_series(n_slices=N_SLICES, size=COLS, seed=3)
         evaluation = EvaluationFactory()
         ai_result(evaluation, case, 71.25)
-        series = list(case.series.order_by("pk").values_list("pk", flat=True))
-        rows = [(pk, k) for pk in series for k in MAPPED]
+        series = list(case.series.order_by("pk"))
+        rows = [(s.pk, k, SEQUENCE_CODES.index(s.sequence_code)) for s in series for k in MAPPED]
         n = len(rows)
         maps = np.stack([_disk_map()] * n)
         write_case_maps(inference_selectors.case_maps_path(evaluation.pk, case.pk), CaseMaps(
             maps=maps, crops=np.full_like(maps, 90), series_id=np.array([r[0] for r in rows]),
-            slice_no=np.array([r[1] for r in rows]), sequence_idx=np.zeros(n, dtype=np.int64),
+            slice_no=np.array([r[1] for r in rows]), sequence_idx=np.array([r[2] for r in rows]),
             window=np.array([[0, 0, COLS]] * n), scale=1.0, models=("r0f0",), kind=HELD_OUT, crops_sha256="x"))
         study = open_study(coordinator=coordinator, readers=[reader], cases=[case], evaluation=evaluation,
                            name=f"Heat-maps {heat_maps} (synthetic)", heat_maps=heat_maps)
@@ -148,7 +149,7 @@ def test_exam2_heat_map_turns_on_and_off_with_h_follows_the_slice_and_the_opacit
     page.keyboard.press("h")
     _wait_heat(page, "shown")
     assert button.get_attribute("aria-pressed") == "true" and legend.is_visible()
-    assert "none" in legend.inner_text() and "strongest in this case" in legend.inner_text()
+    assert "none" in legend.inner_text() and "strong" in legend.inner_text()
     assert "Grad-CAM" in legend.get_attribute("title")
     hot = _pixel(page, HOT)
     assert hot != grey_hot and _close(hot, _blend(grey_hot, 0.5)), (hot, grey_hot)

@@ -1,7 +1,8 @@
 """`manage.py heat_maps --evaluation ID [--case CODE ...] [--wait|--inline]` (issue 18, docs/saliency.md).
 
 Grad-CAM heat-maps of the evaluation's cases (every case with a result, or the cases named), on the gpu queue.
-Cases that have theirs already are skipped, so the command can be run again after new patients were predicted.
+Cases whose maps were made of their current crops are skipped, so the command can be run again after new patients
+were predicted; a case whose tumour boxes or series were corrected since is mapped again.
 """
 
 from django.core.exceptions import ValidationError
@@ -45,5 +46,6 @@ class Command(BaseCommand):
         job = cli.follow(self, job, o)
         if job.status == JobStatus.SUCCEEDED:
             result = job.result
-            self.stdout.write(f"{result.get('cases', 0)} case(s) mapped ({result.get('slices', 0)} tumour slices), "
-                              f"{result.get('already', 0)} had their maps already")
+            self.stdout.write(f"{result.get('cases', 0)} case(s) mapped ({result.get('slices', 0)} tumour slices; "
+                              f"{result.get('out_of_date', 0)} out of date), {result.get('already', 0)} had their "
+                              f"maps already")
