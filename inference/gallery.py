@@ -16,10 +16,8 @@ from core.constants import SEQUENCE_CODES
 from core.metrics import AI_CALL_PERCENT, ai_wrong
 from inference import saliency_figure, selectors
 from inference.models import Evaluation
-from jobs.models import Job, JobStatus
 
 PER_SIDE = 4          # tiles in each row of the gallery
-HEAT_MAPS_KIND = "heat_maps"
 
 
 @dataclass(frozen=True)
@@ -70,14 +68,6 @@ def strongest_slice(evaluation_pk: int, case_pk: int):
     return maps.crops[row], maps.maps[row], code
 
 
-def active_heat_maps_job(evaluation: Evaluation) -> Job | None:
-    """The evaluation's heat-maps job still queued or running with a live worker: the page links it instead of
-    offering a second start. A job whose worker was lost is not (its page resumes it; a new start works too)."""
-    return (Job.objects.filter(kind=HEAT_MAPS_KIND, status__in=(JobStatus.QUEUED, JobStatus.RUNNING),
-                               params__evaluation_pk=evaluation.pk)
-            .exclude(Job.lost_q()).order_by("-created_at", "-pk").first())
-
-
 def heat_map_gallery(evaluation: Evaluation, case_rows: list[dict]) -> dict:
     """What the page's "Heat-maps" section shows, from the per-case table's rows
     (``selectors.case_result_table``: its truth is the one the evaluation was computed with).
@@ -94,7 +84,7 @@ def heat_map_gallery(evaluation: Evaluation, case_rows: list[dict]) -> dict:
                                   per_side=None)
     return {"n_cases": len(by_pk), "n_with_maps": len(mapped), "missing": len(by_pk) - len(mapped),
             "right": _tiles(evaluation, right, by_pk), "wrong": _tiles(evaluation, wrong, by_pk),
-            "legend": saliency_figure.legend_stops(), "job": active_heat_maps_job(evaluation)}
+            "legend": saliency_figure.legend_stops(), "job": selectors.active_heat_maps_job(evaluation)}
 
 
 def _tiles(evaluation: Evaluation, ranked: list[Ranked], by_pk: dict[int, dict]) -> list[dict]:

@@ -64,9 +64,9 @@ def heat_maps_run(job: Job, ctx) -> None:
                                            f"{already} have theirs", force=True)
     loader = saliency.WeightLoader()
     done, slices = 0, 0
+    slices_of = {pk: slices for pk, (_, slices) in current.items()}
     for group in groups:
-        slices += _map_group(evaluation, group, {pk: current[pk][1] for pk in (c.pk for c in group.cases)},
-                             loader, ctx, done)
+        slices += _map_group(evaluation, group, slices_of, loader, ctx, done)
         done += len(group.models)
     ctx.progress(done=total, total=total, step="finished", force=True)
     ctx.set_result(cases=len(pending), already=already, out_of_date=stale, gone=len(wanted) - len(current),
@@ -78,8 +78,8 @@ def _pending(evaluation: Evaluation, current: dict) -> tuple[list[int], int]:
     file's crops_sha256 differs); and how many of them were out of date."""
     pending, stale = [], 0
     for pk, (_, slices) in current.items():
-        stored = saliency_store.read_case_maps(selectors.case_maps_path(evaluation.pk, pk))
-        if stored is not None and stored.crops_sha256 == slices.sha256:
+        stored = saliency_store.stored_crops_sha256(selectors.case_maps_path(evaluation.pk, pk))
+        if stored == slices.sha256:
             continue
         stale += stored is not None
         pending.append(pk)
@@ -139,7 +139,8 @@ def _reference(evaluation: Evaluation, grids: np.ndarray) -> float | None:
     if level is None:
         level = saliency.reference_level(grids)
         if level is not None:
-            saliency_store.write_reference(folder, level, n_slices=int(grids.shape[0]))
+            saliency_store.write_reference(folder, level, percentile=saliency.REFERENCE_PERCENTILE,
+                                           n_slices=int(grids.shape[0]))
     return level
 
 

@@ -88,8 +88,9 @@ def grad_cam(model, crops: np.ndarray, *, batch_size: int = 64, features=None, s
 
 class WeightLoader:
     """Models of one architecture read in turn: the first ``.keras`` file builds the network (and the feature
-    model), each later one only loads its weights into it. A run's models share one architecture, and building
-    MobileNetV2 costs more than reading its weights (benchmarks/saliency_speed.py)."""
+    model), each later one only loads its weights into it (a run's models share one architecture). So the one
+    feature model's compiled forward pass serves every member; reading is a little cheaper too (measured on the
+    real network here: 0.52 s for the weights against 0.60 s for the whole model)."""
 
     def __init__(self) -> None:
         self.model = None

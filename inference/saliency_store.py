@@ -1,10 +1,9 @@
 """Where an evaluation's heat-maps are kept (issue 18), one file per case. No Django.
 
-``<evaluation folder>/saliency/case-<pk>.npz`` (compressed; the maps are smooth, so a 224 px slice's map takes a
-few kB) holds, for each of the case's N tumour slices:
+``<evaluation folder>/saliency/case-<pk>.npz`` (compressed) holds, for each of the case's N tumour slices:
 
 - ``maps`` (N, S, S) uint8: the ensemble's Grad-CAM at the crop's resolution (``inference.saliency``), against
-  the case's one ``scale`` (sarcoma log-odds per cell at 255);
+  ``scale``, the evaluation's full-colour level (sarcoma log-odds per cell at 255; 0 where nothing shows);
 - ``crops`` (N, S, S) uint8: the crop the models saw (the evaluation page's gallery draws the map on it);
 - ``series_id``, ``slice_no``, ``sequence_idx`` (N,): which slice of which series;
 - ``window`` (N, 3): the crop's square on the slice, ``left, top, side`` in the slice's pixels
@@ -57,15 +56,6 @@ class CaseMaps:
         if self.window.shape != (n, 3):
             raise ValueError(f"heat-maps: window has shape {self.window.shape}, expected ({n}, 3)")
 
-    @property
-    def size(self) -> int:
-        return int(self.maps.shape[1])
-
-    def of_series(self, series_id: int) -> np.ndarray:
-        """Row indexes of one series' slices, in slice order."""
-        rows = np.flatnonzero(self.series_id == series_id)
-        return rows[np.argsort(self.slice_no[rows], kind="stable")]
-
     def strongest(self) -> int | None:
         """The row whose map is strongest (the gallery's slice); None without slices."""
         if self.maps.shape[0] == 0:
@@ -86,18 +76,29 @@ def write_case_maps(path: Path, maps: CaseMaps) -> None:
             kind=np.str_(maps.kind), crops_sha256=np.str_(maps.crops_sha256))
 
 
-def read_case_maps(path: Path) -> CaseMaps | None:
-    """The stored maps, or None where there are none (or the file is not one of ours)."""
+def _read(path: Path, read, default):
+    """``read(the opened npz)``, or ``default`` where there is no file or it is not one of ours."""
     if not Path(path).is_file():
-        return None
+        return default
     try:
         with np.load(path) as saved:
-            return CaseMaps(maps=saved["maps"], crops=saved["crops"], series_id=saved["series_id"],
-                            slice_no=saved["slice_no"], sequence_idx=saved["sequence_idx"], window=saved["window"],
-                            scale=float(saved["scale"]), models=tuple(str(m) for m in saved["models"]),
-                            kind=str(saved["kind"]), crops_sha256=str(saved["crops_sha256"]))
+            return read(saved)
     except (OSError, KeyError, ValueError):
-        return None
+        return default
+
+
+def read_case_maps(path: Path) -> CaseMaps | None:
+    """The stored maps, or None where there are none (or the file is not one of ours)."""
+    return _read(path, lambda saved: CaseMaps(
+        maps=saved["maps"], crops=saved["crops"], series_id=saved["series_id"], slice_no=saved["slice_no"],
+        sequence_idx=saved["sequence_idx"], window=saved["window"], scale=float(saved["scale"]),
+        models=tuple(str(m) for m in saved["models"]), kind=str(saved["kind"]),
+        crops_sha256=str(saved["crops_sha256"])), None)
+
+
+def stored_crops_sha256(path: Path) -> str | None:
+    """What crops a stored file was made of (without reading its maps or crops); None where it is unreadable."""
+    return _read(path, lambda saved: str(saved["crops_sha256"]), None)
 
 
 @dataclass(frozen=True)
@@ -111,46 +112,28 @@ class SeriesMaps:
 
 
 def read_series_maps(path: Path, series_id: int) -> SeriesMaps | None:
-    """One series' maps from a case's file, reading neither the crops nor the other series' maps into a result;
-    None where the file or the series has none."""
-    if not Path(path).is_file():
-        return None
-    try:
-        with np.load(path) as saved:
-            rows = np.flatnonzero(saved["series_id"] == series_id)
-            if rows.size == 0:
-                return None
-            slice_no = saved["slice_no"][rows]
-            order = rows[np.argsort(slice_no, kind="stable")]
-            return SeriesMaps(maps=saved["maps"][order], slice_no=saved["slice_no"][order],
-                              window=saved["window"][order])
-    except (OSError, KeyError, ValueError):
-        return None
+    """One series' maps from a case's file, without reading the crops; None where the file or the series has
+    none."""
+    def read(saved):
+        rows = np.flatnonzero(saved["series_id"] == series_id)
+        if rows.size == 0:
+            return None
+        slice_no = saved["slice_no"]
+        order = rows[np.argsort(slice_no[rows], kind="stable")]
+        return SeriesMaps(maps=saved["maps"][order], slice_no=slice_no[order], window=saved["window"][order])
+
+    return _read(path, read, None)
 
 
 def series_codes(path: Path) -> dict[int, set[int]]:
     """{series id: its sequence indexes} of a stored file (small arrays only); {} where there is none."""
-    if not Path(path).is_file():
-        return {}
-    try:
-        with np.load(path) as saved:
-            found: dict[int, set[int]] = {}
-            for series, sequence in zip(saved["series_id"].tolist(), saved["sequence_idx"].tolist(), strict=True):
-                found.setdefault(int(series), set()).add(int(sequence))
-            return found
-    except (OSError, KeyError, ValueError):
-        return {}
+    def read(saved):
+        found: dict[int, set[int]] = {}
+        for series, sequence in zip(saved["series_id"].tolist(), saved["sequence_idx"].tolist(), strict=True):
+            found.setdefault(int(series), set()).add(int(sequence))
+        return found
 
-
-def series_of(path: Path) -> set[int]:
-    """The series a stored file has maps for, reading only that array; empty where there is no file."""
-    if not Path(path).is_file():
-        return set()
-    try:
-        with np.load(path) as saved:
-            return {int(v) for v in saved["series_id"]}
-    except (OSError, KeyError, ValueError):
-        return set()
+    return _read(path, read, {})
 
 
 REFERENCE_FILE = "reference.json"
@@ -166,10 +149,10 @@ def read_reference(evaluation_folder: Path) -> float | None:
     return level if level > 0 else None
 
 
-def write_reference(evaluation_folder: Path, level: float, *, n_slices: int) -> None:
+def write_reference(evaluation_folder: Path, level: float, *, percentile: float, n_slices: int) -> None:
     path = Path(evaluation_folder) / SALIENCY_DIR / REFERENCE_FILE
     with atomic_path(path, suffix=".json") as tmp:
-        Path(tmp).write_text(json.dumps({"level": level, "percentile": 99, "from_slices": n_slices}))
+        Path(tmp).write_text(json.dumps({"level": level, "percentile": percentile, "from_slices": n_slices}))
 
 
 def stored_cases(evaluation_folder: Path) -> set[int]:
@@ -182,6 +165,6 @@ def stored_cases(evaluation_folder: Path) -> set[int]:
             pk = int(path.stem.removeprefix("case-"))
         except ValueError:
             continue
-        if series_of(path):
+        if series_codes(path):
             found.add(pk)
     return found

@@ -22,6 +22,7 @@ from core.metrics import ai_wrong
 from imaging.models import CohortCase
 from inference import saliency_store, store
 from inference.models import CaseAIResult, Evaluation
+from jobs.models import Job, JobStatus
 
 
 def evaluations_visible_to(user) -> QuerySet[Evaluation]:
@@ -446,3 +447,15 @@ def series_maps(evaluation_pk: int, case_pk: int, series_pk: int) -> saliency_st
 
 def cases_with_maps(evaluation: Evaluation) -> set[int]:
     return saliency_store.stored_cases(evaluation_dir(evaluation))
+
+
+HEAT_MAPS_KIND = "heat_maps"
+
+
+def active_heat_maps_job(evaluation: Evaluation) -> Job | None:
+    """The evaluation's heat-maps job still queued or running with a live worker: the page links it instead of
+    offering a second start, and a second start is refused. A job whose worker was lost is not (its page
+    resumes it; a new start works too)."""
+    return (Job.objects.filter(kind=HEAT_MAPS_KIND, status__in=(JobStatus.QUEUED, JobStatus.RUNNING),
+                               params__evaluation_pk=evaluation.pk)
+            .exclude(Job.lost_q()).order_by("-created_at", "-pk").first())

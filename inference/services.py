@@ -350,9 +350,7 @@ def heat_maps_start(*, evaluation: Evaluation, cases=None, user=None, enqueue: b
     if locked.status != Status.DONE or locked.training_run is None:
         raise ValidationError({"evaluation": f"evaluation {locked.name!r} is {locked.status}: heat-maps need a "
                                              "finished evaluation of a training run"})
-    from inference.gallery import active_heat_maps_job
-
-    running = active_heat_maps_job(locked)
+    running = selectors.active_heat_maps_job(locked)
     if running is not None:
         raise ValidationError({"evaluation": f"heat-maps job {running.pk} of evaluation {locked.name!r} is "
                                              f"{running.status}: wait for it (it skips what is done already)"})
@@ -369,5 +367,5 @@ def heat_maps_start(*, evaluation: Evaluation, cases=None, user=None, enqueue: b
     if not chosen:
         raise ValidationError({"evaluation": f"evaluation {locked.name!r} has no case with a result"})
     user = user if user is not None and user.is_authenticated else None
-    return jobs.job_create(kind="heat_maps", params={"evaluation_pk": locked.pk, "case_pks": chosen},
+    return jobs.job_create(kind=selectors.HEAT_MAPS_KIND, params={"evaluation_pk": locked.pk, "case_pks": chosen},
                            user=user, total=1, enqueue=enqueue)

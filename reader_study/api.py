@@ -218,7 +218,7 @@ def series_heat_map_api(request, pk: int, handle: str):
     _open_task(request, assignment)
     shown = selectors.heat_map_series(assignment)
     series_pk = next((pk_ for pk_ in shown if payloads.series_handle(assignment.pk, pk_) == handle), None)
-    maps = selectors.heat_maps_of_series(assignment, series_pk, shown) if series_pk is not None else None
+    maps = selectors.heat_maps_of_series(assignment, series_pk) if series_pk is not None else None
     if maps is None:
         raise NotFound("no heat-maps for this series")
     return Response(HeatMapSeriesSerializer(payloads.heat_map_series_payload(maps)).data)

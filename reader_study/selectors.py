@@ -496,9 +496,7 @@ def heat_map_series(assignment: Assignment, subset=None) -> set[int]:
     return inference_selectors.series_with_maps(assignment.study.evaluation_id, assignment.case_id, codes=subset)
 
 
-def heat_maps_of_series(assignment: Assignment, series_pk: int, shown: set[int]):
-    """One series' heat-maps for the assignment's reader (``inference.saliency_store.SeriesMaps``); None for a
-    series not in ``shown`` (what ``heat_map_series`` gave this request: nothing in exam 1)."""
-    if series_pk not in shown:
-        return None
+def heat_maps_of_series(assignment: Assignment, series_pk: int):
+    """One series' heat-maps (``inference.saliency_store.SeriesMaps``) of the assignment's case; the caller took
+    ``series_pk`` from ``heat_map_series`` (what the reader may see)."""
     return inference_selectors.series_maps(assignment.study.evaluation_id, assignment.case_id, series_pk)

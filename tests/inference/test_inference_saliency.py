@@ -142,19 +142,25 @@ def _case_maps(n=3, size=8):
 
 def test_store_round_trip_and_lookups(tmp_path):
     path = saliency_store.case_maps_path(tmp_path, 42)
-    assert saliency_store.read_case_maps(path) is None and saliency_store.series_of(path) == set()
+    assert saliency_store.read_case_maps(path) is None and saliency_store.series_codes(path) == {}
+    assert saliency_store.stored_crops_sha256(path) is None and saliency_store.read_series_maps(path, 5) is None
     written = _case_maps()
     saliency_store.write_case_maps(path, written)
     back = saliency_store.read_case_maps(path)
     for name in ("maps", "crops", "series_id", "slice_no", "sequence_idx", "window"):
         np.testing.assert_array_equal(getattr(back, name), getattr(written, name))
     assert (back.scale, back.models, back.kind, back.crops_sha256) == (0.25, ("r0f1", "r1f1"), "held-out", "abc")
-    assert back.of_series(5).tolist() == [2, 0]          # slice order 3, 9
-    assert back.strongest() == 2 and back.size == 8
-    assert saliency_store.series_of(path) == {4, 5}
+    one = saliency_store.read_series_maps(path, 5)           # slice order 3, 9: rows 2, 0
+    assert one.slice_no.tolist() == [3, 9] and one.window.tolist() == [[1, 1, 8], [0, 0, 16]]
+    np.testing.assert_array_equal(one.maps, written.maps[[2, 0]])
+    assert saliency_store.read_series_maps(path, 6) is None
+    assert back.strongest() == 2 and back.maps.shape[1] == 8
+    assert saliency_store.series_codes(path) == {4: {1}, 5: {0}}
+    assert saliency_store.stored_crops_sha256(path) == "abc"
     assert saliency_store.stored_cases(tmp_path) == {42}
     path.write_bytes(b"not an npz")
-    assert saliency_store.read_case_maps(path) is None and saliency_store.series_of(path) == set()
+    assert saliency_store.read_case_maps(path) is None and saliency_store.series_codes(path) == {}
+    assert saliency_store.stored_crops_sha256(path) is None
 
 
 def test_store_refuses_inconsistent_maps():
