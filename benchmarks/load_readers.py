@@ -236,6 +236,17 @@ def table(samples: list, server: dict[str, list[float]], names: list[str], windo
     return rows
 
 
+def over_time(samples: list, first: float, step_s: float = 30.0) -> list[dict]:
+    """Client p50 / p95 of every reading request per ``step_s`` of the window: whether the tail is the
+    start (every reader's first case at once: cold caches, first openings) or the steady state."""
+    slices: dict[int, list[float]] = defaultdict(list)
+    for _name, ms, ok, at in samples:
+        if ok:
+            slices[int((at - first) // step_s)].append(ms)
+    return [{"from_s": k * step_s, "n": len(v), "p50": percentile(v, 50), "p95": percentile(v, 95)}
+            for k, v in sorted(slices.items())]
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
     print(f"{'endpoint':<40}{'n':>7}{'err':>5}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
@@ -391,6 +402,9 @@ def drive(args, stack, plan: dict, root: Path) -> dict:
     login_rows = table(logins, server, [LOGIN_FORM, LOGIN], max(1e-9, start - launch))
     print_table(f"reading ({window:.0f} s from the first to the last reading request; client = Locust, "
                 "srv = gunicorn's own time)", [*rows, overall])
+    timeline = over_time(measured, first)
+    print("all reading requests by 30 s of the window (client p50 / p95 ms): " + "; ".join(
+        f"{t['from_s']:.0f} s: {t['p50']:.0f} / {t['p95']:.0f}" for t in timeline))
     print_table(f"logins (the ramp, {start - launch:.0f} s)", login_rows)
     unknown = sorted({s[0] for s in measured} - set(names))
     if unknown:
@@ -420,7 +434,8 @@ def drive(args, stack, plan: dict, root: Path) -> dict:
           f"(worst endpoint p95 {worst:.1f} ms, {errors} errors)")
     if errors:
         print("locust output (tail):\n" + output[-3000:])
-    return {"rows": rows, "overall": overall, "logins": login_rows, "reads": reads, "reads_ok": reads_ok,
+    return {"rows": rows, "overall": overall, "timeline": timeline, "logins": login_rows, "reads": reads,
+            "reads_ok": reads_ok,
             "errors": errors, "cpu_cores": cpu, "window_s": window, "cases_read": cases_read, "plan": {
                 k: v for k, v in plan.items() if k not in ("readers", "password")},
             "load_at_start": load_at_start, "load_at_end": load_at_end, "others_during_window": others}

@@ -124,7 +124,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL")
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        {"BACKEND": "core.cache.SharedClientRedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
@@ -134,6 +134,9 @@ CACHES = {
 # read instead of two queries per request (accounts/backends.py, docs/production.md *Read path*). A
 # per-process cache could not be cleared from another process, so without Redis the user is read each time.
 USER_CACHE = env_bool("USER_CACHE", bool(REDIS_URL))
+# Sessions the same way: read from that cache (one minute at most), written through to the database, which
+# stays the record (accounts/sessions.py); without a shared cache, from the database alone.
+SESSION_ENGINE = "accounts.sessions" if USER_CACHE else "django.contrib.sessions.backends.db"
 
 # --- auth -----------------------------------------------------------------------------------------
 # django-axes first: it refuses a locked-out account before any password is checked (docs/security.md).

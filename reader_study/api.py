@@ -18,11 +18,11 @@ from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from accounts.permissions import IsCoordinator, IsReader, require_role
+from accounts.permissions import IsCoordinator, IsReader, has_role, require_role
 from accounts.roles import READER
 from core.serializers import errors
-from imaging.api import VOLUME_FIELDS, VOLUME_PARAMETERS, VOLUME_RESPONSES, OctetStreamRenderer, volume_response
-from reader_study import payloads, selectors, services
+from imaging.api import VOLUME_PARAMETERS, VOLUME_RESPONSES, OctetStreamRenderer, volume_response
+from reader_study import payloads, selectors, services, volume_grants
 from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, TASKS, Study
 from reader_study.serializers import (
     ActiveTimeSerializer,
@@ -171,6 +171,7 @@ def reading_case_api(request, pk: int, tasks=EXAMS):
 
     def open_case():
         services.assignment_open(reader=request.user, assignment=assignment, status=state.status)
+        volume_grants.grant_opened_case(request.user.pk, assignment)
         return Response(ReadingPayloadSerializer(payloads.reading_payload(assignment, state)).data)
 
     return _run(open_case)
@@ -190,13 +191,23 @@ def series_volume_api(request, pk: int, handle: str):
     Readers' images come from here, not from imaging, and only while the assignment's task is open to the
     reader (none in the washout, none once it is finished); the handle and the ETag are keyed to the
     assignment, so the two exams of a case cannot be linked through them. ``?slices=`` ranges follow the same
-    rules (checked before the range is even parsed, so a 400 never answers a reader who may not see it)."""
+    rules (checked before the range is even parsed, so a 400 never answers a reader who may not see it).
+    Where Redis is the cache, the check's answer is the reader's volume grant for the assignment, stored when
+    the case was opened and revoked when its task ends (``volume_grants``)."""
+    granted = volume_grants.grant_read(request.user.pk, pk)
+    if granted is None or handle not in granted:
+        granted = _volume_grant(request, pk)
+    elif not has_role(request.user, READER):       # the role, from the cached user, on every request
+        raise PermissionDenied(READING_API_IS_FOR_READERS)
+    return volume_response(request, granted.get(handle), tag=lambda sha: payloads.volume_tag(pk, sha))
+
+
+def _volume_grant(request, pk: int) -> dict[str, dict]:
+    """The full check (the reader's assignment, its task open) and the case's series by handle, remembered
+    for the next volumes of the case (``volume_grants``)."""
     assignment = _my_assignment(request, pk, TASKS)
     _open_task(request, assignment)
-    rows = selectors.case_volumes(assignment.case_id, VOLUME_FIELDS)
-    series = next(({k: row[k] for k in VOLUME_FIELDS} for row in rows
-                   if payloads.series_handle(assignment.pk, row["pk"]) == handle), None)
-    return volume_response(request, series, tag=lambda sha: payloads.volume_tag(assignment.pk, sha))
+    return volume_grants.grant_case(request.user.pk, assignment)
 
 
 def _open_task(request, assignment) -> None:

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from accounts.permissions import role_required
 from accounts.roles import COORDINATOR, READER
 from core.views import form_page, found_or_404
-from reader_study import forms, payloads, selectors, services
+from reader_study import forms, payloads, selectors, services, volume_grants
 from reader_study.freezes import truth_drift
 from reader_study.hanging import DEFAULT_PROTOCOL, format_protocol
 from reader_study.models import DESCRIPTORS, EXAMS, TASK_NAMES, Study
@@ -143,6 +143,7 @@ def reading(request, pk: int, tasks=EXAMS):
     except PermissionDenied as exc:
         messages.info(request, str(exc))
         return redirect("reader_study:study_home", pk=assignment.study_id)
+    volume_grants.grant_opened_case(request.user.pk, assignment)
     payload = payloads.reading_payload(assignment, state)
     return render(request, "reader_study/reading.html", {
         "assignment": assignment, "study": assignment.study, "payload": payload, "ai": payload.get("ai"),

@@ -12,7 +12,8 @@
 #
 # Environment (besides the application's own settings, README "Configuration"):
 #   BIND (0.0.0.0:8000)          gunicorn's address
-#   WEB_WORKERS (2 × cores + 1)  gunicorn worker processes; WEB_THREADS (1) threads in each
+#   WEB_WORKERS (2 × cores + 1)  gunicorn worker processes; WEB_THREADS (1) threads in each (keep 1: threads
+#                                share a worker's interpreter lock; docs/production.md, *Load benchmark*)
 #   WEB_TIMEOUT (120)            seconds before gunicorn restarts a silent worker
 #   SERVE_MIGRATE (1)            `web` applies migrations first; set 0 where a separate `migrate` runs
 #   SERVE_COLLECTSTATIC (1)      `web` collects static files first; the image sets 0 (it collected at build)

@@ -62,11 +62,12 @@ def _no_rate_limit_history():
 
 @pytest.fixture
 def shared_cache(settings):
-    """What production has with Redis, in one process: a cache every request sees and the cached user on (a
-    local-memory cache stands in for Redis; it is emptied before and after)."""
+    """What production has with Redis, in one process: a cache every request sees, the cached user and session
+    on (a local-memory cache stands in for Redis; it is emptied before and after)."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                                    "LOCATION": "shared-cache-test"}}
     settings.USER_CACHE = True
+    settings.SESSION_ENGINE = "accounts.sessions"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     from django.core.cache import cache
 

@@ -21,7 +21,7 @@ from factories_reader_study import (
 from imaging import importer_store
 from imaging.api import VERSIONED_CACHE_CONTROL, VOLUME_CACHE_SECONDS
 from imaging.models import Series
-from reader_study import payloads, selectors, services
+from reader_study import payloads, selectors, services, volume_grants
 
 pytestmark = pytest.mark.django_db
 
@@ -206,21 +206,28 @@ def test_the_volume_goes_to_the_servers_file_wrapper_without_python_copying(clie
     assert headers["Content-Encoding"] == "gzip"
 
 
-# With the shared cache (Redis in production): the user with its roles comes from the cache.
-USER = 1
+# With the shared cache (Redis in production): the session, and the user with its roles, come from the cache;
+# the later volumes of a case from the reader's volume grant (reader_study.volume_grants).
+SESSION = USER = 1
 
 
-def test_with_the_shared_cache_the_user_and_roles_cost_no_query(client, study_setup, reader, shared_cache,
-                                                                   django_assert_max_num_queries):
+def test_with_the_shared_cache_the_session_user_and_roles_cost_no_query(
+        client, study_setup, reader, shared_cache, django_assert_max_num_queries, django_assert_num_queries):
     client.force_login(reader)
     a = selectors.worklist(study_setup["study"], reader, 1).first()
     payload = client.get(f"/api/reading/{a.pk}/").json()         # first opening; fills the cache
-    with django_assert_max_num_queries(CASE_MAX_QUERIES - USER):
+    with django_assert_max_num_queries(CASE_MAX_QUERIES - SESSION - USER):
         assert client.get(f"/api/reading/{a.pk}/").status_code == 200
-    with django_assert_max_num_queries(PAGE_MAX_QUERIES - USER - 1):    # and no role query
+    with django_assert_max_num_queries(PAGE_MAX_QUERIES - SESSION - USER - 1):    # and no role query
         assert client.get(f"/reading/{a.pk}/").status_code == 200
-    with django_assert_max_num_queries(VOLUME_MAX_QUERIES - USER):
-        assert client.get(payload["series"][0]["volume_url"], HTTP_ACCEPT_ENCODING="gzip").status_code == 200
-    with django_assert_max_num_queries(TIME_MAX_QUERIES - USER):
+    first, second = (s["volume_url"] for s in payload["series"][:2])
+    with django_assert_num_queries(0):                      # the grant stored when the case was opened
+        assert client.get(first, HTTP_ACCEPT_ENCODING="gzip").status_code == 200
+    shared_cache.delete(volume_grants.grant_key(reader.pk, a.pk))
+    with django_assert_max_num_queries(VOLUME_MAX_QUERIES - SESSION - USER):       # without it: the full check
+        assert client.get(first, HTTP_ACCEPT_ENCODING="gzip").status_code == 200
+    with django_assert_num_queries(0):                                             # which grants the rest
+        assert client.get(second, HTTP_ACCEPT_ENCODING="gzip").status_code == 200
+    with django_assert_max_num_queries(TIME_MAX_QUERIES - SESSION - USER):
         assert client.post(f"/api/reading/{a.pk}/time/", {"seconds": 5},
                            content_type="application/json").status_code == 200
