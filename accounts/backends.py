@@ -15,8 +15,8 @@ password ends the old sessions as before.
 
 The cache is a speed-up, never a dependency: while Redis is unreachable the user comes from the database
 as before (one warning in the log), and a clearing that could not reach Redis is bounded by the same
-``USER_CACHE_SECONDS``. Sessions stay in the database for the same reason: a session deleted at sign-out
-while Redis was away must not come back with it.
+``USER_CACHE_SECONDS``. Sessions follow the same rules (``accounts.sessions``): the database is their record,
+and their cached copy lives that minute at most.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ CACHES = {
 USER_CACHE = env_bool("USER_CACHE", bool(REDIS_URL))
 # Sessions the same way: read from that cache (one minute at most), written through to the database, which
 # stays the record (accounts/sessions.py); without a shared cache, from the database alone.
-SESSION_ENGINE = "accounts.sessions" if USER_CACHE else "django.contrib.sessions.backends.db"
+SESSION_ENGINE = "accounts.sessions" if USER_CACHE and REDIS_URL else "django.contrib.sessions.backends.db"
 
 # --- auth -----------------------------------------------------------------------------------------
 # django-axes first: it refuses a locked-out account before any password is checked (docs/security.md).

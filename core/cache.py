@@ -19,10 +19,10 @@ class SharedClientRedisCacheClient(RedisCacheClient):
         self._clients = {}
 
     def get_client(self, key=None, *, write=False):
-        index = self._get_connection_pool_index(write)
-        client = self._clients.get(index)
+        pool = self._get_connection_pool(write)       # Django's choice of server (primary or a replica)
+        client = self._clients.get(id(pool))
         if client is None:
-            client = self._clients[index] = super().get_client(key, write=write)
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)
         return client
 
 

@@ -11,9 +11,11 @@ class ReaderStudyConfig(AppConfig):
         from imaging import frozen
         from reader_study.demo import demo_study
         from reader_study.freezes import mark_studies_stale, study_freezes
+        from reader_study.volume_grants import revoke_corrected_cases
 
         frozen.register_freezer(study_freezes)
         frozen.register_stale_marker(mark_studies_stale)
+        frozen.register_stale_marker(revoke_corrected_cases)
 
         navigation.register("Reader", "My studies", "reader_study:my_studies",
                             "Read the cases of your studies: exam 1, then exam 2 after the washout", order=10)

@@ -168,14 +168,6 @@ def reader_unenrol(*, study: Study, reader, by) -> None:
         _event(study, "unenrolled", actor=by, reader=reader)
 
 
-def _revoke_volume_grants(assignments) -> None:
-    """Once this transaction commits, the readers' images of these assignments need the full check again
-    (``volume_grants``: their task is no longer open)."""
-    if volume_grants.enabled():
-        pairs = list(assignments.values_list("reader_id", "pk"))
-        transaction.on_commit(lambda: volume_grants.grants_revoke(pairs))
-
-
 def _check_openable(study: Study) -> None:
     summary = selectors.study_case_summary(study)
     if summary["cases"] == 0:
@@ -235,7 +227,7 @@ def study_close(*, study: Study, by) -> Study:
     """Close an open study: nothing more can be answered; reads stay for the analysis."""
     _require_coordinator(by)
     study = _locked_in(study, Study.Status.OPEN, "only an open study can be closed")
-    _revoke_volume_grants(Assignment.objects.filter(study=study))
+    volume_grants.revoke_on_commit(Assignment.objects.filter(study=study))
     return _moved(study, to=Study.Status.CLOSED, stamp="closed_at", action="closed", by=by)
 
 
@@ -477,7 +469,7 @@ def exam_finish(*, reader, study: Study, exam: int) -> ExamProgress:
         raise ValidationError({"exam": f"{unread.count()} case(s) still have no answer: {codes}"})
     progress.finished_at = timezone.now()
     progress.save(update_fields=["finished_at"])
-    _revoke_volume_grants(Assignment.objects.filter(study=study, reader=reader, exam=exam))
+    volume_grants.revoke_on_commit(Assignment.objects.filter(study=study, reader=reader, exam=exam))
     _event(study, "exam_finished", actor=reader, reader=reader, exam=exam)
     return progress
 

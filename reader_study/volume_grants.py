@@ -17,9 +17,12 @@ The same rules as the cached user (``accounts.backends``), and only where that c
 * the Reader role is still checked on every request, from the cached user (a role taken away is seen by
   the next request);
 * what ends an exam for a reader revokes the grants at once, after the change is committed: finishing the
-  exam (``services.exam_finish``) and closing the study (``services.study_close``). Only what bypasses the
-  services (the admin's form, SQL by hand) or a revocation that could not reach the cache waits for the
-  minute to pass;
+  exam (``services.exam_finish``) and closing the study (``services.study_close``); so does a correction of
+  the case (``imaging.services.case_correct``: a series taken off it), through imaging's stale-marker
+  registry (``revoke_corrected_cases``). A revocation writes a *revoked* marker for the minute instead of
+  deleting, and grants are stored with ``cache.add``, so a request that checked just before the change
+  committed cannot put its grant back over the marker. Only a change made by SQL by hand, or a revocation
+  that could not reach the cache, waits for the minute to pass;
 * the cache is a speed-up, never a dependency: an unreachable cache reads as no grant (the full check runs).
 """
 
@@ -30,12 +33,15 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 
 from imaging.api import VOLUME_FIELDS
 from reader_study import payloads, selectors
+from reader_study.models import Assignment
 
 GRANT_SECONDS = 60
 _KEY = "reader_study.volume_grant.v1.{}.{}"
+REVOKED: dict[str, dict] = {}       # the marker: a grant of no series (every handle takes the full check)
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +54,8 @@ def grant_key(reader_id: int, assignment_pk: int) -> str:
 
 
 def grant_read(reader_id: int, assignment_pk: int) -> dict[str, dict] | None:
-    """The series the reader may load for this assignment, by handle; None where no grant is held."""
+    """The series the reader may load for this assignment, by handle; None where no grant is held, and
+    ``REVOKED`` (empty) for the minute after a revocation."""
     if not enabled():
         return None
     try:
@@ -61,8 +68,8 @@ def grant_read(reader_id: int, assignment_pk: int) -> dict[str, dict] | None:
 def grant_write(reader_id: int, assignment_pk: int, series_by_handle: dict[str, dict]) -> None:
     if not enabled():
         return
-    try:
-        cache.set(grant_key(reader_id, assignment_pk), series_by_handle, GRANT_SECONDS)
+    try:   # add, never set: a grant never replaces another one, nor a revocation's marker
+        cache.add(grant_key(reader_id, assignment_pk), series_by_handle, GRANT_SECONDS)
     except Exception:  # noqa: BLE001, S110 - not remembered this time; the next request checks again
         pass
 
@@ -91,7 +98,23 @@ def grants_revoke(pairs: Iterable[tuple[int, int]]) -> None:
     if not keys:
         return
     try:
-        cache.delete_many(keys)
+        cache.set_many(dict.fromkeys(keys, REVOKED), GRANT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - they expire by themselves
         log.warning("%d volume grant(s) not revoked (%s); they expire within %s s", len(keys),
                     type(exc).__name__, GRANT_SECONDS)
+
+
+
+def revoke_on_commit(assignments) -> None:
+    """Once the current transaction commits, revoke the grants of these assignments (a queryset): their task
+    is no longer open, or their case changed."""
+    if enabled():
+        pairs = list(assignments.values_list("reader_id", "pk"))
+        transaction.on_commit(lambda: grants_revoke(pairs))
+
+
+def revoke_corrected_cases(*, case_ids, cohort_ids, reason: str, at) -> list[str]:
+    """imaging's stale marker (``imaging.frozen``): a corrected case (a series taken off it) needs the full
+    check again for every reader. Marks nothing stale itself: returns []."""
+    revoke_on_commit(Assignment.objects.filter(case_id__in=case_ids))
+    return []

@@ -61,10 +61,47 @@ def test_signing_out_ends_the_session_in_both_places(client, signed_in, shared_c
     cookie = _key(client)
     client.post("/logout/")
     assert not Session.objects.filter(session_key=cookie).exists()
-    assert shared_cache.get(sessions.SessionStore.cache_key_prefix + cookie) is None
+    assert shared_cache.get(sessions.SessionStore.cache_key_prefix + cookie) == sessions._ENDED   # the marker
     client.cookies["sessionid"] = cookie
     response = client.get("/reader/")
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_a_request_that_read_the_row_before_the_sign_out_cannot_bring_the_session_back(client, signed_in,
+                                                                                       shared_cache):
+    cookie = _key(client)
+    late = sessions.SessionStore(cookie)
+    row = late._get_session_from_db()                 # read just before the sign-out...
+    shared_cache.delete(late.cache_key)               # (its cached copy had expired)
+    client.post("/logout/")
+    late._cache_put(late.decode(row.session_data), 60, replace=False)     # ...and cached just after it
+    client.cookies["sessionid"] = cookie
+    response = client.get("/reader/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_a_shorter_expiry_set_on_the_session_bounds_its_cached_copy(shared_cache):
+    store = sessions.SessionStore()
+    store["seen"] = True
+    store.set_expiry(10)
+    store.save()
+    cache = caches["default"]
+    assert 0 < cache._expire_info[cache.make_key(store.cache_key)] - time.time() <= 10
+
+
+def test_the_async_methods_keep_the_same_rules(shared_cache):
+    from asgiref.sync import async_to_sync
+
+    store = sessions.SessionStore()
+    store["seen"] = True
+    async_to_sync(store.asave)()
+    key = store.session_key
+    cache = caches["default"]
+    assert 0 < cache._expire_info[cache.make_key(store.cache_key)] - time.time() <= USER_CACHE_SECONDS
+    assert async_to_sync(sessions.SessionStore(key).aload)() == {"seen": True}
+    async_to_sync(sessions.SessionStore(key).adelete)()
+    assert not Session.objects.filter(session_key=key).exists()
+    assert async_to_sync(sessions.SessionStore(key).aload)() == {}
 
 
 @pytest.fixture

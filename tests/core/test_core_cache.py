@@ -27,9 +27,10 @@ def test_one_client_serves_every_call(cache):
 
 
 def test_the_shared_client_is_safe_across_threads(cache):
-    errors = []
+    errors, clients = [], []
 
     def work(n):
+        clients.append(cache._cache.get_client(f"t{n}"))
         try:
             for i in range(50):
                 cache.set(f"t{n}-{i}", i, 30)
@@ -43,4 +44,4 @@ def test_the_shared_client_is_safe_across_threads(cache):
     for t in threads:
         t.join()
     assert errors == []
-    assert len(cache._cache._clients) == 1
+    assert all(client is clients[0] for client in clients)         # one client served every thread

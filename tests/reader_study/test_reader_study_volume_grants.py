@@ -11,7 +11,7 @@ from django.core.cache import caches
 
 from accounts import roles
 from factories_reader_study import answer_all, move_washout
-from reader_study import selectors, services, volume_grants
+from reader_study import payloads, selectors, services, volume_grants
 
 pytestmark = pytest.mark.django_db
 
@@ -40,11 +40,12 @@ def reading(client, study_setup, reader, shared_cache):
 def test_opening_the_case_grants_its_volumes(client, study_setup, reader, shared_cache,
                                              django_assert_num_queries):
     client.force_login(reader)
+    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    urls = _volumes(client, a)
     for page in ("/reading/{}/", "/api/reading/{}/"):           # the page, or the case API, opens the case
         shared_cache.clear()
-        a = selectors.worklist(study_setup["study"], reader, 1).first()
         assert client.get(page.format(a.pk)).status_code == 200
-        urls = _volumes(client, a)
+        assert shared_cache.get(volume_grants.grant_key(reader.pk, a.pk))
         with django_assert_num_queries(0):
             assert all(_load(client, url).status_code == 200 for url in urls)
 
@@ -69,7 +70,7 @@ def test_a_grant_lives_one_minute_at_most(client, reading):
     _load(client, urls[0])
     cache = caches["default"]
     expires_in = cache._expire_info[cache.make_key(volume_grants.grant_key(a.reader_id, a.pk))] - time.time()
-    assert 0 < expires_in <= volume_grants.GRANT_SECONDS
+    assert 0 < expires_in <= 60 and volume_grants.GRANT_SECONDS <= 60
 
 
 def test_finishing_the_exam_revokes_its_grants_at_once(client, reading, study_setup, reader,
@@ -80,6 +81,34 @@ def test_finishing_the_exam_revokes_its_grants_at_once(client, reading, study_se
     with django_capture_on_commit_callbacks(execute=True):
         services.exam_finish(reader=reader, study=study_setup["study"], exam=1)
     assert _load(client, urls[1]).status_code == 403
+
+
+def test_a_grant_written_just_after_the_revocation_does_not_come_back(client, reading, study_setup, reader,
+                                                                      django_capture_on_commit_callbacks):
+    a, urls = reading
+    granted = volume_grants.grant_case(reader.pk, a)          # a request that checked just before the finish...
+    answer_all(reader, study_setup["study"], 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.exam_finish(reader=reader, study=study_setup["study"], exam=1)
+    volume_grants.grant_write(reader.pk, a.pk, granted)       # ...stores its grant just after it
+    assert volume_grants.grant_read(reader.pk, a.pk) == volume_grants.REVOKED
+    assert _load(client, urls[0]).status_code == 403
+
+
+def test_a_series_taken_off_the_case_is_refused_at_once(client, reading, coordinator,
+                                                        django_capture_on_commit_callbacks):
+    from imaging.models import Series
+    from imaging.services import case_replace_series
+
+    a, urls = reading
+    assert _load(client, urls[0]).status_code == 200
+    handle = urls[0].split("/series/")[1].split("/")[0]
+    removed = next(s for s in Series.objects.filter(case_id=a.case_id)
+                   if payloads.series_handle(a.pk, s.pk) == handle)
+    with django_capture_on_commit_callbacks(execute=True):
+        case_replace_series(case=a.case, remove_series=[removed], reason="another patient's series", by=coordinator)
+    assert _load(client, urls[0]).status_code == 404
+    assert _load(client, urls[1]).status_code == 200
 
 
 def test_closing_the_study_revokes_every_grant_at_once(client, reading, study_setup, coordinator,
