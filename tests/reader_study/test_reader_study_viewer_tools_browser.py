@@ -296,25 +296,41 @@ def test_reference_lines_of_the_active_slice(live_server, page, study, reader, s
     axial, sagittal = _series(page, "T2axi"), _series(page, "T2sag")
     normal = np.cross(axial["orientation"][:3], axial["orientation"][3:])
 
-    def check():
-        page.wait_for_function("document.querySelectorAll('.viewport')[1].dataset.referenceLine !== ''")
-        frame = int(page.locator(".viewport").first.get_attribute("data-slice"))
-        raw = page.locator(".viewport").nth(1).get_attribute("data-reference-line")
-        line = [float(v) for v in raw.split(",")]
-        sag_frame = int(page.locator(".viewport").nth(1).get_attribute("data-slice"))
-        for x, y in (line[:2], line[2:]):
-            p = _point(sagittal, sag_frame, x, y)
-            assert float(np.dot(p - np.array(axial["slice_positions"][frame]), normal)) == pytest.approx(0, abs=0.02)
-            on_edge = min(abs(x), abs(x - sagittal["cols"]), abs(y), abs(y - sagittal["rows"]))
-            assert on_edge == pytest.approx(0, abs=0.01)
-        return raw, line
+    def state():
+        """The axial frame, the sagittal line and frame, read together (keys move them a frame apart)."""
+        axial_frame, raw, sag_frame = page.evaluate(
+            "() => { const v = document.querySelectorAll('.viewport');"
+            " return [v[0].dataset.slice, v[1].dataset.referenceLine, v[1].dataset.slice]; }")
+        return int(axial_frame), raw, int(sag_frame)
 
-    raw, before = check()
+    def off_plane(frame, raw, sag_frame):
+        """For each end of the line: its distance to the axial slice's plane (mm) and to the image's edge."""
+        line = [float(v) for v in raw.split(",")]
+        return [(float(np.dot(_point(sagittal, sag_frame, x, y) - np.array(axial["slice_positions"][frame]),
+                              normal)),
+                 min(abs(x), abs(x - sagittal["cols"]), abs(y), abs(y - sagittal["rows"])))
+                for x, y in (line[:2], line[2:])]
+
+    def check(moved_from=None):
+        """Wait (5 s at most) until the line is drawn for the axial frame shown (two frames from
+        ``moved_from`` where given), then check it: on the axial plane, edge to edge of the image."""
+        for _ in range(100):
+            frame, raw, sag_frame = state()
+            ready = raw and (moved_from is None or abs(frame - moved_from) == 2)
+            if ready and all(abs(d) <= 0.02 for d, _ in off_plane(frame, raw, sag_frame)):
+                break
+            page.wait_for_timeout(50)
+        assert raw, "no reference line on the sagittal viewport"
+        for distance, edge in off_plane(frame, raw, sag_frame):
+            assert distance == pytest.approx(0, abs=0.02)
+            assert edge == pytest.approx(0, abs=0.01)
+        return frame, [float(v) for v in raw.split(",")]
+
+    start, before = check()
     assert page.locator(".viewport").nth(2).get_attribute("data-reference-line") == ""    # DWI: parallel
     page.keyboard.press("ArrowUp")
     page.keyboard.press("ArrowUp")
-    page.wait_for_function(f"document.querySelectorAll('.viewport')[1].dataset.referenceLine !== '{raw}'")
-    _, after = check()
+    _, after = check(moved_from=start)
     spacing = abs(np.dot(np.array(axial["slice_positions"][1]) - axial["slice_positions"][0], normal))
     assert abs(after[1] - before[1]) * sagittal["pixel_spacing"][0] == pytest.approx(2 * spacing, abs=0.05)
     # the sagittal viewport active (key A: the next viewport): the axial viewports show its line, it shows none
