@@ -91,7 +91,7 @@ def grant_opened_case(reader_id: int, assignment) -> None:
 
 
 def grants_revoke(pairs: Iterable[tuple[int, int]]) -> None:
-    """Forget the grants of these (reader id, assignment pk) pairs."""
+    """Replace the grants of these (reader id, assignment pk) pairs by the ``REVOKED`` marker for the minute."""
     if not enabled():
         return
     keys = [grant_key(reader_id, pk) for reader_id, pk in pairs]
@@ -102,7 +102,6 @@ def grants_revoke(pairs: Iterable[tuple[int, int]]) -> None:
     except Exception as exc:  # noqa: BLE001 - they expire by themselves
         log.warning("%d volume grant(s) not revoked (%s); they expire within %s s", len(keys),
                     type(exc).__name__, GRANT_SECONDS)
-
 
 
 def revoke_on_commit(assignments) -> None:
