@@ -16,6 +16,13 @@ def _in_group(user, name: str) -> bool:
     return name in cache
 
 
+def roles_known(user) -> bool:
+    """Whether the user's roles are loaded already (the cached user brings them: ``accounts.backends``), so
+    that checking one costs no query; a caller that would otherwise join the groups into its own query can
+    check the role first instead."""
+    return getattr(user, "_role_names", None) is not None
+
+
 def is_admin(user) -> bool:
     return bool(getattr(user, "is_superuser", False)) or _in_group(user, ADMIN)
 

@@ -215,7 +215,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": (
-            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            "core.static_storage.StaticStorage"      # WhiteNoise's manifest storage, each URL worked out once
             if not DEBUG
             else "django.contrib.staticfiles.storage.StaticFilesStorage"
         )

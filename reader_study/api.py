@@ -19,7 +19,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from accounts.permissions import IsCoordinator, IsReader, has_role, require_role
-from accounts.roles import READER
+from accounts.roles import READER, roles_known
 from core.serializers import errors
 from imaging.api import VOLUME_PARAMETERS, VOLUME_RESPONSES, OctetStreamRenderer, volume_response
 from reader_study import payloads, selectors, services, volume_grants
@@ -155,8 +155,14 @@ def exam_finish_api(request, pk: int, exam: int):
 
 
 def _my_assignment(request, pk: int, tasks):
-    try:   # the Reader role is checked in the same query (one query fewer on every reading request)
-        return selectors.assignment_for_reader(request.user, pk, exams=tasks, in_reader_role=True)
+    """The reader's assignment, with the Reader role checked: from the cached user's roles where they are
+    loaded (no query; joining the groups into the query cost PostgreSQL ~0.5 ms of planning per request),
+    else in the assignment's own query (one query fewer than asking for the groups first)."""
+    known = roles_known(request.user)
+    if known:
+        require_role(request.user, READER, READING_API_IS_FOR_READERS)
+    try:
+        return selectors.assignment_for_reader(request.user, pk, exams=tasks, in_reader_role=not known)
     except ObjectDoesNotExist:
         require_role(request.user, READER, READING_API_IS_FOR_READERS)   # not a reader: 403, as elsewhere
         raise NotFound(f"no case {pk} in your worklists") from None
@@ -171,8 +177,11 @@ def reading_case_api(request, pk: int, tasks=EXAMS):
 
     def open_case():
         services.assignment_open(reader=request.user, assignment=assignment, status=state.status)
-        volume_grants.grant_opened_case(request.user.pk, assignment)
-        return Response(ReadingPayloadSerializer(payloads.reading_payload(assignment, state)).data)
+        series = payloads.reading_series(assignment, state)
+        volume_grants.grant_opened_case(request.user.pk, assignment, series.get(assignment.case_id, []))
+        # the payload is JSON-ready as built (the page embeds the same dict); ReadingPayloadSerializer
+        # documents it in the schema and a test holds the two equal: running it cost ~0.5 ms a request
+        return Response(payloads.reading_payload(assignment, state, series))
 
     return _run(open_case)
 

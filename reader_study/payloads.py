@@ -11,11 +11,12 @@ the two exams of a case cannot be linked through the payload, the volume URLs or
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.urls import get_script_prefix, get_urlconf, reverse
-from django.utils.crypto import salted_hmac
 
 from core.constants import SEQUENCE_CODES
 from inference import saliency_figure
@@ -31,15 +32,27 @@ TAG_SALT = "reader_study.volume-tag"
 _ASSIGNMENT_MARK, _HANDLE_MARK = 987654321, "HANDLE"
 
 
+@functools.lru_cache(maxsize=8)
+def _hmac_key(salt: str, secret: str) -> bytes:
+    """Django's ``salted_hmac`` key for ``salt``, derived once per process (a payload makes some thirty
+    handles and tags, and ``salted_hmac`` derives the key again for each one)."""
+    return hashlib.sha1((salt + secret).encode()).digest()  # noqa: S324 - salted_hmac's own derivation
+
+
+def _salted_hmac(salt: str, value: str) -> str:
+    """``salted_hmac(salt, value).hexdigest()``, with its key derived once (same output: tested)."""
+    return hmac.new(_hmac_key(salt, settings.SECRET_KEY), value.encode(), hashlib.sha1).hexdigest()
+
+
 def series_handle(assignment_pk: int, series_pk: int) -> str:
     """The series' name within one assignment: opaque, stable, meaningless outside that assignment."""
-    return salted_hmac(HANDLE_SALT, f"{assignment_pk}:{series_pk}").hexdigest()[:16]
+    return _salted_hmac(HANDLE_SALT, f"{assignment_pk}:{series_pk}")[:16]
 
 
 def volume_tag(assignment_pk: int, volume_sha256: str) -> str:
     """The volume's version as one assignment sees it (its ETag and ``?v=``): changes with the content,
     differs between assignments."""
-    return salted_hmac(TAG_SALT, f"{assignment_pk}:{volume_sha256}").hexdigest()[:32]
+    return _salted_hmac(TAG_SALT, f"{assignment_pk}:{volume_sha256}")[:32]
 
 
 @functools.lru_cache(maxsize=32)
@@ -212,15 +225,22 @@ def answer_json(answer: Read | DescriptorScore | None) -> dict | None:
             "revision": answer.revision}
 
 
-def reading_payload(assignment: Assignment, state: selectors.ReadingState | None = None) -> dict:
+def reading_series(assignment: Assignment, state: selectors.ReadingState) -> dict[int, list]:
+    """The series of the case and of the next unread one (its volume URLs are prefetched), in one query."""
+    return selectors.cases_series([assignment.case_id, state.next_unread_case], meta_for=[assignment.case_id])
+
+
+def reading_payload(assignment: Assignment, state: selectors.ReadingState | None = None,
+                    series: dict[int, list] | None = None) -> dict:
     """A reader's view of one case of one task. The keys "ai" and "heat_maps" exist only in exam 2.
 
-    ``state``: the case's ``selectors.reading_state`` where the caller computed it for this request. The
-    number of queries does not grow with the worklist: its rows come in one query, both cases' series in one.
+    ``state`` and ``series``: the case's ``selectors.reading_state`` and ``reading_series`` where the caller
+    has them for this request. The number of queries does not grow with the worklist: its rows come in one
+    query, both cases' series in one.
     """
     state = selectors.reading_state(assignment) if state is None else state
     status, upcoming_case = state.status, state.next_unread_case
-    series = selectors.cases_series([assignment.case_id, upcoming_case], meta_for=[assignment.case_id])
+    series = reading_series(assignment, state) if series is None else series
     names = routes(assignment.exam)
     protocol = assignment.study.hanging_protocol or DEFAULT_PROTOCOL
     payload = {

@@ -10,6 +10,7 @@ Every reading task (exam 1, exam 2, the descriptor task = exam 3) is served by t
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from accounts.roles import READER, is_coordinator, is_reader
+from core.compiled_queries import CompiledQuery
 from core.constants import LEIOMYOMA, SEQUENCE_CODES, UNUSED_SEQUENCE
 from imaging.models import Series
 from inference import selectors as inference_selectors
@@ -119,23 +121,38 @@ def last_exam1_read_at(study: Study, reader) -> datetime | None:
     return _exam1_reads(study.pk, reader.pk).aggregate(at=Max("updated_at"))["at"]
 
 
+# The read path's queries run on every reading request: their SQL is built once per process
+# (core.compiled_queries; tests/reader_study/test_reader_study_compiled.py holds them equal to the ORM's).
+@functools.cache
+def _progress_query(with_last_exam1: bool) -> CompiledQuery:
+    def build(study, reader):
+        rows = ExamProgress.objects.filter(study_id=study, reader_id=reader).order_by()
+        if with_last_exam1:
+            latest = (_exam1_reads(OuterRef("study_id"), OuterRef("reader_id")).order_by("-updated_at")
+                      .values("updated_at")[:1])
+            rows = rows.annotate(last_exam1_read_at=Subquery(latest))
+        return rows
+    return CompiledQuery(build)
+
+
 def _progress_rows(study: Study, reader, *, with_last_exam1: bool = False) -> dict[int, ExamProgress]:
     """The reader's ExamProgress rows by exam, in one query; ``with_last_exam1`` adds ``last_exam1_read_at``
     (the washout's start) as a subquery, so exam 2's gate costs no query of its own."""
-    rows = ExamProgress.objects.filter(study_id=study.pk, reader_id=getattr(reader, "pk", reader)).order_by()
-    if with_last_exam1:
-        latest = (_exam1_reads(OuterRef("study_id"), OuterRef("reader_id")).order_by("-updated_at")
-                  .values("updated_at")[:1])
-        rows = rows.annotate(last_exam1_read_at=Subquery(latest))
+    rows = _progress_query(with_last_exam1)(study=study.pk, reader=getattr(reader, "pk", reader))
     return {p.exam: p for p in rows}
+
+
+@functools.cache
+def _worklist_query(exam: int) -> CompiledQuery:
+    return CompiledQuery(lambda study, reader: Assignment.objects.filter(study_id=study, reader_id=reader, exam=exam)
+                         .order_by("position").values("pk", "position", "case_id", "active_seconds",
+                                                      answer=F(f"{ANSWER_RELATION[exam]}__pk")))
 
 
 def _worklist_rows(study: Study, reader, exam: int) -> list[dict]:
     """The reader's worklist for a task as plain rows, in order: one query, a few fields per case; ``answer``
     is the pk of the case's answer (read or descriptor score) or None."""
-    return list(Assignment.objects.filter(study_id=study.pk, reader_id=getattr(reader, "pk", reader), exam=exam)
-                .order_by("position").values("pk", "position", "case_id", "active_seconds",
-                                             answer=F(f"{ANSWER_RELATION[exam]}__pk")))
+    return _worklist_query(exam)(study=study.pk, reader=getattr(reader, "pk", reader))
 
 
 def exam_status(study: Study, reader, exam: int, *, now: datetime | None = None, counts: bool = True,
@@ -208,6 +225,13 @@ def _apply_descriptor_gate(status: ExamStatus, study: Study, exam2: ExamProgress
 
 
 # --- worklists and reading ------------------------------------------------------------------------
+@functools.cache
+def _assignment_query(answers: tuple[str, ...], in_reader_role: bool) -> CompiledQuery:
+    role = {"reader__groups__name": READER} if in_reader_role else {}
+    return CompiledQuery(lambda pk, reader, exams: Assignment.objects.select_related("study", *answers)
+                         .filter(pk=pk, reader_id=reader, exam__in=exams, **role).order_by())
+
+
 def assignment_for_reader(user, pk: int, *, exams=EXAMS, in_reader_role: bool = False) -> Assignment:
     """The reader's own assignment of one of ``exams`` (the tasks the asking page serves) in a non-draft study;
     Assignment.DoesNotExist for anyone else's, and for the reader's own items of the descriptor task while
@@ -217,10 +241,11 @@ def assignment_for_reader(user, pk: int, *, exams=EXAMS, in_reader_role: bool = 
     ``in_reader_role``: also require the Reader role, in the same query (the API checks the role this way
     instead of asking for the user's groups first).
     """
-    role = {"reader__groups__name": READER} if in_reader_role else {}
-    answers = sorted({ANSWER_RELATION[exam] for exam in exams})
-    assignment = Assignment.objects.select_related("study", *answers).get(pk=pk, reader_id=user.pk,
-                                                                           exam__in=exams, **role)
+    answers = tuple(sorted({ANSWER_RELATION[exam] for exam in exams}))
+    found = _assignment_query(answers, in_reader_role)(pk=int(pk), reader=user.pk, exams=tuple(exams))
+    if not found:
+        raise Assignment.DoesNotExist(f"no assignment {pk} of the reader")
+    assignment = found[0]
     if assignment.study.status == Study.Status.DRAFT:
         raise Assignment.DoesNotExist(f"no assignment {pk} in the reader's non-draft studies")
     if assignment.exam == DESCRIPTORS and exam_status(assignment.study, user, DESCRIPTORS,
@@ -338,9 +363,11 @@ def _series_sort_key(series) -> tuple[int, int, int]:
 
 @dataclass(frozen=True)
 class ViewerSeries:
-    """What the viewer and the reading payload read of a series: a read-only row, never a UID or a path.
+    """What the viewer and the reading payload read of a series: a read-only row, never a UID.
 
-    ``meta`` (shape, geometry per slice, rescale, window) is None where it was not asked for."""
+    ``meta`` (shape, geometry per slice, rescale, window) is None where it was not asked for. ``volume_path``
+    stays on the server: the volume grant (``volume_grants``) is built from these rows, so opening a case costs
+    no query of its own for it; payloads copy the client's fields one by one and never this one."""
 
     pk: int
     case_id: int
@@ -352,7 +379,8 @@ class ViewerSeries:
     rows: int
     cols: int
     volume_sha256: str
-    meta: dict | None
+    volume_path: str = field(repr=False)
+    meta: dict | None = None
 
     @property
     def sequence_code(self) -> str:
@@ -360,7 +388,7 @@ class ViewerSeries:
 
 
 _VIEWER_FIELDS = ("pk", "case_id", "series_number", "mapped_code", "override_code", "plane", "n_slices", "rows",
-                  "cols", "volume_sha256")
+                  "cols", "volume_sha256", "volume_path")
 
 
 def _readers_series() -> QuerySet[Series]:
@@ -376,6 +404,18 @@ def case_series(case_id: int) -> list[ViewerSeries]:
     return cases_series([case_id]).get(case_id, [])
 
 
+@functools.lru_cache(maxsize=1024)
+def _parsed_meta(text: str) -> dict:
+    """A series' ``meta`` decoded, kept per text: decoding it (per-slice positions and geometry) was about a
+    seventh of the case API's own time, for a value that changes only when the series is imported again.
+    Shared between requests, so read-only, as ``ViewerSeries`` is (payloads copy what they need from it)."""
+    return json.loads(text)
+
+
+_series_query = CompiledQuery(lambda cases: _readers_series().filter(case_id__in=cases).order_by().annotate(
+    meta_text=Cast("meta", output_field=TextField())).values(*_VIEWER_FIELDS, "meta_text"))
+
+
 def cases_series(case_ids, *, meta_for=None) -> dict[int, list[ViewerSeries]]:
     """``case_series`` for several cases in one query: {case id: its viewable series in order}.
 
@@ -388,11 +428,9 @@ def cases_series(case_ids, *, meta_for=None) -> dict[int, list[ViewerSeries]]:
     if not ids:
         return by_case
     meta_for = set(ids if meta_for is None else meta_for)
-    rows = (_readers_series().filter(case_id__in=ids).order_by()
-            .annotate(meta_text=Cast("meta", output_field=TextField())).values(*_VIEWER_FIELDS, "meta_text"))
-    for row in rows:
+    for row in _series_query(cases=tuple(ids)):
         text = row.pop("meta_text")
-        meta = (json.loads(text) if text else {}) if row["case_id"] in meta_for else None
+        meta = (_parsed_meta(text) if text else {}) if row["case_id"] in meta_for else None
         by_case.setdefault(row["case_id"], []).append(ViewerSeries(**row, meta=meta))
     return {pk: sorted(items, key=_series_sort_key) for pk, items in by_case.items()}
 

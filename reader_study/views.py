@@ -143,8 +143,9 @@ def reading(request, pk: int, tasks=EXAMS):
     except PermissionDenied as exc:
         messages.info(request, str(exc))
         return redirect("reader_study:study_home", pk=assignment.study_id)
-    volume_grants.grant_opened_case(request.user.pk, assignment)
-    payload = payloads.reading_payload(assignment, state)
+    series = payloads.reading_series(assignment, state)
+    volume_grants.grant_opened_case(request.user.pk, assignment, series.get(assignment.case_id, []))
+    payload = payloads.reading_payload(assignment, state, series)
     return render(request, "reader_study/reading.html", {
         "assignment": assignment, "study": assignment.study, "payload": payload, "ai": payload.get("ai"),
         "is_exam2": assignment.exam == 2, "is_descriptors": assignment.exam == DESCRIPTORS,

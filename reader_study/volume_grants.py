@@ -83,11 +83,14 @@ def grant_case(reader_id: int, assignment) -> dict[str, dict]:
     return granted
 
 
-def grant_opened_case(reader_id: int, assignment) -> None:
+def grant_opened_case(reader_id: int, assignment, series: list[selectors.ViewerSeries]) -> None:
     """The page or the case API has just opened the case to its reader: grant its volumes ahead of the
-    viewer's requests (nothing where grants are off: no query; no query either where one is held)."""
-    if enabled() and grant_read(reader_id, assignment.pk) is None:
-        grant_case(reader_id, assignment)
+    viewer's requests. ``series``: the case's viewable series, as the payload read them (``cases_series``
+    applies the same rule as ``case_volumes``), so this asks the database nothing, and the cache once
+    (``cache.add`` keeps a grant already held, or a revocation's marker)."""
+    if enabled():
+        grant_write(reader_id, assignment.pk, {payloads.series_handle(assignment.pk, s.pk): {
+            k: getattr(s, k) for k in VOLUME_FIELDS} for s in series})
 
 
 def grants_revoke(pairs: Iterable[tuple[int, int]]) -> None:

@@ -238,6 +238,37 @@ def test_a_visitor_over_the_anonymous_rate_gets_429(settings):
     assert view(rf.get("/api/open/", REMOTE_ADDR="10.1.2.3")).status_code == 200   # another address
 
 
+class _Scoped(APIView):
+    permission_classes = [AllowAny]
+    throttle_scope = "export"
+
+    def get(self, request):
+        return Response({"ok": True})
+
+
+def test_a_views_scoped_rate_is_counted_apart(settings):
+    _rates(settings, export="2/min")
+    view, rf = _Scoped.as_view(), APIRequestFactory()
+    answers = [view(rf.get("/api/scoped/", REMOTE_ADDR="10.9.9.9")) for _ in range(3)]
+    assert [r.status_code for r in answers] == [200, 200, 429]
+    assert 0 < int(answers[-1]["Retry-After"]) <= 60
+    assert view(rf.get("/api/open/", REMOTE_ADDR="10.9.9.9")).status_code == 429   # per view scope, not path
+    assert _Open.as_view()(rf.get("/api/open/", REMOTE_ADDR="10.9.9.9")).status_code == 200   # no scope
+
+
+def test_the_count_starts_again_in_the_next_window(client, coordinator, settings, monkeypatch):
+    _rates(settings, user="2/min")
+    client.force_login(coordinator)
+    clock = [600.0]                                                # the start of a one-minute window
+    monkeypatch.setattr(throttling.UserRateThrottle, "timer", lambda self: clock[0])
+    assert [client.get("/api/jobs/").status_code for _ in range(3)] == [200, 200, 429]
+    clock[0] = 659.5
+    throttled = client.get("/api/jobs/")
+    assert throttled.status_code == 429 and throttled["Retry-After"] == "1"   # half a second left
+    clock[0] = 660.0
+    assert client.get("/api/jobs/").status_code == 200
+
+
 def test_default_rates_leave_room_for_the_reading_workflow(settings):
     rates = settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]
     count, period = rates["user"].split("/")
@@ -251,7 +282,7 @@ class _DownCache:
     def get(self, *args, **kwargs):
         raise ConnectionError("cache server unreachable")
 
-    set = get
+    set = add = incr = count = get
 
 
 def test_an_unreachable_cache_lets_requests_through(client, coordinator, settings, monkeypatch, caplog):

@@ -45,3 +45,33 @@ def test_the_shared_client_is_safe_across_threads(cache):
         t.join()
     assert errors == []
     assert all(client is clients[0] for client in clients)         # one client served every thread
+
+
+def test_count_counts_in_one_round_trip_and_expires_with_the_window(cache):
+    from core.cache import count
+
+    sent = []
+    client = cache._cache.get_client("w", write=True)
+    real = client.connection_pool.get_connection
+
+    def counting(*args, **kwargs):
+        sent.append(1)
+        return real(*args, **kwargs)
+
+    client.connection_pool.get_connection = counting
+    try:
+        assert [count(cache, "w", 30) for _ in range(3)] == [1, 2, 3]
+    finally:
+        client.connection_pool.get_connection = real
+    assert len(sent) == 3                                    # one connection use (one pipeline) per count
+    assert cache.get("w") == 3                               # Django's get reads the counter
+    assert 0 < client.ttl(cache.make_and_validate_key("w")) <= 30   # set once, not pushed back by each count
+
+
+def test_count_on_another_cache_uses_add_and_incr():
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from core.cache import count
+
+    local = LocMemCache("count-test", {})
+    assert [count(local, "w", 30) for _ in range(3)] == [1, 2, 3]

@@ -1,5 +1,7 @@
 """The leiomyoma descriptor task: its own worklist after exam 2, and the k-of-n consensus onto the cases."""
 
+import json
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
@@ -8,6 +10,7 @@ from factories_reader_study import answer_all, case_with_series, open_study
 from imaging.models import Case
 from reader_study import selectors, services
 from reader_study.models import DESCRIPTORS, Assignment, DescriptorScore, StudyEvent
+from reader_study.serializers import ReadingPayloadSerializer
 
 pytestmark = pytest.mark.django_db
 
@@ -59,6 +62,9 @@ def test_scores_are_stored_once_changes_are_logged(study_setup, reader, coordina
         assert response.status_code == 200
     score = DescriptorScore.objects.get(assignment=item)
     assert (score.assignment.reader, score.assignment.case_id, score.degeneration) == (reader, item.case_id, False)
+    sent = client.get(f"/api/reading/descriptors/{item.pk}/").json()       # sent without the serializer
+    assert sent["score"] == {"degeneration": False, "irregular_margin": False}
+    assert sent == json.loads(json.dumps(ReadingPayloadSerializer(sent).data))
     assert StudyEvent.objects.filter(study=study, action="descriptor_scored").count() == 2
     with pytest.raises(ValidationError):
         services.descriptor_score_submit(reader=reader, assignment=item, degeneration="yes",

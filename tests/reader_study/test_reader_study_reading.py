@@ -11,6 +11,7 @@ from core.constants import SARCOMA
 from factories_reader_study import answer_all, move_washout, opened_ago, pattern_stack
 from reader_study import selectors, services
 from reader_study.models import Read
+from reader_study.serializers import ReadingPayloadSerializer
 
 pytestmark = pytest.mark.django_db
 
@@ -260,3 +261,51 @@ def test_a_finished_exams_worklist_shows_the_readers_own_calls_read_only_and_no_
     for value in _ai_values(study_setup):
         assert value not in page, value
     assert client.get(f"/studies/{study.pk}/exam/2/").status_code == 302             # exam 2: in the washout
+
+
+def _as_json(value):
+    return json.loads(json.dumps(value))
+
+
+def test_the_case_api_sends_the_payload_exactly_as_its_schema_serializer_would(client, study_setup, reader,
+                                                                             coordinator):
+    """The case API returns the payload without running ReadingPayloadSerializer (a speed-up): the serializer
+    that documents it must give the same JSON, in exam 1 (answered and not) and in exam 2 with the AI."""
+    study = study_setup["study"]
+    client.force_login(reader)
+    first, second = selectors.worklist(study, reader, 1)[:2]
+    client.post(f"/api/reading/{first.pk}/read/", {"call": SARCOMA, "confidence": 70},
+                content_type="application/json")
+    seen = [client.get(f"/api/reading/{pk}/").json() for pk in (first.pk, second.pk)]
+    _exam2_open(study, reader, coordinator)
+    seen.append(client.get(f"/api/reading/{selectors.worklist(study, reader, 2).first().pk}/").json())
+    for sent in seen:
+        assert sent == _as_json(ReadingPayloadSerializer(sent).data)
+    assert seen[0]["read"]["confidence"] == 70 and seen[1]["read"] is None
+    assert seen[2]["ai"]["likelihood"] is not None and seen[2]["series"]
+
+
+def test_handles_and_tags_are_djangos_salted_hmac_with_the_key_derived_once(settings):
+    from django.utils.crypto import salted_hmac
+
+    from reader_study import payloads
+
+    for secret in ("first-secret-" * 4, "second-secret-" * 4):     # a changed secret gives other handles
+        settings.SECRET_KEY = secret
+        assert payloads.series_handle(12, 345) == salted_hmac(payloads.HANDLE_SALT, "12:345").hexdigest()[:16]
+        assert payloads.volume_tag(12, "ab" * 32) == \
+            salted_hmac(payloads.TAG_SALT, f"12:{'ab' * 32}").hexdigest()[:32]
+    assert payloads.series_handle(12, 345) != payloads.series_handle(13, 345)
+
+
+def test_series_meta_is_decoded_once_and_left_as_it_was_by_the_page_and_the_api(client, study_setup, reader):
+    import copy
+
+    client.force_login(reader)
+    a = selectors.worklist(study_setup["study"], reader, 1).first()
+    before = copy.deepcopy([s.meta for s in selectors.cases_series([a.case_id])[a.case_id]])
+    hits = selectors._parsed_meta.cache_info().hits
+    for url in (f"/reading/{a.pk}/", f"/api/reading/{a.pk}/", f"/api/reading/{a.pk}/"):
+        assert client.get(url).status_code == 200
+    assert selectors._parsed_meta.cache_info().hits >= hits + 3 * len(before)      # decoded once, then kept
+    assert [s.meta for s in selectors.cases_series([a.case_id])[a.case_id]] == before
