@@ -24,9 +24,11 @@ tests run through it.
 from __future__ import annotations
 
 import copy
+import functools
 import threading
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
@@ -47,6 +49,7 @@ class _Template:
     params: tuple
     slots: tuple[tuple[int, str, int | None], ...]    # (parameter index, argument, index in its tuple)
     compiler_state: dict
+    converters: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)   # per connection
 
 
 class CompiledQuery:
@@ -125,6 +128,15 @@ def _params(template: _Template, values: dict) -> tuple:
     return tuple(params)
 
 
+def _converters(template: _Template, compiler, expressions) -> dict:
+    """The columns' converters (JSON decoding, the backend's own), worked out once per database connection:
+    the same columns every time, and a converter may be bound to its connection."""
+    found = template.converters.get(compiler.connection)
+    if found is None:
+        found = template.converters[compiler.connection] = type(compiler).get_converters(compiler, expressions)
+    return found
+
+
 def _bound(template: _Template, values: dict) -> QuerySet:
     """A queryset like the template's whose compiler answers the stored SQL with ``values`` in place: Django's
     iterables then run it and build the rows as usual. (QuerySet._clone would copy the query's whole tree;
@@ -136,6 +148,7 @@ def _bound(template: _Template, values: dict) -> QuerySet:
         compiler = type(query).get_compiler(query, using=using, connection=connection, elide_empty=elide_empty)
         compiler.__dict__.update(template.compiler_state)
         compiler.as_sql = lambda *args, **kwargs: (sql, params)
+        compiler.get_converters = functools.partial(_converters, template, compiler)
         return compiler
 
     query.get_compiler = get_compiler

@@ -255,8 +255,7 @@ def answer_submit_api(request, pk: int, tasks=EXAMS):
 
     def store():
         answer = submit(reader=request.user, assignment=assignment, **data)
-        upcoming = selectors.next_assignment(assignment)
-        return Response(result({**payloads.answer_json(answer), "next_unread": upcoming.pk if upcoming else None})
+        return Response(result({**payloads.answer_json(answer), "next_unread": selectors.next_unread(assignment)})
                         .data)
 
     return _run(store)

@@ -307,10 +307,25 @@ def reading_state(assignment: Assignment, *, now: datetime | None = None) -> Rea
     after = [r for r in rows if r["position"] > assignment.position]
     state.previous = before[-1]["pk"] if before else None
     state.following = after[0]["pk"] if after else None
-    unread = [r for r in after + before if r["answer"] is None and r["pk"] != assignment.pk]
-    if unread:
-        state.next_unread, state.next_unread_case = unread[0]["pk"], unread[0]["case_id"]
+    upcoming = _next_unread_row(rows, assignment)
+    if upcoming:
+        state.next_unread, state.next_unread_case = upcoming["pk"], upcoming["case_id"]
     return state
+
+
+def _next_unread_row(rows: list[dict], assignment: Assignment) -> dict | None:
+    """``next_assignment``'s answer among the worklist's rows: the first unanswered case after this one by
+    position, wrapping round to earlier ones."""
+    after = [r for r in rows if r["position"] > assignment.position]
+    before = [r for r in rows if r["position"] < assignment.position]
+    return next((r for r in after + before if r["answer"] is None and r["pk"] != assignment.pk), None)
+
+
+def next_unread(assignment: Assignment) -> int | None:
+    """The pk of ``next_assignment`` (where the reader goes after answering), from the worklist's rows: one
+    query whose SQL is built once (the answer endpoint runs this after every answer)."""
+    upcoming = _next_unread_row(_worklist_rows(assignment.study, assignment.reader_id, assignment.exam), assignment)
+    return upcoming["pk"] if upcoming else None
 
 
 def ai_result_for(assignment: Assignment) -> CaseAIResult | None:

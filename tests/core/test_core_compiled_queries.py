@@ -63,3 +63,12 @@ def test_a_value_folded_into_the_sql_is_refused():
     ignored = CompiledQuery(lambda pk: User.objects.all())
     with pytest.raises(ValueError, match="must reach the SQL as a parameter"):
         ignored(pk=1)
+
+
+def test_converters_worked_out_once_still_convert_every_call():
+    users, _ = _users(3)
+    joined = CompiledQuery(lambda pk: User.objects.filter(pk=pk).values("date_joined", "is_active"))
+    for user in users * 2:                                     # the second round uses the kept converters
+        [row] = joined(pk=user.pk)
+        assert row == User.objects.filter(pk=user.pk).values("date_joined", "is_active").get()
+        assert row["date_joined"].tzinfo is not None and row["is_active"] is True

@@ -130,7 +130,7 @@ def test_reading_state_agrees_with_the_single_selectors(larger, reader):
         assert state.status.seconds_per_case == status.seconds_per_case
         assert state.previous == (previous.pk if previous else None)
         assert state.following == (following.pk if following else None)
-        assert state.next_unread == (upcoming.pk if upcoming else None)
+        assert state.next_unread == (upcoming.pk if upcoming else None) == selectors.next_unread(a)
         assert state.next_unread_case == (upcoming.case_id if upcoming else None)
 
 

@@ -177,6 +177,7 @@ def test_resume_opens_the_first_unanswered_case_in_the_stored_order(study_setup,
     assert selectors.resume_assignment(study, reader, 1) == items[1]
     assert selectors.next_assignment(items[1]) == items[3]
     assert selectors.next_assignment(items[3]) == items[1]         # wraps round to earlier unanswered ones
+    assert [selectors.next_unread(items[i]) for i in (1, 3)] == [items[3].pk, items[1].pk]   # the answer API's
 
 
 # --- exams and washout -------------------------------------------------------------------------------
