@@ -26,6 +26,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
+from django.db import transaction
 
 USER_CACHE_SECONDS = 60
 _KEY = "accounts.user.v1.{}"
@@ -37,9 +38,17 @@ def user_cache_key(user_id) -> str:
 
 
 def user_cache_clear(user_id) -> None:
-    """Forget the cached copy of one user (the next request reads the database again)."""
+    """Forget the cached copy of one user (the next request reads the database again), now and, inside a
+    transaction, once more when it commits: a request that read the user between the change and the commit
+    would otherwise have stored the old row and roles for the whole minute."""
     if not getattr(settings, "USER_CACHE", False):
         return
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(lambda: _forget(user_id))
+    _forget(user_id)
+
+
+def _forget(user_id) -> None:
     try:
         cache.delete(user_cache_key(user_id))
     except Exception as exc:  # noqa: BLE001 - any cache failure: the entry expires by itself

@@ -40,7 +40,9 @@ class SharedClientRedisCache(RedisCache):
         """Add one to the counter ``key`` (created at 0 with ``timeout`` seconds to live) and return it."""
         key = self.make_and_validate_key(key)
         client = self._cache.get_client(key, write=True)
-        _, value = client.pipeline(transaction=False).set(key, 0, ex=timeout, nx=True).incr(key).execute()
+        # MULTI/EXEC: still one round trip, and the key cannot expire between the two (an INCR alone would
+        # create it again without an expiry)
+        _, value = client.pipeline(transaction=True).set(key, 0, ex=timeout, nx=True).incr(key).execute()
         return value
 
 

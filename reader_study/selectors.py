@@ -122,7 +122,7 @@ def last_exam1_read_at(study: Study, reader) -> datetime | None:
 
 
 # The read path's queries run on every reading request: their SQL is built once per process
-# (core.compiled_queries; tests/reader_study/test_reader_study_compiled.py holds them equal to the ORM's).
+# (core.compiled_queries; tests/reader_study/test_reader_study_queries.py holds them equal to the ORM's).
 @functools.cache
 def _progress_query(with_last_exam1: bool) -> CompiledQuery:
     def build(study, reader):
@@ -241,8 +241,10 @@ def assignment_for_reader(user, pk: int, *, exams=EXAMS, in_reader_role: bool = 
     ``in_reader_role``: also require the Reader role, in the same query (the API checks the role this way
     instead of asking for the user's groups first).
     """
+    if not 0 < pk < 2**63:      # no such key (the ORM folded such a value away; SQLite would overflow on it)
+        raise Assignment.DoesNotExist(f"no assignment {pk}")
     answers = tuple(sorted({ANSWER_RELATION[exam] for exam in exams}))
-    found = _assignment_query(answers, in_reader_role)(pk=int(pk), reader=user.pk, exams=tuple(exams))
+    found = _assignment_query(answers, in_reader_role)(pk=pk, reader=user.pk, exams=tuple(exams))
     if not found:
         raise Assignment.DoesNotExist(f"no assignment {pk} of the reader")
     assignment = found[0]
@@ -419,11 +421,19 @@ def case_series(case_id: int) -> list[ViewerSeries]:
     return cases_series([case_id]).get(case_id, [])
 
 
-@functools.lru_cache(maxsize=1024)
+_META_KEPT_CHARS = 16_384      # a series of some hundred slices; a longer (dynamic) one is decoded each time
+
+
 def _parsed_meta(text: str) -> dict:
     """A series' ``meta`` decoded, kept per text: decoding it (per-slice positions and geometry) was about a
     seventh of the case API's own time, for a value that changes only when the series is imported again.
-    Shared between requests, so read-only, as ``ViewerSeries`` is (payloads copy what they need from it)."""
+    Shared between requests, so read-only, as ``ViewerSeries`` is (payloads copy what they need from it).
+    Bounded: at most 512 texts of up to ``_META_KEPT_CHARS`` each, some tens of MB per process at worst."""
+    return _kept_meta(text) if len(text) <= _META_KEPT_CHARS else json.loads(text)
+
+
+@functools.lru_cache(maxsize=512)
+def _kept_meta(text: str) -> dict:
     return json.loads(text)
 
 

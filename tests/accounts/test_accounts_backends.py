@@ -108,3 +108,17 @@ def test_while_the_cache_is_down_the_user_comes_from_the_database(client, signed
     signed_in.groups.set([Group.objects.get(name=roles.COORDINATOR)])     # clearing fails: logged, not raised
     assert client.get("/reader/").status_code == 403                     # the database's answer
     assert "user cache unreachable" in caplog.text and "not cleared" in caplog.text
+
+
+def test_a_copy_stored_while_the_change_was_uncommitted_is_cleared_at_commit(signed_in, shared_cache,
+                                                                            django_capture_on_commit_callbacks):
+    """A request that read the user between a role change and its commit would store the old roles for the
+    minute: the clearing runs again when the change commits."""
+    key = user_cache_key(signed_in.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        signed_in.groups.clear()                                   # cleared now ...
+        stale = backends.CachedUserBackend().get_user(signed_in.pk)     # ... another request stores a copy
+        stale._role_names = {roles.READER}
+        shared_cache.set(key, stale, 60)
+        assert shared_cache.get(key) is not None
+    assert shared_cache.get(key) is None                           # ... and it is gone once the change commits

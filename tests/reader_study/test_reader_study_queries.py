@@ -297,3 +297,12 @@ def test_the_read_paths_compiled_queries_give_what_the_orm_gives(study_setup, re
         p.exam: (p.pk, p.started_at, p.finished_at) for p in ExamProgress.objects.filter(study=study, reader=reader)}
     with pytest.raises(Assignment.DoesNotExist):
         selectors.assignment_for_reader(reader, a.pk, exams=(2,))            # an exam-1 case asked as exam 2
+
+
+def test_a_key_beyond_any_id_is_not_found_on_every_backend(client, study_setup, reader):
+    """The compiled assignment query takes the URL's integer as is: one no key can reach is answered 404 (the
+    ORM folded it away; SQLite would overflow on it)."""
+    client.force_login(reader)
+    for url in ("/reading/{}/", "/api/reading/{}/", "/api/reading/{}/time/"):
+        method = client.post if url.endswith("time/") else client.get
+        assert method(url.format(2**64), content_type="application/json").status_code == 404

@@ -304,8 +304,8 @@ def test_series_meta_is_decoded_once_and_left_as_it_was_by_the_page_and_the_api(
     client.force_login(reader)
     a = selectors.worklist(study_setup["study"], reader, 1).first()
     before = copy.deepcopy([s.meta for s in selectors.cases_series([a.case_id])[a.case_id]])
-    hits = selectors._parsed_meta.cache_info().hits
+    hits = selectors._kept_meta.cache_info().hits
     for url in (f"/reading/{a.pk}/", f"/api/reading/{a.pk}/", f"/api/reading/{a.pk}/"):
         assert client.get(url).status_code == 200
-    assert selectors._parsed_meta.cache_info().hits >= hits + 3 * len(before)      # decoded once, then kept
+    assert selectors._kept_meta.cache_info().hits >= hits + 3 * len(before)      # decoded once, then kept
     assert [s.meta for s in selectors.cases_series([a.case_id])[a.case_id]] == before
