@@ -62,6 +62,15 @@ class CompiledQuery:
 
     def __call__(self, **values) -> list:
         """The rows (model instances or dicts, as ``build``'s queryset gives them) for these values."""
+        return list(_bound(self._template(values), values))
+
+    def sql(self, **values) -> tuple[str, tuple]:
+        """The SQL and parameters a call with ``values`` runs (for tests: they equal the ORM's own)."""
+        template = self._template(values)
+        return template.sql, _params(template, values)
+
+    def _template(self, values: dict) -> _Template:
+        """The compiled template for the shape of ``values``, compiled on its first use."""
         shape = tuple(sorted((name, len(v) if isinstance(v, tuple) else None) for name, v in values.items()))
         key = (connections["default"].vendor, shape)
         template = self._templates.get(key)
@@ -69,14 +78,7 @@ class CompiledQuery:
             with self._lock:
                 template = self._templates.get(key) or self._compile(shape)
                 self._templates[key] = template
-        return list(_bound(template, values))
-
-    def sql(self, **values) -> tuple[str, tuple]:
-        """The SQL and parameters a call with ``values`` runs (for tests: they equal the ORM's own)."""
-        self(**values)
-        shape = tuple(sorted((name, len(v) if isinstance(v, tuple) else None) for name, v in values.items()))
-        template = self._templates[(connections["default"].vendor, shape)]
-        return template.sql, _params(template, values)
+        return template
 
     def _compile(self, shape) -> _Template:
         first, second = (self._compile_with(shape, base) for base in _MARKS)

@@ -305,28 +305,32 @@ def reading_state(assignment: Assignment, *, now: datetime | None = None) -> Rea
     rows = _worklist_rows(assignment.study, assignment.reader_id, assignment.exam)
     state = ReadingState(status=exam_status(assignment.study, assignment.reader_id, assignment.exam, now=now,
                                             rows=rows))
-    before = [r for r in rows if r["position"] < assignment.position]
-    after = [r for r in rows if r["position"] > assignment.position]
+    before, after = _around(rows, assignment)
     state.previous = before[-1]["pk"] if before else None
     state.following = after[0]["pk"] if after else None
-    upcoming = _next_unread_row(rows, assignment)
+    upcoming = _next_unread_row(before, after, assignment)
     if upcoming:
         state.next_unread, state.next_unread_case = upcoming["pk"], upcoming["case_id"]
     return state
 
 
-def _next_unread_row(rows: list[dict], assignment: Assignment) -> dict | None:
+def _around(rows: list[dict], assignment: Assignment) -> tuple[list[dict], list[dict]]:
+    """The worklist's rows before and after ``assignment``, by position."""
+    return ([r for r in rows if r["position"] < assignment.position],
+            [r for r in rows if r["position"] > assignment.position])
+
+
+def _next_unread_row(before: list[dict], after: list[dict], assignment: Assignment) -> dict | None:
     """``next_assignment``'s answer among the worklist's rows: the first unanswered case after this one by
     position, wrapping round to earlier ones."""
-    after = [r for r in rows if r["position"] > assignment.position]
-    before = [r for r in rows if r["position"] < assignment.position]
     return next((r for r in after + before if r["answer"] is None and r["pk"] != assignment.pk), None)
 
 
 def next_unread(assignment: Assignment) -> int | None:
     """The pk of ``next_assignment`` (where the reader goes after answering), from the worklist's rows: one
     query whose SQL is built once (the answer endpoint runs this after every answer)."""
-    upcoming = _next_unread_row(_worklist_rows(assignment.study, assignment.reader_id, assignment.exam), assignment)
+    rows = _worklist_rows(assignment.study, assignment.reader_id, assignment.exam)
+    upcoming = _next_unread_row(*_around(rows, assignment), assignment)
     return upcoming["pk"] if upcoming else None
 
 
@@ -458,12 +462,6 @@ def cases_series(case_ids, *, meta_for=None) -> dict[int, list[ViewerSeries]]:
         meta = (_parsed_meta(text) if text else {}) if row["case_id"] in meta_for else None
         by_case.setdefault(row["case_id"], []).append(ViewerSeries(**row, meta=meta))
     return {pk: sorted(items, key=_series_sort_key) for pk, items in by_case.items()}
-
-
-def case_volumes(case_id: int, fields: tuple[str, ...]) -> list[dict]:
-    """The viewable series of a case as plain rows of ``pk`` and ``fields`` (one query, no JSON decoded: the
-    readers' volume endpoint asks this several times per case and picks the series its handle names)."""
-    return list(_readers_series().filter(case_id=case_id).order_by().values("pk", *fields))
 
 
 def default_viewports(series: list[ViewerSeries], protocol=DEFAULT_PROTOCOL) -> list[int]:

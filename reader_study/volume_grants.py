@@ -74,23 +74,25 @@ def grant_write(reader_id: int, assignment_pk: int, series_by_handle: dict[str, 
         pass
 
 
-def grant_case(reader_id: int, assignment) -> dict[str, dict]:
-    """Store and return the grant of ``assignment``'s case: its viewable series by handle (one query). Only
-    after the full check: the assignment is the reader's, and its task is open to them."""
-    granted = {payloads.series_handle(assignment.pk, row["pk"]): {k: row[k] for k in VOLUME_FIELDS}
-               for row in selectors.case_volumes(assignment.case_id, VOLUME_FIELDS)}
+def grant_case(reader_id: int, assignment, series: list[selectors.ViewerSeries] | None = None) -> dict[str, dict]:
+    """Store and return the grant of ``assignment``'s case: its viewable series by handle. Only after the full
+    check: the assignment is the reader's, and its task is open to them. ``series``: the case's viewable
+    series where the caller has read them already (the page and the case API: their payload's), else read
+    here (one query)."""
+    if series is None:
+        series = selectors.cases_series([assignment.case_id], meta_for=[]).get(assignment.case_id, [])
+    granted = {payloads.series_handle(assignment.pk, s.pk): {k: getattr(s, k) for k in VOLUME_FIELDS}
+               for s in series}
     grant_write(reader_id, assignment.pk, granted)
     return granted
 
 
 def grant_opened_case(reader_id: int, assignment, series: list[selectors.ViewerSeries]) -> None:
     """The page or the case API has just opened the case to its reader: grant its volumes ahead of the
-    viewer's requests. ``series``: the case's viewable series, as the payload read them (``cases_series``
-    applies the same rule as ``case_volumes``), so this asks the database nothing, and the cache once
-    (``cache.add`` keeps a grant already held, or a revocation's marker)."""
+    viewer's requests, from the series its payload read (no query; one ``cache.add``, which keeps a grant
+    already held, or a revocation's marker). Nothing where grants are off."""
     if enabled():
-        grant_write(reader_id, assignment.pk, {payloads.series_handle(assignment.pk, s.pk): {
-            k: getattr(s, k) for k in VOLUME_FIELDS} for s in series})
+        grant_case(reader_id, assignment, series)
 
 
 def grants_revoke(pairs: Iterable[tuple[int, int]]) -> None:
